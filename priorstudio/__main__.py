@@ -1,0 +1,8 @@
+"""`python -m priorstudio` is the same as the `priorstudio` command."""
+
+import sys
+
+from priorstudio.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

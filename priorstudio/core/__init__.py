@@ -1,0 +1,1 @@
+"""The engine: operators, denoisers, samplers, metrics, image I/O. No Qt imports in here."""

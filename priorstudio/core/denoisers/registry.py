@@ -1,0 +1,148 @@
+"""Bundled weights by name, loaded safely.
+
+A weights file is a plain dict saved with ``torch.save`` and read with ``weights_only=True`` — only
+tensors, numbers, strings, lists and dicts; a file that tries to unpickle code is refused. Layout:
+
+    {"format": "priorstudio-denoiser", "format_version": 1, "arch": "unet" | "bfcnn",
+     "arch_config": {...}, "state_dict": {...}, "training": {...}, "validation": {...}}
+"""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from priorstudio.core.denoisers.architectures import ARCHITECTURES, build_network
+from priorstudio.core.denoisers.inference import Denoiser
+from priorstudio.core.errors import WeightsError
+from priorstudio.resources import resources_dir
+
+FORMAT = "priorstudio-denoiser"
+FORMAT_VERSION = 1
+
+
+def models_dir() -> Path:
+    return resources_dir() / "models"
+
+
+def available_models() -> dict[str, Path]:
+    """Bundled model names (file stems) → paths, e.g. ``{"unet-gray": …/unet-gray.pt}``."""
+    folder = models_dir()
+    if not folder.is_dir():
+        return {}
+    return {p.stem: p for p in sorted(folder.glob("*.pt"))}
+
+
+def default_model_name(channels: int) -> str:
+    """The bundled model used when none is named: the gray or the color one."""
+    wanted = "gray" if channels == 1 else "color"
+    names = [n for n in available_models() if n.endswith(wanted)]
+    if not names:
+        raise WeightsError(f"no bundled {wanted} denoiser found in {models_dir()}")
+    preferred = [n for n in names if n.startswith("unet")]
+    return (preferred or names)[0]
+
+
+def pack_weights(net: nn.Module, **metadata: Any) -> dict[str, Any]:
+    """The dict that :func:`save_weights` writes: architecture, config, weights and metadata."""
+    arch = getattr(net, "arch_name", None)
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"cannot save a network of unknown architecture {type(net).__name__}")
+    state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "arch": arch,
+        "arch_config": dict(net.config),  # type: ignore[arg-type]
+        "state_dict": state,
+        **metadata,
+    }
+
+
+def save_weights(path: str | Path, net: nn.Module, **metadata: Any) -> None:
+    """Write a weights file atomically (temporary file, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(pack_weights(net, **metadata), tmp)
+    tmp.replace(path)
+
+
+def load_weights_file(path: str | Path) -> dict[str, Any]:
+    """Read and validate a weights file; raise :class:`WeightsError` with a clear message otherwise."""
+    path = Path(path)
+    if not path.exists():
+        raise WeightsError(f"weights file not found: {path}")
+    if path.stat().st_size == 0:
+        raise WeightsError(f"weights file is empty: {path}")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise WeightsError(
+            f"refused to load {path.name}: it contains objects other than plain weights "
+            f"(only tensors, numbers and strings are accepted). Details: {str(exc).splitlines()[0]}"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError) as exc:
+        raise WeightsError(f"weights file {path.name} is corrupt or truncated ({type(exc).__name__}: {exc})") from None
+    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+        raise WeightsError(f"{path.name} is not a PriorStudio denoiser file (missing format tag '{FORMAT}')")
+    if blob.get("format_version") != FORMAT_VERSION:
+        raise WeightsError(f"{path.name} has format version {blob.get('format_version')}, expected {FORMAT_VERSION}")
+    if blob.get("arch") not in ARCHITECTURES:
+        raise WeightsError(f"{path.name} names an unknown architecture {blob.get('arch')!r}")
+    if not isinstance(blob.get("state_dict"), dict) or not isinstance(blob.get("arch_config"), dict):
+        raise WeightsError(f"{path.name} lacks its weights or architecture configuration")
+    return blob
+
+
+def network_from_blob(blob: dict[str, Any], source: str = "weights") -> nn.Module:
+    """Build the network a weights dict describes and load its weights, strictly."""
+    try:
+        net = build_network(blob["arch"], blob["arch_config"])
+    except (TypeError, ValueError) as exc:
+        raise WeightsError(f"{source}: invalid architecture configuration ({exc})") from None
+    try:
+        net.load_state_dict(blob["state_dict"], strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0]
+        raise WeightsError(f"{source}: weights do not match the architecture ({first})") from None
+    return net.eval()
+
+
+def load_denoiser(
+    name_or_path: str | Path | None = None,
+    *,
+    channels: int | None = None,
+    fast: bool = True,
+    device: torch.device | str | None = None,
+) -> Denoiser:
+    """Load a bundled model by name (``"unet-gray"``) or any weights file by path.
+
+    With no name, the default bundled model for ``channels`` (1 or 3) is used. If ``channels`` is given and
+    the model was trained for a different number of channels, the load is refused.
+    """
+    if name_or_path is None:
+        name_or_path = default_model_name(channels or 1)
+    bundled = available_models()
+    key = str(name_or_path)
+    if key in bundled:
+        path = bundled[key]
+    else:
+        path = Path(key)
+        if not path.exists() and path.suffix != ".pt":
+            known = ", ".join(bundled) or "none"
+            raise WeightsError(f"unknown model {key!r}: not a bundled model ({known}) and not a file")
+    blob = load_weights_file(path)
+    net = network_from_blob(blob, source=path.name)
+    if channels is not None and net.channels != channels:  # type: ignore[attr-defined]
+        raise WeightsError(
+            f"model {path.stem} works on {net.channels}-channel images, but the image has {channels} "  # type: ignore[attr-defined]
+            "channel(s); pick a gray model for gray images and a color model for color ones"
+        )
+    info = {k: blob[k] for k in ("training", "validation", "description") if k in blob}
+    return Denoiser(net, name=path.stem, fast=fast, device=device, info=info)

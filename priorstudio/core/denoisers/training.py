@@ -1,0 +1,342 @@
+"""Train a blind, bias-free denoiser from a folder of images.
+
+Recipe (ALGORITHMS.md §1): random patches with scale/flip/rotation augmentation; σ drawn per patch from
+U[0, σ_max] and never shown to the network (blind); MSE between D(x + σz) and x; Adam with cosine decay.
+Checkpoints (every few minutes, on Ctrl-C/SIGTERM and at the end) hold everything needed to resume
+bit-for-bit: weights, optimizer, step, RNG state. They load with ``weights_only=True`` like any weights file.
+
+Data-parallel training uses PyTorch's own engine: run under ``torchrun --nproc_per_node=N`` and each rank
+draws its own patches, gradients are averaged by DistributedDataParallel (gloo on CPU, nccl on GPUs);
+rank 0 validates and writes files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import Tensor, nn
+
+from priorstudio.core.denoisers.architectures import build_network, count_parameters
+from priorstudio.core.denoisers.inference import cpu_has_fast_bf16
+from priorstudio.core.denoisers.registry import pack_weights
+from priorstudio.core.errors import ParameterError
+from priorstudio.core.progress import ProgressBar, format_seconds
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+VALIDATION_SIGMAS = (15, 25, 50)
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run; saved inside every checkpoint and weights file."""
+
+    data_dir: str
+    out: str
+    channels: int = 1
+    arch: str = "unet"
+    arch_config: dict[str, Any] = field(default_factory=lambda: {"widths": [32, 64, 128, 256]})
+    val_dir: str | None = None
+    val_split: int = 4  # hold out this many training images for validation when no val_dir is given
+    patch: int = 64
+    batch: int = 16
+    steps: int = 6000
+    lr: float = 1e-3
+    lr_min: float = 1e-5
+    warmup: int = 100
+    sigma_max: float = 0.4
+    scales: tuple[float, ...] = (1.0, 0.9, 0.8, 0.7)
+    seed: int = 0
+    steps_per_epoch: int = 500
+    checkpoint_minutes: float = 5.0
+    bf16: bool | None = None  # None: autocast where the CPU has native bf16
+    threads: int | None = None
+
+    def validate(self) -> None:
+        if self.channels not in (1, 3):
+            raise ParameterError("channels must be 1 (gray) or 3 (color)")
+        if self.patch < 16 or self.batch < 1 or self.steps < 1:
+            raise ParameterError("patch must be ≥ 16, batch and steps ≥ 1")
+        if not 0 < self.sigma_max <= 1:
+            raise ParameterError("sigma_max must be in (0, 1]")
+        if not 0 < self.lr_min <= self.lr:
+            raise ParameterError("need 0 < lr_min ≤ lr")
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ParameterError(f"not a folder: {folder}")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise ParameterError(f"no images found in {folder}")
+    return files
+
+
+def data_hash(files: list[Path]) -> str:
+    """SHA-256 over the names and contents of the training files: which data made these weights."""
+    h = hashlib.sha256()
+    for p in files:
+        h.update(p.name.encode())
+        h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def _read(path: Path, channels: int) -> np.ndarray:
+    """uint8 (H, W, C) array; training data is read once and kept compact in memory."""
+    with Image.open(path) as im:
+        im = im.convert("L" if channels == 1 else "RGB")
+        arr = np.asarray(im, dtype=np.uint8)
+    return arr[:, :, None] if arr.ndim == 2 else arr
+
+
+class PatchSampler:
+    """Draws augmented patches from images held in memory as uint8, at several scales."""
+
+    def __init__(self, images: list[np.ndarray], patch: int, scales: tuple[float, ...]) -> None:
+        self.patch = patch
+        self.pool: list[Tensor] = []
+        for arr in images:
+            base = Image.fromarray(arr.squeeze(-1) if arr.shape[-1] == 1 else arr)
+            for s in scales:
+                w, h = max(1, round(base.width * s)), max(1, round(base.height * s))
+                if min(w, h) < patch:
+                    continue
+                im = base if s == 1.0 else base.resize((w, h), Image.BICUBIC)
+                a = np.asarray(im, dtype=np.uint8)
+                a = a[:, :, None] if a.ndim == 2 else a
+                self.pool.append(torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1))))
+        if not self.pool:
+            raise ParameterError(f"no training image is at least {patch}×{patch} pixels")
+
+    def sample(self, batch: int, gen: torch.Generator) -> Tensor:
+        p = self.patch
+        out = []
+        idx = torch.randint(len(self.pool), (batch,), generator=gen).tolist()
+        for i in idx:
+            img = self.pool[i]
+            _, h, w = img.shape
+            y = int(torch.randint(h - p + 1, (1,), generator=gen))
+            x = int(torch.randint(w - p + 1, (1,), generator=gen))
+            patch = img[:, y : y + p, x : x + p]
+            k = int(torch.randint(8, (1,), generator=gen))
+            patch = torch.rot90(patch, k % 4, dims=(1, 2))
+            if k >= 4:
+                patch = patch.flip(2)
+            out.append(patch)
+        return torch.stack(out).float().div_(255.0)
+
+
+def _lr_at(step: int, cfg: TrainConfig) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    progress = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
+    return cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * progress))
+
+
+def psnr(x: Tensor, ref: Tensor) -> float:
+    mse = F.mse_loss(x.clamp(0, 1), ref).item()
+    return 10 * math.log10(1.0 / max(mse, 1e-12))
+
+
+@torch.no_grad()
+def validate(net: nn.Module, images: list[Tensor], sigmas=VALIDATION_SIGMAS, seed: int = 1234) -> dict[str, float]:
+    """Mean PSNR (dB) of blind denoising at each σ (0–255 scale) over the validation images."""
+    was_training = net.training
+    net.eval()
+    gen = torch.Generator().manual_seed(seed)
+    result = {}
+    for s in sigmas:
+        vals = []
+        for img in images:
+            x = img.unsqueeze(0)
+            y = x + (s / 255.0) * torch.randn(x.shape, generator=gen)
+            vals.append(psnr(net(y), x))
+        result[f"psnr_{s}"] = float(np.mean(vals))
+    net.train(was_training)
+    return result
+
+
+def _dist_info() -> tuple[int, int]:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def _init_distributed() -> bool:
+    """Join the process group when launched by torchrun (WORLD_SIZE > 1)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or torch.distributed.is_initialized():
+        return False
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    torch.distributed.init_process_group(backend=backend)
+    return True
+
+
+def checkpoint_path(out: str | Path) -> Path:
+    out = Path(out)
+    return out.with_name(out.stem + ".ckpt.pt")
+
+
+def train(
+    cfg: TrainConfig,
+    *,
+    resume: bool = False,
+    log: Callable[[str], None] = print,
+    show_progress: bool = True,
+) -> dict[str, Any]:
+    """Run (or resume) a training run; writes ``cfg.out`` (weights) and its checkpoint. Returns a summary."""
+    cfg.validate()
+    started_group = _init_distributed()
+    rank, world = _dist_info()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))) if torch.cuda.is_available() else torch.device("cpu")
+    bf16 = cfg.bf16 if cfg.bf16 is not None else (device.type == "cuda" or cpu_has_fast_bf16())
+
+    files = list_images(cfg.data_dir)
+    if cfg.val_dir:
+        val_files = list_images(cfg.val_dir)
+        train_files = files
+    else:
+        k = min(cfg.val_split, max(0, len(files) - 1))
+        val_files, train_files = files[len(files) - k :], files[: len(files) - k]
+    digest = data_hash(train_files)
+    sampler = PatchSampler([_read(p, cfg.channels) for p in train_files], cfg.patch, tuple(cfg.scales))
+    val_images = [torch.from_numpy(_read(p, cfg.channels).transpose(2, 0, 1).copy()).float() / 255 for p in val_files]
+
+    torch.manual_seed(cfg.seed)  # identical initial weights on every rank
+    net = build_network(cfg.arch, {"channels": cfg.channels, **cfg.arch_config}).to(device)
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    gen = torch.Generator().manual_seed(cfg.seed * 1000 + rank)
+    step, history, cpu_seconds = 0, [], 0.0
+
+    ckpt = checkpoint_path(cfg.out)
+    ckpt.parent.mkdir(parents=True, exist_ok=True)
+    if resume and ckpt.exists():
+        state = torch.load(ckpt, map_location="cpu", weights_only=True)
+        net.load_state_dict(state["state_dict"])
+        opt.load_state_dict(state["optimizer"])
+        step, history, cpu_seconds = int(state["step"]), list(state["history"]), float(state.get("train_seconds", 0))
+        if world == 1 and int(state.get("world_size", 1)) == 1:
+            gen.set_state(state["generator_state"])  # exact continuation of the patch stream
+        else:  # data-parallel: each rank reseeds deterministically from the step it resumes at
+            gen.manual_seed((cfg.seed * 1000 + rank) * 1_000_003 + step)
+        if rank == 0:
+            log(f"resumed from {ckpt} at step {step}/{cfg.steps}")
+    elif resume and rank == 0:
+        log(f"no checkpoint at {ckpt}; starting fresh")
+
+    model: nn.Module = net
+    if world > 1:
+        model = nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+    model = model.to(memory_format=torch.channels_last)
+
+    stop_requested = {"flag": False}
+
+    def _on_signal(signum, frame):  # noqa: ARG001
+        stop_requested["flag"] = True
+
+    old_handlers = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            old_handlers[sig] = signal.signal(sig, _on_signal)
+        except ValueError:  # not the main thread
+            pass
+
+    def summary_meta() -> dict[str, Any]:
+        cfg_dict = asdict(cfg)
+        cfg_dict["world_size"] = world
+        cfg_dict["bf16"] = bf16
+        return {
+            "training": {**cfg_dict, "step": step, "train_seconds": cpu_seconds, "train_files": len(train_files)},
+            "data_hash": digest,
+            "validation": history[-1] if history else {},
+            "validation_history": history,
+            "description": f"blind bias-free {cfg.arch}, {'gray' if cfg.channels == 1 else 'color'}, "
+            f"{count_parameters(net)} weights, σ ∈ [0, {cfg.sigma_max * 255:.0f}]/255, step {step}/{cfg.steps}",
+        }
+
+    def save() -> None:
+        if rank != 0:
+            return
+        state = pack_weights(net, **summary_meta())
+        state.update({"optimizer": opt.state_dict(), "step": step, "history": history,
+                      "train_seconds": cpu_seconds, "generator_state": gen.get_state(), "world_size": world})
+        tmp = ckpt.with_name(ckpt.name + ".tmp")
+        torch.save(state, tmp)
+        tmp.replace(ckpt)
+        out = Path(cfg.out)
+        tmp = out.with_name(out.name + ".tmp")
+        torch.save(pack_weights(net, **summary_meta()), tmp)
+        tmp.replace(out)
+
+    bar = ProgressBar(f"train {Path(cfg.out).stem}") if (show_progress and rank == 0) else None
+    last_ckpt = time.monotonic()
+    t0 = time.monotonic()
+    start_step = step
+    loss_avg = float("nan")
+    model.train()
+    try:
+        while step < cfg.steps:
+            if world > 1:  # every rank must agree to stop, or the collectives would hang
+                flag = torch.tensor([1.0 if stop_requested["flag"] else 0.0])
+                torch.distributed.all_reduce(flag)
+                stop_requested["flag"] = flag.item() > 0
+            if stop_requested["flag"]:
+                break
+            for g in opt.param_groups:
+                g["lr"] = _lr_at(step, cfg)
+            x = sampler.sample(cfg.batch, gen).to(device)
+            sigma = torch.rand((cfg.batch, 1, 1, 1), generator=gen) * cfg.sigma_max
+            noisy = x + sigma.to(device) * torch.randn(x.shape, generator=gen).to(device)
+            noisy = noisy.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                out = model(noisy)
+            loss = F.mse_loss(out.float(), x)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+            loss_avg = loss.item() if loss_avg != loss_avg else 0.98 * loss_avg + 0.02 * loss.item()
+            now = time.monotonic()
+            if bar:
+                rate = (step - start_step) / max(now - t0, 1e-9)
+                eta = (cfg.steps - step) / max(rate, 1e-9)
+                bar.update(step / cfg.steps, f"step {step} loss {loss_avg:.2e} {rate:.2f} it/s eta {format_seconds(eta)}")
+            if step % cfg.steps_per_epoch == 0 or step == cfg.steps:
+                cpu_seconds += now - t0
+                if rank == 0:
+                    val = validate(net, val_images)
+                    history.append({"step": step, "loss": loss_avg, **val})
+                    log(f"\nstep {step}: loss {loss_avg:.3e}, validation PSNR " +
+                        " / ".join(f"{val[f'psnr_{s}']:.2f}" for s in VALIDATION_SIGMAS) + " dB at σ = 15/25/50")
+                t0, start_step = time.monotonic(), step
+            if rank == 0 and time.monotonic() - last_ckpt > cfg.checkpoint_minutes * 60:
+                save()
+                last_ckpt = time.monotonic()
+        cpu_seconds += time.monotonic() - t0
+        t0 = time.monotonic()
+        save()
+        if stop_requested["flag"] and rank == 0:
+            log(f"\nstopped at step {step}; checkpoint saved to {ckpt} (resume with --resume)")
+    finally:
+        if bar:
+            bar.stream.write("\n")
+        for sig, handler in old_handlers.items():
+            signal.signal(sig, handler)
+        if started_group:
+            torch.distributed.barrier()
+            torch.distributed.destroy_process_group()
+    return {"step": step, "steps": cfg.steps, "history": history, "out": str(cfg.out), "rank": rank,
+            "interrupted": stop_requested["flag"], "data_hash": digest}

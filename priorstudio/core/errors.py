@@ -1,0 +1,49 @@
+"""One exception family for everything a user can get wrong.
+
+The GUI shows ``str(error)`` in a dialog and keeps running; the CLI prints it as one line on stderr and
+exits with ``error.exit_code``. Keeping the codes here makes them documentable in one place.
+"""
+
+from __future__ import annotations
+
+
+class PriorStudioError(Exception):
+    """Base class: a problem the user can fix, with a message that says how."""
+
+    exit_code = 1
+
+
+class InputImageError(PriorStudioError):
+    """An image file that cannot be read, or is too large, or is not an image at all."""
+
+    exit_code = 3
+
+
+class MaskError(PriorStudioError):
+    """A mask of the wrong size or mode, or one that leaves nothing (or everything) to restore."""
+
+    exit_code = 4
+
+
+class ParameterError(PriorStudioError, ValueError):
+    """A parameter outside its valid range."""
+
+    exit_code = 2
+
+
+class WeightsError(PriorStudioError):
+    """A weights file that is missing, corrupt, truncated, mismatched or unsafe."""
+
+    exit_code = 5
+
+
+class ResourceLimitError(PriorStudioError):
+    """A run that would need more memory than the machine has."""
+
+    exit_code = 6
+
+
+class RunRecordError(PriorStudioError):
+    """A run record (JSON/CSV) that cannot be read back."""
+
+    exit_code = 7
