@@ -1,10 +1,463 @@
-"""Command line: no arguments starts the GUI; subcommands run the same engine headless."""
+"""The command line: ``priorstudio`` alone opens the desktop app; subcommands run the engine headless.
+
+Errors a user can fix print one line on stderr and exit with a documented code (docs/errors.md):
+1 general, 2 bad parameter, 3 bad image, 4 bad mask, 5 bad weights, 6 too large for memory,
+7 bad run record, 130 interrupted.
+"""
 
 from __future__ import annotations
 
+import argparse
+import json
+import math
 import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from priorstudio import __version__
+from priorstudio.core.errors import ParameterError, PriorStudioError
+
+MODEL_NOTE = (
+    "Bundled models are listed by `priorstudio models`; their training status and benchmark figures are in "
+    "docs/models.md."
+)
+
+
+# -- shared option groups ----------------------------------------------------------------------------
+def _add_sampler_options(p: argparse.ArgumentParser, beta: float) -> None:
+    g = p.add_argument_group("implicit-prior sampler")
+    g.add_argument("--sigma0", type=float, default=1.0, help="initial noise level σ_0 (default 1)")
+    g.add_argument("--sigmaL", type=float, default=0.01, help="stop when the effective noise σ_t ≤ σ_L (default 0.01)")
+    g.add_argument("--h0", type=float, default=0.01, help="initial step size h_0 in (0, 1) (default 0.01)")
+    g.add_argument("--beta", type=float, default=beta, help=f"noise-injection control β in (0, 1] (default {beta})")
+    g.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same result")
+    g.add_argument("--max-steps", type=int, default=3000, help="step cap (default 3000)")
+    g.add_argument("--model", default=None, help="bundled model name or weights file (default: gray/color by image)")
+    g.add_argument("--plain", action="store_true", help="use the plain fp32 path instead of the fast path")
+
+
+def _sampler_params(args: argparse.Namespace, **overrides: Any):
+    from priorstudio.core.samplers.implicit_prior import ImplicitPriorParams
+
+    params = ImplicitPriorParams(
+        sigma_0=args.sigma0,
+        sigma_L=args.sigmaL,
+        h_0=args.h0,
+        beta=args.beta,
+        seed=args.seed,
+        max_steps=args.max_steps,
+        **overrides,
+    )
+    params.validate()
+    return params
+
+
+def _progress_note(rec, params) -> tuple[float, str]:
+    """Progress of a σ-stopped run is determinate in log σ."""
+    span = math.log(params.sigma_0) - math.log(params.sigma_L)
+    sigma = rec.sigma if rec.sigma == rec.sigma and rec.sigma > 0 else params.sigma_0
+    frac = max(rec.t / params.max_steps, (math.log(params.sigma_0) - math.log(sigma)) / span)
+    note = f"t={rec.t} σ={sigma:.4f}"
+    if rec.psnr is not None:
+        note += f" PSNR={rec.psnr:.2f}"
+    return frac, note
+
+
+def _drive(stream, params, label: str, quiet: bool):
+    """Iterate a step stream with a progress bar; returns (last record, rows)."""
+    from priorstudio.core.progress import ProgressBar
+
+    bar = ProgressBar(label)
+    bar.enabled = not quiet
+    rows, last = [], None
+    for rec in stream:
+        rows.append(rec.scalars())
+        last = rec
+        frac, note = _progress_note(rec, params)
+        bar.update(frac, note)
+    bar.close(f"{last.stop_reason.value if last and last.stop_reason else ''} after {last.t if last else 0} steps")
+    return last, rows
+
+
+# -- restore ---------------------------------------------------------------------------------------
+def _parse_kernel(spec: str):
+    from priorstudio.core.operators import box_kernel, gaussian_kernel, motion_kernel
+
+    kind, _, arg = spec.partition(":")
+    try:
+        if kind == "gaussian":
+            return gaussian_kernel(float(arg or 2.0))
+        if kind == "box":
+            return box_kernel(int(arg or 5))
+        if kind == "motion":
+            length, _, angle = (arg or "15,0").partition(",")
+            return motion_kernel(int(length), float(angle or 0))
+    except ValueError:
+        raise ParameterError(f"cannot read the kernel {spec!r}") from None
+    path = Path(spec)
+    if path.exists():
+        from priorstudio.core.imageio import load_image
+
+        k = load_image(path, mode="gray")[0]
+        return k / k.sum().clamp_min(1e-12)
+    raise ParameterError(
+        f"--kernel must be gaussian:SIGMA, box:SIZE, motion:LENGTH,ANGLE or an image file, not {spec!r}"
+    )
+
+
+def _task_params(args: argparse.Namespace, image_hw: tuple[int, int]) -> dict[str, Any]:
+    from priorstudio.core.problem import canonical_task
+
+    task = canonical_task(args.task)
+    if task == "inpaint":
+        import torch
+
+        if args.mask:
+            from priorstudio.core.imageio import load_mask
+
+            return {"missing": load_mask(args.mask, image_hw)}
+        h, w = image_hw
+        missing = torch.zeros(h, w, dtype=torch.bool)
+        bh, bw = max(1, round(h * args.block)), max(1, round(w * args.block))
+        missing[(h - bh) // 2 : (h - bh) // 2 + bh, (w - bw) // 2 : (w - bw) // 2 + bw] = True
+        return {"missing": missing}
+    if task in ("random_pixels", "compressive"):
+        return {"fraction": args.fraction, "seed": args.seed}
+    if task == "spectral":
+        return {"fraction": args.fraction}
+    if task == "super_resolution":
+        return {"factor": args.factor}
+    if task == "blur":
+        return {"kernel": _parse_kernel(args.kernel)}
+    return {}
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    import torch
+
+    from priorstudio.core.denoisers import load_denoiser
+    from priorstudio.core.imageio import load_image, save_image
+    from priorstudio.core.metrics import psnr, ssim
+    from priorstudio.core.problem import build_problem
+    from priorstudio.core.runrecord import RunRecord
+    from priorstudio.core.samplers.implicit_prior import implicit_prior_sampler
+
+    if args.samples < 1:
+        raise ParameterError("--samples must be at least 1")
+    if args.std and args.samples < 2:
+        raise ParameterError("--std needs --samples K with K ≥ 2 (a spread needs several samples)")
+    out = Path(args.output)
+    for target in (out, Path(args.std) if args.std else None, Path(args.json) if args.json else None):
+        if target is not None and target.exists() and not args.overwrite:
+            raise ParameterError(f"{target} exists; pass --overwrite to replace it")
+    image = load_image(args.input, mode="gray" if args.gray else "auto")
+    noise = (
+        args.noise if args.noise is not None else (25.0 if args.task == "denoise" and args.mode == "simulate" else 0.0)
+    ) / 255
+    problem = build_problem(
+        image,
+        args.task,
+        mode=args.mode,
+        noise_sigma=noise,
+        seed=args.seed,
+        **_task_params(args, tuple(image.shape[-2:])),
+    )
+    denoiser = load_denoiser(args.model, channels=image.shape[0], fast=not args.plain)
+    params = _sampler_params(args, emit_every=0, final_projection=args.final_projection)
+    init = problem.init.unsqueeze(0).expand(args.samples, -1, -1, -1) if problem.init is not None else None
+    record = RunRecord.new(
+        method="implicit_prior",
+        task=problem.task,
+        parameters={**vars(params)},
+        model=denoiser.name,
+        seed=params.seed,
+        source=str(args.input),
+    )
+    start = time.perf_counter()
+    stream = implicit_prior_sampler(
+        denoiser,
+        problem.operator,
+        problem.measurement.expand(args.samples, *problem.measurement.shape[1:]),
+        params,
+        truth=problem.truth,
+        init=init,
+        batch=args.samples,
+    )
+    last, rows = _drive(stream, params, f"restore {problem.task}", args.quiet)
+    for row in rows:
+        record.append_row(row)
+    samples = last.image.clamp(0, 1)
+    result = samples.mean(0)
+    save_image(result, out, bit_depth=args.bit_depth, overwrite=args.overwrite)
+    if args.std:
+        std = samples.std(0)
+        save_image(
+            (std / std.max().clamp_min(1e-8)),
+            Path(args.std),
+            bit_depth=args.bit_depth,
+            overwrite=args.overwrite,
+        )
+    metrics = {
+        "seconds": round(time.perf_counter() - start, 3),
+        "iterations": last.t,
+        "stop_reason": last.stop_reason.value if last.stop_reason else None,
+    }
+    if problem.truth is not None:
+        metrics.update(
+            psnr=psnr(result, problem.truth),
+            ssim=ssim(result, problem.truth),
+            psnr_observed=psnr(problem.observed.clamp(0, 1), problem.truth)
+            if problem.observed.shape == problem.truth.shape
+            else None,
+        )
+    record.finish(stop_reason=metrics["stop_reason"], metrics=metrics)
+    if args.json:
+        record.save_json(args.json)
+    summary = ", ".join(
+        f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items() if v is not None
+    )
+    print(f"{out}: {summary}")
+    if last.stop_reason is not None and last.stop_reason.value.startswith("diverged"):
+        print(f"warning: {last.message}", file=sys.stderr)
+    del torch
+    return 0
+
+
+# -- sample ------------------------------------------------------------------------------------------
+def cmd_sample(args: argparse.Namespace) -> int:
+    import torch
+
+    from priorstudio.core.denoisers import load_denoiser
+    from priorstudio.core.imageio import save_image
+    from priorstudio.core.samplers.implicit_prior import implicit_prior_sampler
+
+    if args.n < 1 or args.size < 8:
+        raise ParameterError("need -n ≥ 1 and --size ≥ 8")
+    channels = 3 if args.color else 1
+    denoiser = load_denoiser(args.model, channels=channels, fast=not args.plain)
+    params = _sampler_params(args, emit_every=0)
+    out_dir = Path(args.output)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stream = implicit_prior_sampler(
+        denoiser, None, None, params, batch=args.n, image_shape=(channels, args.size, args.size)
+    )
+    last, rows = _drive(stream, params, f"sample {args.n}×{args.size}²", args.quiet)
+    for k, img in enumerate(last.image.clamp(0, 1)):
+        path = out_dir / f"sample_{params.seed}_{k:03d}.png"
+        save_image(img, path, overwrite=args.overwrite)
+    if args.json:
+        from priorstudio.core.runrecord import RunRecord
+
+        record = RunRecord.new(
+            method="implicit_prior",
+            task="synthesis",
+            parameters={**vars(params)},
+            model=denoiser.name,
+            seed=params.seed,
+            source="",
+        )
+        for row in rows:
+            record.append_row(row)
+        record.finish(stop_reason=last.stop_reason.value if last.stop_reason else None, metrics={"iterations": last.t})
+        record.save_json(args.json)
+    print(f"{args.n} samples of {args.size}² in {out_dir} after {last.t} steps ({last.stop_reason.value})")
+    del torch
+    return 0
+
+
+# -- train -------------------------------------------------------------------------------------------
+def cmd_train(args: argparse.Namespace) -> int:
+    from priorstudio.core.denoisers.training import TrainConfig, train
+
+    widths = [int(w) for w in args.widths.split(",")]
+    arch_config: dict[str, Any] = (
+        {"widths": widths} if args.arch == "unet" else {"width": args.width, "depth": args.depth}
+    )
+    cfg = TrainConfig(
+        data_dir=str(args.data),
+        out=str(args.out),
+        channels=3 if args.color else 1,
+        arch=args.arch,
+        arch_config=arch_config,
+        val_dir=str(args.val) if args.val else None,
+        val_split=args.val_split,
+        patch=args.patch,
+        batch=args.batch,
+        steps=args.steps,
+        lr=args.lr,
+        sigma_max=args.sigma_max / 255,
+        seed=args.seed,
+        steps_per_epoch=args.epoch_steps,
+        checkpoint_minutes=args.checkpoint_minutes,
+        threads=args.threads,
+    )
+    result = train(cfg, resume=args.resume, show_progress=not args.quiet)
+    if result["rank"] == 0:
+        print(f"wrote {cfg.out} at step {result['step']}/{cfg.steps}")
+    # One line per rank: under torchrun every rank reports the digest of the weights it ends with.
+    print(f"rank {result['rank']} weights sha256 {result['weights_sha256']}", flush=True)
+    return 130 if result["interrupted"] else 0
+
+
+# -- bench / models / gui ------------------------------------------------------------------------------
+def cmd_bench(args: argparse.Namespace) -> int:
+    rows = args.bench_module.run(args)
+    if args.json:
+        from priorstudio.core.atomic import atomic_write_text
+
+        atomic_write_text(args.json, json.dumps(rows, indent=2) + "\n", overwrite=True)
+        print(f"wrote {len(rows)} rows to {args.json}")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from priorstudio.core.denoisers.registry import available_models, load_weights_file
+
+    models = available_models()
+    if not models:
+        print("no bundled models")
+    for name, path in models.items():
+        try:
+            blob = load_weights_file(path)
+            desc = blob.get("description", blob["arch"])
+            val = blob.get("validation", {})
+            figures = " / ".join(f"{val[k]:.2f}" for k in ("psnr_15", "psnr_25", "psnr_50") if k in val)
+            print(
+                f"{name:14} {path.stat().st_size / 1e6:5.1f} MB  {desc}"
+                + (f"; validation {figures} dB" if figures else "")
+            )
+        except PriorStudioError as exc:
+            print(f"{name:14} unusable: {exc}")
+    return 0
+
+
+def cmd_gui(args: argparse.Namespace) -> int:
+    from priorstudio.gui.app import run_app
+
+    return run_app(str(args.image) if args.image else None, model=args.model)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="priorstudio",
+        description="Restore images with the implicit prior of a blind, bias-free denoiser. "
+        "Without a subcommand, the desktop application opens on a bundled sample image.",
+        epilog=MODEL_NOTE,
+    )
+    parser.add_argument("--version", action="version", version=f"priorstudio {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("gui", help="open the desktop application (the default)")
+    p.add_argument("image", nargs="?", type=Path, help="image to open (default: a bundled sample)")
+    p.add_argument("--model", default=None)
+    p.set_defaults(func=cmd_gui)
+
+    p = sub.add_parser("restore", help="solve an inverse problem on one image", epilog=MODEL_NOTE)
+    p.add_argument(
+        "input", type=Path, help="the image (the truth in simulate mode, the degraded image in restore mode)"
+    )
+    p.add_argument("-o", "--output", required=True, type=Path, help="where to write the result (PNG)")
+    p.add_argument("--task", default="denoise", help="denoise, inpaint, pixels, sr, lowpass, cs or blur")
+    p.add_argument(
+        "--mode",
+        choices=("simulate", "restore"),
+        default="restore",
+        help="restore (default): the input is already degraded; simulate: degrade it first and report PSNR/SSIM",
+    )
+    p.add_argument("--mask", type=Path, help="inpainting mask (white marks the pixels to fill)")
+    p.add_argument(
+        "--block",
+        type=float,
+        default=0.25,
+        help="without --mask: a central block of this fraction of each side",
+    )
+    p.add_argument("--fraction", type=float, default=0.1, help="kept fraction for pixels, lowpass and cs (default 0.1)")
+    p.add_argument("--factor", type=int, default=4, help="super-resolution factor (default 4)")
+    p.add_argument(
+        "--kernel",
+        default="gaussian:2",
+        help="blur kernel: gaussian:SIGMA, box:SIZE, motion:LENGTH,ANGLE or a file",
+    )
+    p.add_argument(
+        "--noise",
+        type=float,
+        default=None,
+        help="simulate: measurement noise σ on the 0–255 scale (default 0; 25 for denoise)",
+    )
+    p.add_argument("--gray", action="store_true", help="convert the image to gray first")
+    p.add_argument("--samples", type=int, default=1, help="draw K samples as one batch; the output is their mean")
+    p.add_argument("--std", default=None, help="with --samples K: write the per-pixel standard deviation map here")
+    p.add_argument("--final-projection", action="store_true", help="finish with an exact projection onto the data")
+    p.add_argument("--bit-depth", type=int, choices=(8, 16), default=8)
+    p.add_argument("--json", default=None, help="write the run record (parameters and per-step values) as JSON")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    _add_sampler_options(p, beta=0.01)
+    p.set_defaults(func=cmd_restore)
+
+    p = sub.add_parser("sample", help="draw samples from the implicit prior", epilog=MODEL_NOTE)
+    p.add_argument("-n", type=int, default=4, help="number of samples, drawn as one batch (default 4)")
+    p.add_argument("--size", type=int, default=64, help="sample size in pixels (default 64)")
+    p.add_argument("--color", action="store_true", help="use the color model")
+    p.add_argument("-o", "--output", required=True, type=Path, help="output folder")
+    p.add_argument("--json", default=None, help="write the run record as JSON")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("-q", "--quiet", action="store_true")
+    _add_sampler_options(p, beta=0.5)
+    p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("train", help="train a blind, bias-free denoiser on a folder of images")
+    p.add_argument("data", type=Path, help="folder of training images (any supported format)")
+    p.add_argument("--out", required=True, type=Path, help="weights file to write (a checkpoint goes beside it)")
+    p.add_argument("--color", action="store_true", help="train a color (3-channel) model")
+    p.add_argument("--arch", choices=("unet", "bfcnn"), default="unet")
+    p.add_argument("--widths", default="32,64,128,256", help="UNet widths per level (default 32,64,128,256)")
+    p.add_argument("--width", type=int, default=64, help="BF-CNN width (default 64)")
+    p.add_argument("--depth", type=int, default=20, help="BF-CNN depth (default 20)")
+    p.add_argument("--val", type=Path, default=None, help="validation folder (default: hold out --val-split images)")
+    p.add_argument("--val-split", type=int, default=4)
+    p.add_argument("--patch", type=int, default=64)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--steps", type=int, default=6000)
+    p.add_argument("--epoch-steps", type=int, default=500, help="validate every this many steps")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--sigma-max", type=float, default=102.0, help="noise drawn from U[0, this]/255 (default 102 ≈ 0.4)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--checkpoint-minutes", type=float, default=5.0)
+    p.add_argument("--resume", action="store_true", help="continue from the checkpoint beside --out")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("models", help="list the bundled denoisers")
+    p.set_defaults(func=cmd_models)
+
+    from priorstudio.bench import load_bench_modules
+
+    bench = sub.add_parser("bench", help="benchmarks (each takes --json FILE)")
+    bench_sub = bench.add_subparsers(dest="bench", metavar="NAME", required=True)
+    for name, module in load_bench_modules().items():
+        bp = bench_sub.add_parser(name, help=module.HELP, description=module.HELP)
+        module.add_arguments(bp)
+        bp.add_argument("--json", default=None, help="write the rows as a JSON list to this file")
+        bp.set_defaults(func=cmd_bench, bench_module=module)
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    raise SystemExit("the command line is not available yet")
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser()
+    if not argv:
+        argv = ["gui"]
+    args = parser.parse_args(argv)
+    if args.command is None:
+        args = parser.parse_args(["gui"])
+    try:
+        return int(args.func(args) or 0)
+    except PriorStudioError as exc:
+        print(f"priorstudio: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("\npriorstudio: interrupted", file=sys.stderr)
+        return 130

@@ -10,7 +10,7 @@ from typing import TextIO
 def format_seconds(seconds: float) -> str:
     if seconds != seconds or seconds == float("inf"):
         return "--:--"
-    seconds = int(round(seconds))
+    seconds = round(seconds)
     h, rem = divmod(seconds, 3600)
     m, s = divmod(rem, 60)
     return f"{h:d}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
@@ -38,7 +38,7 @@ class ProgressBar:
         fraction = min(max(fraction, 0.0), 1.0)
         elapsed = now - self.start
         eta = elapsed * (1 - fraction) / fraction if fraction > 1e-6 else float("nan")
-        filled = int(round(self.width * fraction))
+        filled = round(self.width * fraction)
         bar = "#" * filled + "-" * (self.width - filled)
         line = f"\r{self.label} [{bar}] {100 * fraction:5.1f}% {format_seconds(elapsed)}<{format_seconds(eta)} {note}"
         self.stream.write(line[:160].ljust(100))

@@ -54,7 +54,10 @@ class BFCNN(nn.Module):
             raise ValueError("BF-CNN needs at least 3 layers")
         self.config: dict[str, Any] = {"channels": channels, "width": width, "depth": depth}
         self.channels = channels
-        layers: list[nn.Module] = [nn.Conv2d(channels, width, 3, padding=1, bias=False), nn.ReLU(inplace=True)]
+        layers: list[nn.Module] = [
+            nn.Conv2d(channels, width, 3, padding=1, bias=False),
+            nn.ReLU(inplace=True),
+        ]
         for _ in range(depth - 2):
             layers += [
                 nn.Conv2d(width, width, 3, padding=1, bias=False),

@@ -80,6 +80,8 @@ def load_weights_file(path: str | Path) -> dict[str, Any]:
         raise WeightsError(f"weights file not found: {path}")
     if path.stat().st_size == 0:
         raise WeightsError(f"weights file is empty: {path}")
+    if not zipfile.is_zipfile(path):  # every torch.save file is a zip archive; anything else is damaged
+        raise WeightsError(f"weights file {path.name} is corrupt or truncated (not a complete weights archive)")
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:

@@ -12,6 +12,7 @@ rank 0 validates and writes files.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import os
@@ -183,6 +184,15 @@ def _init_distributed() -> bool:
     return True
 
 
+def weights_digest(net: nn.Module) -> str:
+    """SHA-256 of all weights and buffers: equal digests mean bit-identical networks."""
+    h = hashlib.sha256()
+    for name, v in sorted(net.state_dict().items()):
+        h.update(name.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
 def checkpoint_path(out: str | Path) -> Path:
     out = Path(out)
     return out.with_name(out.stem + ".ckpt.pt")
@@ -201,7 +211,9 @@ def train(
     rank, world = _dist_info()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))) if torch.cuda.is_available() else torch.device("cpu")
+    device = (
+        torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))) if torch.cuda.is_available() else torch.device("cpu")
+    )
     bf16 = cfg.bf16 if cfg.bf16 is not None else (device.type == "cuda" or cpu_has_fast_bf16())
 
     files = list_images(cfg.data_dir)
@@ -227,7 +239,11 @@ def train(
         state = torch.load(ckpt, map_location="cpu", weights_only=True)
         net.load_state_dict(state["state_dict"])
         opt.load_state_dict(state["optimizer"])
-        step, history, cpu_seconds = int(state["step"]), list(state["history"]), float(state.get("train_seconds", 0))
+        step, history, cpu_seconds = (
+            int(state["step"]),
+            list(state["history"]),
+            float(state.get("train_seconds", 0)),
+        )
         if world == 1 and int(state.get("world_size", 1)) == 1:
             gen.set_state(state["generator_state"])  # exact continuation of the patch stream
         else:  # data-parallel: each rank reseeds deterministically from the step it resumes at
@@ -244,22 +260,25 @@ def train(
 
     stop_requested = {"flag": False}
 
-    def _on_signal(signum, frame):  # noqa: ARG001
+    def _on_signal(signum, frame):
         stop_requested["flag"] = True
 
     old_handlers = {}
     for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
+        with contextlib.suppress(ValueError):  # only the main thread may install handlers
             old_handlers[sig] = signal.signal(sig, _on_signal)
-        except ValueError:  # not the main thread
-            pass
 
     def summary_meta() -> dict[str, Any]:
         cfg_dict = asdict(cfg)
         cfg_dict["world_size"] = world
         cfg_dict["bf16"] = bf16
         return {
-            "training": {**cfg_dict, "step": step, "train_seconds": cpu_seconds, "train_files": len(train_files)},
+            "training": {
+                **cfg_dict,
+                "step": step,
+                "train_seconds": cpu_seconds,
+                "train_files": len(train_files),
+            },
             "data_hash": digest,
             "validation": history[-1] if history else {},
             "validation_history": history,
@@ -271,8 +290,16 @@ def train(
         if rank != 0:
             return
         state = pack_weights(net, **summary_meta())
-        state.update({"optimizer": opt.state_dict(), "step": step, "history": history,
-                      "train_seconds": cpu_seconds, "generator_state": gen.get_state(), "world_size": world})
+        state.update(
+            {
+                "optimizer": opt.state_dict(),
+                "step": step,
+                "history": history,
+                "train_seconds": cpu_seconds,
+                "generator_state": gen.get_state(),
+                "world_size": world,
+            }
+        )
         tmp = ckpt.with_name(ckpt.name + ".tmp")
         torch.save(state, tmp)
         tmp.replace(ckpt)
@@ -313,14 +340,20 @@ def train(
             if bar:
                 rate = (step - start_step) / max(now - t0, 1e-9)
                 eta = (cfg.steps - step) / max(rate, 1e-9)
-                bar.update(step / cfg.steps, f"step {step} loss {loss_avg:.2e} {rate:.2f} it/s eta {format_seconds(eta)}")
+                bar.update(
+                    step / cfg.steps,
+                    f"step {step} loss {loss_avg:.2e} {rate:.2f} it/s eta {format_seconds(eta)}",
+                )
             if step % cfg.steps_per_epoch == 0 or step == cfg.steps:
                 cpu_seconds += now - t0
                 if rank == 0:
                     val = validate(net, val_images)
                     history.append({"step": step, "loss": loss_avg, **val})
-                    log(f"\nstep {step}: loss {loss_avg:.3e}, validation PSNR " +
-                        " / ".join(f"{val[f'psnr_{s}']:.2f}" for s in VALIDATION_SIGMAS) + " dB at σ = 15/25/50")
+                    log(
+                        f"\nstep {step}: loss {loss_avg:.3e}, validation PSNR "
+                        + " / ".join(f"{val[f'psnr_{s}']:.2f}" for s in VALIDATION_SIGMAS)
+                        + " dB at σ = 15/25/50"
+                    )
                 t0, start_step = time.monotonic(), step
             if rank == 0 and time.monotonic() - last_ckpt > cfg.checkpoint_minutes * 60:
                 save()
@@ -338,5 +371,13 @@ def train(
         if started_group:
             torch.distributed.barrier()
             torch.distributed.destroy_process_group()
-    return {"step": step, "steps": cfg.steps, "history": history, "out": str(cfg.out), "rank": rank,
-            "interrupted": stop_requested["flag"], "data_hash": digest}
+    return {
+        "step": step,
+        "steps": cfg.steps,
+        "weights_sha256": weights_digest(net),
+        "history": history,
+        "out": str(cfg.out),
+        "rank": rank,
+        "interrupted": stop_requested["flag"],
+        "data_hash": digest,
+    }

@@ -1,0 +1,79 @@
+"""Denoiser throughput: the plain fp32 path and the fast path side by side, in one run."""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from priorstudio.core.denoisers import BFCNN, BiasFreeUNet, Denoiser
+from priorstudio.core.denoisers.architectures import count_parameters
+from priorstudio.core.denoisers.registry import available_models, load_weights_file, network_from_blob
+
+NAME = "speed"
+HELP = "denoiser steps per second, plain fp32 vs the fast path, per architecture, size and channels"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--sizes", default="128,256,512", help="square image sizes (default 128,256,512)")
+    parser.add_argument("--channels", default="1,3", help="1 (gray), 3 (color) or both (default 1,3)")
+    parser.add_argument("--arch", default="bfcnn,unet", help="architectures (default bfcnn,unet)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed calls per case; the median is reported")
+
+
+def _network(arch: str, channels: int) -> torch.nn.Module:
+    """The reference BF-CNN, or the UNet exactly as bundled (random weights if none is bundled)."""
+    if arch == "bfcnn":
+        return BFCNN(channels)
+    for path in available_models().values():
+        blob = load_weights_file(path)
+        if blob["arch"] == "unet" and blob["arch_config"].get("channels") == channels:
+            return network_from_blob(blob, path.name)
+    return BiasFreeUNet(channels, (32, 64, 128, 256))
+
+
+def _time_ms(denoiser: Denoiser, y: torch.Tensor, repeats: int) -> float:
+    denoiser(y)  # warm-up: allocations, kernel selection
+    times = []
+    for _ in range(max(1, repeats)):
+        t = time.perf_counter()
+        denoiser(y)
+        times.append(time.perf_counter() - t)
+    return 1000 * statistics.median(times)
+
+
+def run(args: argparse.Namespace) -> list[dict]:
+    rows = []
+    torch.manual_seed(0)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(
+        f"{'arch':6} {'size':>5} {'ch':>2} {'params':>9} {'plain ms':>9} {'fast ms':>8} {'ratio':>6} {'fast it/s':>9}  path"
+    )
+    for arch in args.arch.split(","):
+        for channels in (int(c) for c in args.channels.split(",")):
+            net = _network(arch.strip(), channels)
+            plain, fast = Denoiser(net, fast=False), Denoiser(net, fast=True)
+            for size in (int(s) for s in args.sizes.split(",")):
+                y = torch.rand(1, channels, size, size)
+                plain_ms = _time_ms(plain, y, args.repeats)
+                fast_ms = _time_ms(fast, y, args.repeats)
+                row = {
+                    "arch": arch,
+                    "size": size,
+                    "channels": channels,
+                    "params": count_parameters(net),
+                    "plain_ms": round(plain_ms, 2),
+                    "fast_ms": round(fast_ms, 2),
+                    "ratio": round(plain_ms / fast_ms, 2),
+                    "fast_steps_per_s": round(1000 / fast_ms, 2),
+                    "fast_path": fast.description,
+                }
+                rows.append(row)
+                print(
+                    f"{arch:6} {size:5d} {channels:2d} {row['params']:9d} {plain_ms:9.1f} {fast_ms:8.1f} "
+                    f"{row['ratio']:6.2f} {row['fast_steps_per_s']:9.2f}  {fast.description}",
+                    flush=True,
+                )
+    return rows

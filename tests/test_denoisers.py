@@ -1,0 +1,163 @@
+"""Bias-free architectures, the fast path and the weights registry."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+import torch
+
+from priorstudio.core.denoisers import BFCNN, BiasFreeUNet, Denoiser, load_denoiser, load_weights_file
+from priorstudio.core.denoisers.architectures import BiasFreeBatchNorm, count_parameters
+from priorstudio.core.denoisers.inference import fold_batchnorm
+from priorstudio.core.denoisers.registry import save_weights
+from priorstudio.core.errors import WeightsError
+
+
+def _randomise_norms(net: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Give every bias-free norm non-trivial statistics, as a trained network has."""
+    g = torch.Generator().manual_seed(seed)
+    for m in net.modules():
+        if isinstance(m, BiasFreeBatchNorm):
+            m.gamma.data = 0.5 + torch.rand(m.gamma.shape, generator=g)
+            m.running_sd.data = 0.5 + torch.rand(m.running_sd.shape, generator=g)
+    return net.eval()
+
+
+NETS = {
+    "bfcnn-gray": lambda: BFCNN(1, width=16, depth=6),
+    "bfcnn-color": lambda: BFCNN(3, width=16, depth=6),
+    "unet-gray": lambda: BiasFreeUNet(1, (8, 16, 24)),
+    "unet-color-norm": lambda: BiasFreeUNet(3, (8, 16), norm=True),
+}
+
+
+@pytest.mark.parametrize("name", sorted(NETS))
+@pytest.mark.parametrize("alpha", [0.1, 3.7])
+def test_bias_free_means_homogeneous(name: str, alpha: float) -> None:
+    torch.manual_seed(1)
+    net = _randomise_norms(NETS[name]())
+    y = torch.rand(2, net.channels, 21, 19)
+    with torch.no_grad():
+        lhs, rhs = net(alpha * y), alpha * net(y)
+    assert torch.allclose(lhs, rhs, rtol=1e-4, atol=1e-6 * alpha)
+    # …and not trivially so: the network must actually change its input
+    assert (net(y) - y).abs().max() > 1e-3
+
+
+def test_a_bias_breaks_homogeneity() -> None:
+    """The homogeneity test is able to fail: one bias term is enough to break it."""
+    torch.manual_seed(1)
+    net = BFCNN(1, width=16, depth=6).eval()
+    net.body[0].bias = torch.nn.Parameter(torch.full((16,), 0.1))
+    y = torch.rand(1, 1, 16, 16)
+    with torch.no_grad():
+        assert not torch.allclose(net(3 * y), 3 * net(y), rtol=1e-4, atol=1e-5)
+
+
+def test_reference_bfcnn_size() -> None:
+    assert 660_000 < count_parameters(BFCNN(1)) < 670_000
+
+
+@pytest.mark.parametrize("name", sorted(NETS))
+def test_fast_path_agrees_with_plain(name: str) -> None:
+    torch.manual_seed(2)
+    net = _randomise_norms(NETS[name]())
+    y = torch.rand(2, net.channels, 32, 30)
+    plain = Denoiser(net, fast=False, device="cpu")(y)
+    fast = Denoiser(net, fast=True, device="cpu")(y)
+    tol = 3e-2 if Denoiser(net, fast=True, device="cpu").bf16 else 1e-4
+    assert (plain - fast).abs().max() <= tol * plain.abs().max()
+    forced_bf16 = Denoiser(net, fast=True, device="cpu", bf16=True)(y)
+    assert (plain - forced_bf16).abs().max() <= 3e-2 * plain.abs().max()
+
+
+def test_folding_removes_norms_exactly() -> None:
+    net = _randomise_norms(BFCNN(1, width=8, depth=5))
+    folded = fold_batchnorm(net)
+    assert not any(isinstance(m, BiasFreeBatchNorm) for m in folded.modules())
+    y = torch.rand(1, 1, 12, 12)
+    with torch.no_grad():
+        assert torch.allclose(folded(y), net(y), atol=1e-5)
+
+
+def test_denoiser_checks_channels() -> None:
+    d = Denoiser(BiasFreeUNet(1, (8, 16)), fast=False, device="cpu")
+    with pytest.raises(ValueError, match="1-channel"):
+        d(torch.rand(1, 3, 16, 16))
+    assert d(torch.rand(1, 16, 16)).shape == (1, 16, 16)
+
+
+def test_unet_handles_odd_and_tiny_sizes() -> None:
+    d = Denoiser(BiasFreeUNet(1, (8, 16, 24, 32)), fast=True, device="cpu")
+    for h, w in [(1, 1), (3, 50), (17, 23)]:
+        assert d(torch.rand(1, 1, h, w)).shape == (1, 1, h, w)
+
+
+# -- registry -------------------------------------------------------------------------------------
+def test_weights_round_trip(tmp_path) -> None:
+    net = _randomise_norms(BiasFreeUNet(3, (8, 16), norm=True))
+    path = tmp_path / "m.pt"
+    save_weights(path, net, training={"steps": 3}, validation={"psnr_25": 20.0})
+    d = load_denoiser(path, channels=3, fast=False, device="cpu")
+    y = torch.rand(1, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.allclose(d(y), net(y), atol=1e-6)
+    assert d.info["validation"]["psnr_25"] == 20.0
+    with pytest.raises(WeightsError, match="3-channel"):
+        load_denoiser(path, channels=1)
+
+
+def test_registry_refuses_bad_files(tmp_path) -> None:
+    with pytest.raises(WeightsError, match="not found"):
+        load_weights_file(tmp_path / "missing.pt")
+    empty = tmp_path / "empty.pt"
+    empty.write_bytes(b"")
+    with pytest.raises(WeightsError, match="empty"):
+        load_weights_file(empty)
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a zip file at all" * 10)
+    with pytest.raises(WeightsError, match="corrupt"):
+        load_weights_file(garbage)
+
+    good = tmp_path / "good.pt"
+    save_weights(good, BiasFreeUNet(1, (8, 16)))
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with pytest.raises(WeightsError, match="corrupt or truncated"):
+        load_weights_file(truncated)
+
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"state_dict": {}}, foreign)
+    with pytest.raises(WeightsError, match="not a PriorStudio"):
+        load_weights_file(foreign)
+
+    mismatched = tmp_path / "mismatched.pt"
+    blob = torch.load(good, weights_only=True)
+    blob["arch_config"]["widths"] = [8, 32]
+    torch.save(blob, mismatched)
+    with pytest.raises(WeightsError, match="do not match"):
+        load_denoiser(mismatched)
+
+
+class _Exploit:
+    def __reduce__(self):
+        return (print, ("this code must never run",))
+
+
+def test_registry_refuses_pickled_code(tmp_path, capsys) -> None:
+    evil = tmp_path / "evil.pt"
+    torch.save({"format": "priorstudio-denoiser", "payload": _Exploit()}, evil)
+    with pytest.raises(WeightsError, match="refused"):
+        load_weights_file(evil)
+    assert "must never run" not in capsys.readouterr().out
+    raw = tmp_path / "raw.pt"
+    raw.write_bytes(pickle.dumps(_Exploit()))
+    with pytest.raises(WeightsError):
+        load_weights_file(raw)
+    assert "must never run" not in capsys.readouterr().out
+
+
+def test_unknown_model_name() -> None:
+    with pytest.raises(WeightsError, match="unknown model"):
+        load_denoiser("no-such-model")
