@@ -49,7 +49,8 @@ def run(args: argparse.Namespace) -> list[dict]:
     torch.manual_seed(0)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     print(
-        f"{'arch':6} {'size':>5} {'ch':>2} {'params':>9} {'plain ms':>9} {'fast ms':>8} {'ratio':>6} {'fast it/s':>9}  path"
+        f"{'arch':6} {'size':>5} {'ch':>2} {'params':>9} {'plain ms':>9} {'fast ms':>8} {'ratio':>6} "
+        f"{'fast it/s':>9}  path"
     )
     for arch in args.arch.split(","):
         for channels in (int(c) for c in args.channels.split(",")):
