@@ -117,7 +117,7 @@ class PatchSampler:
                 im = base if s == 1.0 else base.resize((w, h), Image.BICUBIC)
                 a = np.asarray(im, dtype=np.uint8)
                 a = a[:, :, None] if a.ndim == 2 else a
-                self.pool.append(torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1))))
+                self.pool.append(torch.from_numpy(a.transpose(2, 0, 1).copy()))
         if not self.pool:
             raise ParameterError(f"no training image is at least {patch}×{patch} pixels")
 

@@ -1,0 +1,161 @@
+"""Training: the saved file, exact resume, Ctrl-C, and data-parallel training with torchrun."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from priorstudio.core.denoisers import load_denoiser, load_weights_file
+from priorstudio.core.denoisers.training import TrainConfig, checkpoint_path, train
+
+TINY = {"widths": [8, 16]}
+
+
+@pytest.fixture(scope="module")
+def image_dir(tmp_path_factory) -> Path:
+    """A few small structured images (smooth blobs plus edges), as PNG and JPEG."""
+    folder = tmp_path_factory.mktemp("train")
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:48, 0:56]
+    for i in range(6):
+        img = 0.5 + 0.3 * np.sin(xx / (3 + i) + rng.uniform(0, 6)) * np.cos(yy / (4 + i))
+        img[:, 20 + i :] += 0.2
+        arr = (np.clip(img, 0, 1) * 255).astype(np.uint8)
+        Image.fromarray(arr).save(folder / (f"im{i}.png" if i % 2 else f"im{i}.jpg"))
+    return folder
+
+
+def _cfg(image_dir: Path, out: Path, steps: int) -> TrainConfig:
+    return TrainConfig(
+        data_dir=str(image_dir),
+        out=str(out),
+        channels=1,
+        arch_config=TINY,
+        val_split=2,
+        patch=32,
+        batch=4,
+        steps=steps,
+        steps_per_epoch=3,
+        warmup=2,
+        threads=1,
+    )
+
+
+def test_training_writes_a_self_describing_safe_file(image_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "tiny.pt"
+    result = train(_cfg(image_dir, out, 6), show_progress=False, log=lambda s: None)
+    assert result["step"] == 6
+    blob = load_weights_file(out)  # weights_only=True inside
+    assert blob["arch"] == "unet" and blob["arch_config"]["widths"] == [8, 16]
+    assert blob["training"]["sigma_max"] == pytest.approx(0.4)
+    assert blob["training"]["train_files"] == 4
+    assert len(blob["data_hash"]) == 64
+    assert set(blob["validation"]) >= {"psnr_15", "psnr_25", "psnr_50", "step"}
+    assert [h["step"] for h in blob["validation_history"]] == [3, 6]
+    d = load_denoiser(out, channels=1, device="cpu")
+    assert d(torch.rand(1, 1, 20, 20)).shape == (1, 1, 20, 20)
+
+
+def test_resume_continues_exactly(image_dir: Path, tmp_path: Path) -> None:
+    straight = train(_cfg(image_dir, tmp_path / "a.pt", 6), show_progress=False, log=lambda s: None)
+    train(_cfg(image_dir, tmp_path / "b.pt", 3), show_progress=False, log=lambda s: None)
+    assert checkpoint_path(tmp_path / "b.pt").exists()
+    resumed = train(_cfg(image_dir, tmp_path / "b.pt", 6), resume=True, show_progress=False, log=lambda s: None)
+    assert resumed["step"] == 6
+    assert resumed["weights_sha256"] == straight["weights_sha256"]
+    fresh = train(_cfg(image_dir, tmp_path / "c.pt", 4), show_progress=False, log=lambda s: None)
+    assert fresh["weights_sha256"] != straight["weights_sha256"]
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["OMP_NUM_THREADS"] = "1"
+    return env
+
+
+@pytest.mark.slow
+def test_ctrl_c_saves_and_exits_cleanly(image_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "interrupted.pt"
+    cmd = [
+        sys.executable,
+        "-m",
+        "priorstudio",
+        "train",
+        str(image_dir),
+        "--out",
+        str(out),
+        "--widths",
+        "8,16",
+        "--patch",
+        "32",
+        "--batch",
+        "2",
+        "--steps",
+        "100000",
+        "--val-split",
+        "1",
+        "--threads",
+        "1",
+    ]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.PIPE, env=_env(), text=True)
+    deadline = time.monotonic() + 60
+    seen = ""
+    while "step " not in seen and time.monotonic() < deadline:
+        seen += proc.stderr.read(1)
+    proc.send_signal(signal.SIGINT)
+    stdout, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stdout
+    blob = load_weights_file(out)
+    assert blob["training"]["step"] >= 1
+    assert checkpoint_path(out).exists()
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_agree(image_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "ddp.pt"
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--master_port=0",
+        "-m",
+        "priorstudio",
+        "train",
+        str(image_dir),
+        "--out",
+        str(out),
+        "--widths",
+        "8,16",
+        "--patch",
+        "32",
+        "--batch",
+        "2",
+        "--steps",
+        "4",
+        "--epoch-steps",
+        "2",
+        "--val-split",
+        "1",
+        "--threads",
+        "1",
+        "-q",
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=240)
+    assert done.returncode == 0, done.stdout + done.stderr
+    digests = dict(re.findall(r"rank (\d) weights sha256 ([0-9a-f]{64})", done.stdout))
+    assert set(digests) == {"0", "1"}, done.stdout
+    assert digests["0"] == digests["1"]
+    blob = load_weights_file(out)
+    assert blob["training"]["world_size"] == 2
+    assert load_denoiser(out, channels=1, device="cpu")(torch.rand(1, 1, 16, 16)).shape == (1, 1, 16, 16)
