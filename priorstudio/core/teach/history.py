@@ -1,0 +1,231 @@
+"""A bounded, evenly thinned history of a run's frames, for scrubbing and replay after the run.
+
+A run may take thousands of steps; keeping every frame of a 512² colour batch would take gigabytes. The
+history keeps at most ``max_bytes`` by *thinning*: frames are stored on a grid of push indices
+0, k, 2k, …; when the next frame would not fit, every other stored frame is dropped and k doubles. So the
+stored frames always span the whole run evenly (spacing k), whatever its length, and the memory stays
+under the cap. The first frame is always kept (index 0 is on every grid), and so is the latest one (in a
+one-frame slot of its own when it is not on the grid). Room for that slot is reserved, so the cap holds
+at every moment, not just on average.
+
+Frames are stored compactly: ``uint8`` (clipped to [0, 1], 1 byte per value — for display) or
+``float16`` (2 bytes, keeps values outside [0, 1], e.g. the noisy start of a synthesis run). Each frame
+keeps its step's scalars (t, σ_t, h_t, γ_t …) so a scrubbed frame can be labelled and explained.
+This class is plain Python + NumPy and thread-safe (a worker may push while the GUI reads).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from priorstudio.core.errors import ParameterError, ResourceLimitError
+
+StorageDtype = Literal["uint8", "float16"]
+
+#: The default cap, shown to the user next to the scrub bar.
+DEFAULT_MAX_BYTES = 200 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One stored frame: the estimate at step ``t`` plus that step's scalars.
+
+    ``data`` has the layout it was pushed with ((C, H, W) or (B, C, H, W)) in the compact dtype;
+    use :meth:`image` for float32 values.
+    """
+
+    index: int  # position in the push sequence (0 for the first frame)
+    t: int  # the sampler's step number
+    data: np.ndarray
+    scalars: Mapping[str, float] = field(default_factory=dict)
+
+    @property
+    def sigma(self) -> float:
+        """σ_t of this step (NaN when the method does not report one)."""
+        return float(self.scalars.get("sigma", float("nan")))
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.data.nbytes)
+
+    def image(self) -> np.ndarray:
+        """The frame as float32 (uint8 storage comes back in [0, 1])."""
+        if self.data.dtype == np.uint8:
+            return self.data.astype(np.float32) / 255.0
+        return self.data.astype(np.float32)
+
+    def tensor(self) -> Tensor:
+        return torch.from_numpy(self.image())
+
+
+def _compact(image: Tensor | np.ndarray, dtype: StorageDtype) -> np.ndarray:
+    arr = image.detach().to("cpu", torch.float32).numpy() if isinstance(image, Tensor) else np.asarray(image)
+    arr = arr.astype(np.float32, copy=False)
+    if dtype == "uint8":
+        return np.rint(np.clip(arr, 0.0, 1.0) * 255.0).astype(np.uint8)
+    return arr.astype(np.float16)  # astype copies, so the caller's buffer is never shared
+
+
+def _clean_scalars(scalars: Mapping[str, Any]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for key, value in scalars.items():
+        if isinstance(value, bool) or value is None:
+            continue
+        if isinstance(value, (int, float, np.floating, np.integer)):
+            out[str(key)] = float(value)
+    return out
+
+
+class FrameHistory:
+    """Keeps at most ``max_bytes`` of frames of one run, thinned evenly; first and latest always kept.
+
+    Typical use: ``history.push_record(rec)`` for every StepRecord that carries an image, then
+    ``history.frames()`` / ``history.nearest(t)`` to scrub, and the exporters in
+    :mod:`priorstudio.core.teach.animation` to save it.
+    """
+
+    def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES, dtype: StorageDtype = "uint8") -> None:
+        if dtype not in ("uint8", "float16"):
+            raise ParameterError(f"frame storage dtype must be 'uint8' or 'float16', not {dtype!r}")
+        if max_bytes <= 0:
+            raise ParameterError(f"the history's memory cap must be positive, got {max_bytes} bytes")
+        self._max_bytes = int(max_bytes)
+        self._dtype: StorageDtype = dtype
+        self._lock = threading.Lock()
+        self.clear()
+
+    # -- state ---------------------------------------------------------------------------------------
+    def clear(self) -> None:
+        """Forget every frame (a new run starts)."""
+        with self._lock:
+            self._grid: list[Frame] = []  # frames whose index is a multiple of _interval
+            self._latest: Frame | None = None  # the newest frame when it is not on the grid
+            self._interval = 1
+            self._pushed = 0
+            self._grid_bytes = 0
+
+    @property
+    def max_bytes(self) -> int:
+        return self._max_bytes
+
+    @property
+    def dtype(self) -> StorageDtype:
+        return self._dtype
+
+    @property
+    def interval(self) -> int:
+        """Spacing of the stored frames, in pushes: doubles at every thinning."""
+        return self._interval
+
+    @property
+    def pushed(self) -> int:
+        """How many frames were pushed in total (stored or not)."""
+        return self._pushed
+
+    @property
+    def memory_bytes(self) -> int:
+        """Bytes held by the stored frames' pixels (the scalars add a few hundred bytes per frame)."""
+        with self._lock:
+            return self._grid_bytes + (self._latest.nbytes if self._latest is not None else 0)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._grid) + (1 if self._latest is not None else 0)
+
+    def describe(self) -> str:
+        """One line for the GUI: frames kept, spacing, memory used of the cap."""
+        mb = 1024 * 1024
+        return (
+            f"{len(self)} frames (every {self._interval}), "
+            f"{self.memory_bytes / mb:.1f} of {self._max_bytes / mb:.0f} MB"
+        )
+
+    # -- writing -------------------------------------------------------------------------------------
+    def push(self, t: int, image: Tensor | np.ndarray, scalars: Mapping[str, Any] | None = None) -> None:
+        """Add the frame of step ``t``; it is kept as the latest and, if on the grid, for good."""
+        data = _compact(image, self._dtype)
+        need = 2 * data.nbytes  # the first frame plus the latest must always fit
+        if need > self._max_bytes:
+            raise ResourceLimitError(
+                f"one frame takes {data.nbytes / 1e6:.1f} MB, so the run history needs at least "
+                f"{need / 1e6:.1f} MB; raise its memory cap (now {self._max_bytes / 1e6:.1f} MB)"
+            )
+        with self._lock:
+            frame = Frame(self._pushed, int(t), data, _clean_scalars(scalars or {}))
+            self._pushed += 1
+            # the grid plus this frame plus room for the next latest frame must fit under the cap
+            while len(self._grid) > 1 and self._grid_bytes + 2 * frame.nbytes > self._max_bytes:
+                self._thin()
+            if self._grid_bytes + frame.nbytes > self._max_bytes:
+                raise ResourceLimitError(
+                    f"a frame of {frame.nbytes / 1e6:.1f} MB does not fit next to the first one; raise the run "
+                    f"history's memory cap (now {self._max_bytes / 1e6:.1f} MB)"
+                )
+            if frame.index % self._interval == 0:
+                self._grid.append(frame)
+                self._grid_bytes += frame.nbytes
+                self._latest = None
+            else:
+                self._latest = frame
+
+    def push_record(self, record: Any) -> bool:
+        """Push a StepRecord (anything with ``t``, ``image`` and ``scalars()``); False when it has no image."""
+        image = getattr(record, "image", None)
+        if image is None:
+            return False
+        self.push(record.t, image, record.scalars())
+        return True
+
+    def _thin(self) -> None:
+        """Drop every other stored frame and double the spacing; index 0 always survives."""
+        self._interval *= 2
+        kept = [f for f in self._grid if f.index % self._interval == 0]
+        self._grid = kept
+        self._grid_bytes = sum(f.nbytes for f in kept)
+
+    # -- reading -------------------------------------------------------------------------------------
+    def frames(self) -> list[Frame]:
+        """The stored frames in run order (first … latest)."""
+        with self._lock:
+            out = list(self._grid)
+            if self._latest is not None:
+                out.append(self._latest)
+            return out
+
+    def steps(self) -> list[int]:
+        """Step numbers of the stored frames, in order: the positions a scrub bar can land on."""
+        return [f.t for f in self.frames()]
+
+    def first(self) -> Frame | None:
+        frames = self.frames()
+        return frames[0] if frames else None
+
+    def latest(self) -> Frame | None:
+        frames = self.frames()
+        return frames[-1] if frames else None
+
+    def nearest(self, t: float) -> Frame:
+        """The stored frame whose step is closest to ``t`` (the earlier one on a tie)."""
+        frames = self.frames()
+        if not frames:
+            raise LookupError("the run history is empty")
+        return min(frames, key=lambda f: (abs(f.t - t), f.t))
+
+    def evenly_spaced(self, n: int) -> list[Frame]:
+        """``n`` stored frames evenly spaced over the run, always including the first and the latest."""
+        frames = self.frames()
+        if n <= 0 or not frames:
+            return []
+        if n >= len(frames):
+            return frames
+        if n == 1:
+            return [frames[-1]]
+        picks = np.linspace(0, len(frames) - 1, n).round().astype(int)
+        return [frames[i] for i in dict.fromkeys(int(p) for p in picks)]

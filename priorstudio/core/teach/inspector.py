@@ -1,0 +1,257 @@
+"""Look inside a bias-free denoiser: its adaptive filters, the singular values of its Jacobian, its score.
+
+A bias-free network is positively homogeneous and piecewise linear, so at any input it *is* a linear map:
+D(y) = A(y)·y, with A(y) = ∂D/∂y its Jacobian (Euler's theorem for degree-1 homogeneous functions).
+
+- Row (c, i, j) of A(y) is the **adaptive filter** the network applies at that pixel: the output pixel is
+  the dot product of this filter with the noisy image. One vector–Jacobian product gives it.
+- The **singular values** of A(y) show the local signal subspace: A behaves like a projection onto a
+  subspace that shrinks as the noise grows (Mohan et al., ICLR 2020). We get the leading ones without
+  forming A (N × N) by a randomized SVD whose products A·V are Jacobian–vector products and Aᵀ·U
+  vector–Jacobian products, each evaluated for a whole block of vectors as one batch.
+- The **effective dimensionality** is d = Σᵢ sᵢ² = ‖A(y)‖²_F = tr(AᵀA): exactly the rank for an orthogonal
+  projection, and the factor by which the network keeps white noise (E‖A σz‖² = σ²d). From leading
+  singular values it is a lower bound; :func:`estimate_effective_dimensionality` gives the full value by
+  Hutchinson's estimator E‖A z‖² with random probes z.
+- The **score image** f(y) = D(y) − y = σ²∇log p_σ(y) (Miyasawa) is the direction the sampler steps along.
+
+Everything here runs the fp32 network with autograd: ``Denoiser.differentiable()`` (the fast path's bf16
+would make the identity A(y)y = D(y) hold only to bf16 precision).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+from torch.func import jvp, vjp
+
+from priorstudio.core.denoisers.inference import Denoiser
+from priorstudio.core.errors import ParameterError
+
+NetLike = Denoiser | nn.Module | Callable[[Tensor], Tensor]
+
+
+def as_network(net: NetLike) -> Callable[[Tensor], Tensor]:
+    """The differentiable fp32 function behind ``net`` (a Denoiser, an nn.Module or any torch function)."""
+    if isinstance(net, Denoiser):
+        return net.differentiable()
+    if isinstance(net, nn.Module):
+        return net.eval()
+    return net
+
+
+def _device_of(net: NetLike) -> torch.device:
+    if isinstance(net, Denoiser):
+        return net.device
+    if isinstance(net, nn.Module):
+        for p in net.parameters():
+            return p.device
+    return torch.device("cpu")
+
+
+def _batched(y: Tensor) -> Tensor:
+    if y.dim() == 3:
+        return y.unsqueeze(0)
+    if y.dim() == 4 and y.shape[0] == 1:
+        return y
+    raise ParameterError(f"the inspector works on one image (C, H, W) or (1, C, H, W), got {tuple(y.shape)}")
+
+
+def add_noise(x: Tensor, sigma: float, seed: int = 0) -> Tensor:
+    """x + σz with a seeded z, so a noise-level slider changes the level but not the noise pattern."""
+    if sigma < 0:
+        raise ParameterError(f"noise level must be ≥ 0, got {sigma}")
+    gen = torch.Generator().manual_seed(int(seed))
+    return x + sigma * torch.randn(x.shape, generator=gen).to(x.device, x.dtype)
+
+
+def denoise_fp32(net: NetLike, y: Tensor) -> Tensor:
+    """D(y) from the same fp32 network the Jacobian is taken of (for identities and displays)."""
+    f = as_network(net)
+    yb = _batched(y).to(_device_of(net), torch.float32)
+    with torch.no_grad():
+        return f(yb).reshape(y.shape).cpu()
+
+
+def jacobian_row(net: NetLike, y: Tensor, pixel: tuple[int, int, int]) -> Tensor:
+    """Row (c, i, j) of A(y) = ∂D/∂y: the adaptive filter at that pixel, an image shaped like ``y``.
+
+    For a bias-free network ``(row * y).sum() == D(y)[c, i, j]`` up to floating-point rounding.
+    """
+    f = as_network(net)
+    yb = _batched(y)
+    c, i, j = (int(v) for v in pixel)
+    _, C, H, W = yb.shape
+    if not (0 <= c < C and 0 <= i < H and 0 <= j < W):
+        raise ParameterError(f"pixel (c, i, j) = {pixel} is outside the image of shape {(C, H, W)}")
+    x = yb.detach().to(_device_of(net), torch.float32).clone().requires_grad_(True)
+    with torch.enable_grad():
+        out = f(x)
+        (grad,) = torch.autograd.grad(out[0, c, i, j], x)
+    return grad.reshape(y.shape).detach().cpu()
+
+
+def crop_window(shape: tuple[int, int], center: tuple[int, int], size: int) -> tuple[slice, slice]:
+    """Row and column slices of a ``size``×``size`` window around ``center``, shifted to stay inside.
+
+    The GUI shows a filter as the patch around its pixel; the inspector may also compute on such a window
+    of a large photo (exact for a CNN when the window reaches twice its receptive field past the pixel).
+    """
+    h, w = shape
+    i, j = center
+    sh, sw = min(size, h), min(size, w)
+    top = min(max(i - sh // 2, 0), h - sh)
+    left = min(max(j - sw // 2, 0), w - sw)
+    return slice(top, top + sh), slice(left, left + sw)
+
+
+# -- matrix-free products --------------------------------------------------------------------------------
+class LocalLinearMap:
+    """A(y) as an operator on batches of image-shaped vectors, without ever forming it.
+
+    ``matvec(V)`` = A·vᵢ for each vᵢ in the batch V (K, C, H, W) — forward-mode JVPs through the
+    network evaluated at K copies of y. ``rmatvec(U)`` = Aᵀ·uᵢ — reverse-mode VJPs. Both treat the batch
+    items independently, which holds for any network in eval mode (no cross-batch statistics).
+    """
+
+    def __init__(self, net: NetLike, y: Tensor) -> None:
+        self.f = as_network(net)
+        self.device = _device_of(net)
+        self.y = _batched(y).detach().to(self.device, torch.float32)
+        self.shape = tuple(self.y.shape[1:])
+        self.n = int(self.y[0].numel())
+
+    def _at(self, k: int) -> Tensor:
+        return self.y.expand(k, *self.shape).contiguous()
+
+    def matvec(self, v: Tensor) -> Tensor:
+        v = v.to(self.device, torch.float32).reshape(-1, *self.shape)
+        with warnings.catch_warnings():
+            # forward-mode AD initialises itself through a deprecated torch.jit path on first use
+            warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=DeprecationWarning)
+            _, out = jvp(self.f, (self._at(v.shape[0]),), (v,))
+        return out.detach()
+
+    def rmatvec(self, u: Tensor) -> Tensor:
+        u = u.to(self.device, torch.float32).reshape(-1, *self.shape)
+        _, pullback = vjp(self.f, self._at(u.shape[0]))
+        (out,) = pullback(u)
+        return out.detach()
+
+
+def _orthonormal_rows(m: Tensor) -> Tensor:
+    """Orthonormalise the rows of m (K, N) in float64 (QR of mᵀ)."""
+    q, _ = torch.linalg.qr(m.double().T)
+    return q.T
+
+
+@dataclass
+class SpectrumResult:
+    """Leading singular values of A(y) (descending) and the right singular vectors as images."""
+
+    singular_values: Tensor  # (k,)
+    vectors: Tensor  # (k, C, H, W): right singular vectors vᵢ (A vᵢ = sᵢ uᵢ)
+
+    @property
+    def effective_dimensionality_lower_bound(self) -> float:
+        return effective_dimensionality(self.singular_values)
+
+
+def leading_singular_values(
+    net: NetLike,
+    y: Tensor,
+    k: int = 16,
+    *,
+    oversample: int = 10,
+    power_iterations: int = 2,
+    block: int = 64,
+    seed: int = 0,
+    return_vectors: bool = False,
+) -> Tensor | SpectrumResult:
+    """The ``k`` largest singular values of A(y), by a randomized SVD (Halko, Martinsson & Tropp 2011).
+
+    A Gaussian block Ω of k + ``oversample`` vectors is pushed through A (JVPs), refined by
+    ``power_iterations`` rounds of Aᵀ then A (VJPs and JVPs), orthonormalised, and the small projected
+    matrix QᵀA is decomposed exactly. The products are batched ``block`` vectors at a time. Exact when
+    k + oversample ≥ N; otherwise accurate for the leading values, more so with more power iterations.
+    """
+    if k < 1:
+        raise ParameterError(f"need k ≥ 1 singular values, got {k}")
+    if oversample < 0 or power_iterations < 0:
+        raise ParameterError("oversample and power_iterations must be ≥ 0")
+    op = LocalLinearMap(net, y)
+    width = min(k + oversample, op.n)
+    k = min(k, op.n)
+    gen = torch.Generator().manual_seed(int(seed))
+    omega = torch.randn((width, op.n), generator=gen, dtype=torch.float64)
+
+    def apply(fn: Callable[[Tensor], Tensor], rows: Tensor) -> Tensor:
+        parts = [fn(rows[s : s + block].float()).reshape(-1, op.n).double().cpu() for s in range(0, len(rows), block)]
+        return torch.cat(parts, 0)
+
+    q = _orthonormal_rows(apply(op.matvec, omega))  # rows span the range of A Ω
+    for _ in range(power_iterations):
+        z = _orthonormal_rows(apply(op.rmatvec, q))
+        q = _orthonormal_rows(apply(op.matvec, z))
+    b = apply(op.rmatvec, q)  # rows are (Aᵀ qᵢ)ᵀ = rows of QᵀA
+    _, s, vh = torch.linalg.svd(b, full_matrices=False)
+    values = s[:k].float()
+    if not return_vectors:
+        return values
+    return SpectrumResult(values, vh[:k].float().reshape(k, *op.shape))
+
+
+def explicit_jacobian(net: NetLike, y: Tensor) -> Tensor:
+    """The full N × N Jacobian of D at y (only for tiny images: tests and teaching examples)."""
+    op = LocalLinearMap(net, y)
+    if op.n > 4096:
+        raise ParameterError(f"the explicit Jacobian of a {op.n}-value image would be too large; use a crop ≤ 64²")
+    eye = torch.eye(op.n)
+    cols = torch.cat([op.matvec(eye[s : s + 256]).reshape(-1, op.n).cpu() for s in range(0, op.n, 256)], 0)
+    return cols.T  # column j is A e_j
+
+
+def effective_dimensionality(singular_values: Tensor) -> float:
+    """d = Σ sᵢ² (= ‖A‖²_F): the rank of A when it is an orthogonal projection; a lower bound from a few sᵢ."""
+    s = torch.as_tensor(singular_values, dtype=torch.float64)
+    return float((s * s).sum())
+
+
+def participation_ratio(singular_values: Tensor) -> float:
+    """(Σ sᵢ²)² / Σ sᵢ⁴: how many singular values carry the energy (also the rank for a projection)."""
+    s2 = torch.as_tensor(singular_values, dtype=torch.float64) ** 2
+    denom = float((s2 * s2).sum())
+    return float(s2.sum() ** 2 / denom) if denom > 0 else 0.0
+
+
+def estimate_effective_dimensionality(net: NetLike, y: Tensor, probes: int = 16, *, seed: int = 0) -> float:
+    """Hutchinson's unbiased estimate of d = tr(AᵀA) = E‖A z‖² over z ~ N(0, I), with ``probes`` JVPs."""
+    if probes < 1:
+        raise ParameterError(f"need at least one probe, got {probes}")
+    op = LocalLinearMap(net, y)
+    gen = torch.Generator().manual_seed(int(seed))
+    z = torch.randn((probes, *op.shape), generator=gen)
+    az = op.matvec(z).reshape(probes, -1).double()
+    return float((az * az).sum(1).mean())
+
+
+def score_image(denoiser: NetLike, y: Tensor) -> Tensor:
+    """f(y) = D(y) − y = σ²∇log p_σ(y): the step direction of the implicit-prior sampler, for display."""
+    if isinstance(denoiser, Denoiser):
+        return denoiser(y) - y
+    return denoise_fp32(denoiser, y) - y.cpu()
+
+
+def score_display(score: Tensor) -> Tensor:
+    """Map a score image to [0, 1] around mid-gray (0 ↦ 0.5), symmetric in sign, for showing it."""
+    scale = float(score.abs().max().clamp_min(1e-12))
+    return (0.5 + 0.5 * score / scale).clamp(0, 1)
+
+
+def filter_display(row: Tensor) -> Tensor:
+    """Map a filter (a Jacobian row) to [0, 1] with zero at mid-gray, like :func:`score_display`."""
+    return score_display(row)

@@ -1,0 +1,108 @@
+"""The run history: bounded memory, even coverage, first and latest kept, compact storage."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from priorstudio.core.errors import ParameterError, ResourceLimitError
+from priorstudio.core.samplers.base import StepRecord
+from priorstudio.core.teach.history import FrameHistory
+
+
+def _frame(value: float, shape=(1, 4, 4)) -> torch.Tensor:
+    return torch.full(shape, value)
+
+
+def test_memory_never_exceeds_cap_over_10000_pushes_and_coverage_stays_even():
+    frame_bytes = 16  # 1×4×4 uint8
+    history = FrameHistory(max_bytes=100 * frame_bytes)
+    image = _frame(0.5)
+    for t in range(10_000):
+        history.push(t, image, {"sigma": 1.0 / (t + 1)})
+        assert history.memory_bytes <= history.max_bytes
+        if t % 997 == 0 or t == 9_999:
+            frames = history.frames()
+            assert frames[0].t == 0
+            assert frames[-1].t == t
+            grid = [f.t for f in frames[:-1]] if frames[-1].index % history.interval else [f.t for f in frames]
+            gaps = np.diff(grid)
+            assert (gaps == history.interval).all(), (t, grid[:5], history.interval)
+            assert t - grid[-1] < history.interval  # the latest sits within one spacing of the grid
+    # thinning keeps it reasonably full: at least a quarter of the cap is in use
+    assert len(history) >= 25
+    assert history.interval & (history.interval - 1) == 0  # a power of two
+    assert history.pushed == 10_000
+
+
+def test_first_and_latest_kept_and_nearest():
+    history = FrameHistory(max_bytes=10 * 16)
+    for t in range(1, 51):
+        history.push(t, _frame(t / 100), {"sigma": 0.5, "h": 0.1})
+    assert history.first().t == 1
+    assert history.latest().t == 50
+    assert history.latest().sigma == 0.5
+    assert history.nearest(1000).t == 50
+    assert history.nearest(-3).t == 1
+    steps = history.steps()
+    mid = history.nearest(25)
+    assert abs(mid.t - 25) == min(abs(s - 25) for s in steps)
+    np.testing.assert_allclose(history.latest().image(), np.full((1, 4, 4), 0.5), atol=1 / 255)
+
+
+def test_storage_dtypes_compact_and_faithful():
+    x = torch.linspace(-0.5, 1.5, 64).reshape(1, 1, 8, 8)
+    h8 = FrameHistory(dtype="uint8")
+    h8.push(0, x)
+    h16 = FrameHistory(dtype="float16")
+    h16.push(0, x)
+    f8, f16 = h8.latest(), h16.latest()
+    assert f8.data.dtype == np.uint8 and f8.nbytes == 64
+    assert f16.data.dtype == np.float16 and f16.nbytes == 128
+    np.testing.assert_allclose(f8.image(), x.clamp(0, 1).numpy(), atol=0.5 / 255 + 1e-6)
+    np.testing.assert_allclose(f16.image(), x.numpy(), atol=2e-3)  # values outside [0, 1] survive
+    assert f16.tensor().shape == (1, 1, 8, 8)
+
+
+def test_pushed_frames_are_copies():
+    x = torch.zeros(1, 4, 4)
+    h = FrameHistory(dtype="float16")
+    h.push(0, x)
+    x += 1
+    assert h.latest().image().max() == 0
+
+
+def test_push_record_and_scalars():
+    h = FrameHistory()
+    assert not h.push_record(StepRecord(t=1, sigma=0.3))
+    assert h.push_record(StepRecord(t=2, sigma=0.3, h=0.02, gamma=0.1, image=torch.rand(2, 1, 4, 4)))
+    frame = h.latest()
+    assert frame.t == 2 and frame.data.shape == (2, 1, 4, 4)
+    assert frame.scalars["h"] == pytest.approx(0.02) and "psnr" not in frame.scalars
+
+
+def test_evenly_spaced_includes_ends():
+    h = FrameHistory()
+    for t in range(37):
+        h.push(t, _frame(0.1))
+    picks = h.evenly_spaced(5)
+    assert picks[0].t == 0 and picks[-1].t == 36 and len(picks) == 5
+    assert len(h.evenly_spaced(100)) == 37
+
+
+def test_errors_and_clear():
+    with pytest.raises(ParameterError):
+        FrameHistory(dtype="float32")  # type: ignore[arg-type]
+    with pytest.raises(ParameterError):
+        FrameHistory(max_bytes=0)
+    h = FrameHistory(max_bytes=20)
+    with pytest.raises(ResourceLimitError):
+        h.push(0, _frame(0.1))  # 16 bytes: two frames do not fit in 20
+    h = FrameHistory(max_bytes=1000)
+    h.push(0, _frame(0.1))
+    assert len(h) == 1 and "1 frames" in h.describe()
+    h.clear()
+    assert len(h) == 0 and h.memory_bytes == 0
+    with pytest.raises(LookupError):
+        h.nearest(0)

@@ -1,0 +1,148 @@
+"""The denoiser inspector: A(y)y = D(y) for bias-free nets, matrix-free singular values, dimensionality."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from priorstudio.core.denoisers import BFCNN, BiasFreeUNet, Denoiser
+from priorstudio.core.errors import ParameterError
+from priorstudio.core.teach.inspector import (
+    LocalLinearMap,
+    add_noise,
+    crop_window,
+    denoise_fp32,
+    effective_dimensionality,
+    estimate_effective_dimensionality,
+    explicit_jacobian,
+    filter_display,
+    jacobian_row,
+    leading_singular_values,
+    participation_ratio,
+    score_display,
+    score_image,
+)
+
+
+def _shrinker(bias: bool = False) -> nn.Module:
+    """A small non-residual net: its Jacobian has a decaying spectrum, like a denoiser at high noise."""
+    torch.manual_seed(1)
+    return nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1, bias=bias),
+        nn.ReLU(),
+        nn.Conv2d(8, 8, 3, padding=1, bias=bias),
+        nn.ReLU(),
+        nn.Conv2d(8, 1, 3, padding=1, bias=bias),
+    ).eval()
+
+
+@pytest.mark.parametrize("make", [lambda: BFCNN(1, 8, 4), lambda: BiasFreeUNet(1, (8, 16))])
+def test_row_times_y_is_the_output_pixel_for_bias_free_nets(make):
+    torch.manual_seed(0)
+    denoiser = Denoiser(make(), fast=False, device="cpu")
+    y = torch.rand(1, 12, 12)
+    out = denoise_fp32(denoiser, y)
+    for pixel in [(0, 0, 0), (0, 5, 7), (0, 11, 3)]:
+        row = jacobian_row(denoiser, y, pixel)
+        assert row.shape == y.shape
+        assert float((row * y).sum()) == pytest.approx(float(out[pixel]), abs=1e-5)
+
+
+def test_a_bias_breaks_the_identity():
+    net = _shrinker(bias=True)
+    with torch.no_grad():
+        for m in net:
+            if isinstance(m, nn.Conv2d):
+                m.bias.fill_(0.05)
+    y = torch.rand(1, 8, 8)
+    out = denoise_fp32(net, y)
+    row = jacobian_row(net, y, (0, 4, 4))
+    assert abs(float((row * y).sum()) - float(out[0, 4, 4])) > 1e-2
+    # and its bias-free twin satisfies it
+    free = _shrinker(bias=False)
+    row = jacobian_row(free, y, (0, 4, 4))
+    assert float((row * y).sum()) == pytest.approx(float(denoise_fp32(free, y)[0, 4, 4]), abs=1e-6)
+
+
+def test_jacobian_row_is_a_row_of_the_explicit_jacobian_and_local():
+    net = _shrinker()
+    y = torch.rand(1, 8, 8)
+    jac = explicit_jacobian(net, y)
+    row = jacobian_row(net, y, (0, 2, 3))
+    torch.testing.assert_close(row.flatten(), jac[2 * 8 + 3], atol=1e-6, rtol=1e-5)
+    # three 3×3 layers: the filter is zero beyond 3 pixels
+    assert row[0, 6:, :].abs().max() == 0 and row[0, :, 7:].abs().max() == 0
+
+
+def test_matvec_and_rmatvec_are_adjoint():
+    op = LocalLinearMap(BiasFreeUNet(1, (8, 16)), torch.rand(1, 8, 8))
+    v, u = torch.randn(3, 1, 8, 8), torch.randn(3, 1, 8, 8)
+    lhs = (op.matvec(v) * u).flatten(1).sum(1)
+    rhs = (v * op.rmatvec(u)).flatten(1).sum(1)
+    torch.testing.assert_close(lhs, rhs, atol=1e-4, rtol=1e-4)
+
+
+def test_randomized_svd_matches_exact_svd():
+    net = _shrinker()
+    y = torch.rand(1, 8, 8)
+    exact = torch.linalg.svdvals(explicit_jacobian(net, y).double()).float()
+    # k + oversample ≥ N: the randomized method is exact up to rounding
+    full = leading_singular_values(net, y, 6, oversample=64, power_iterations=0)
+    torch.testing.assert_close(full, exact[:6], atol=1e-5, rtol=1e-4)
+    # a thin sketch with power iterations gets the leading values within a few percent
+    approx = leading_singular_values(net, y, 4, oversample=12, power_iterations=3, seed=3)
+    assert torch.all(approx <= exact[:4] * (1 + 1e-4))  # a Rayleigh–Ritz estimate never overshoots
+    torch.testing.assert_close(approx[0], exact[0], rtol=0.02, atol=0)
+    torch.testing.assert_close(approx, exact[:4], rtol=0.05, atol=0)
+    result = leading_singular_values(net, y, 3, oversample=64, return_vectors=True)
+    assert result.vectors.shape == (3, 1, 8, 8)
+    assert result.effective_dimensionality_lower_bound <= effective_dimensionality(exact) + 1e-6
+
+
+def test_effective_dimensionality_of_a_projection_is_its_rank():
+    q, _ = torch.linalg.qr(torch.randn(50, 7, dtype=torch.float64))
+    s = torch.linalg.svdvals(q @ q.T)
+    assert effective_dimensionality(s) == pytest.approx(7, abs=1e-9)
+    assert participation_ratio(s) == pytest.approx(7, abs=1e-6)
+    assert participation_ratio(torch.zeros(3)) == 0.0
+
+
+def test_hutchinson_estimate_matches_frobenius_norm():
+    net = _shrinker()
+    y = torch.rand(1, 8, 8)
+    exact = float((explicit_jacobian(net, y).double() ** 2).sum())
+    estimate = estimate_effective_dimensionality(net, y, probes=256, seed=0)
+    assert estimate == pytest.approx(exact, rel=0.15)
+
+
+def test_score_and_displays():
+    denoiser = Denoiser(BFCNN(1, 8, 3), fast=False, device="cpu")
+    y = torch.rand(1, 1, 8, 8)
+    s = score_image(denoiser, y)
+    torch.testing.assert_close(s, denoiser(y) - y)
+    assert score_image(_shrinker(), y[0]).shape == (1, 8, 8)
+    shown = score_display(torch.tensor([-2.0, 0.0, 1.0]))
+    torch.testing.assert_close(shown, torch.tensor([0.0, 0.5, 0.75]))
+    assert filter_display(torch.zeros(4)).eq(0.5).all()
+
+
+def test_noise_helper_and_window():
+    x = torch.zeros(1, 6, 6)
+    a, b = add_noise(x, 0.1, seed=4), add_noise(x, 0.2, seed=4)
+    torch.testing.assert_close(2 * a, b)  # same pattern, scaled: what the noise slider relies on
+    with pytest.raises(ParameterError):
+        add_noise(x, -1)
+    assert crop_window((100, 80), (50, 40), 32) == (slice(34, 66), slice(24, 56))
+    assert crop_window((100, 80), (2, 79), 32) == (slice(0, 32), slice(48, 80))
+    assert crop_window((10, 10), (5, 5), 32) == (slice(0, 10), slice(0, 10))
+
+
+def test_input_checks():
+    net = _shrinker()
+    with pytest.raises(ParameterError):
+        jacobian_row(net, torch.rand(1, 8, 8), (0, 8, 0))
+    with pytest.raises(ParameterError):
+        jacobian_row(net, torch.rand(2, 1, 8, 8), (0, 0, 0))
+    with pytest.raises(ParameterError):
+        leading_singular_values(net, torch.rand(1, 8, 8), 0)
