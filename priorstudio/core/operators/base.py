@@ -14,6 +14,10 @@ and its data step is the (Tikhonov-regularised) least-squares correction through
 
 Measurements are plain tensors; their layout is the operator's business, but always carries the batch
 dimension of the input first, so a batch of K samples is measured in one call.
+
+Operators keep their index/kernel buffers on ``self.device`` (``to(device)`` moves them), and move a
+buffer on the fly when they are handed tensors that live elsewhere, so they work on any device. They
+compute in the dtype of their input (float32 images, float64 in tests).
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from abc import ABC, abstractmethod
 
 import torch
 from torch import Tensor
+
+from priorstudio.core.errors import ParameterError
 
 
 class Operator(ABC):
@@ -33,10 +39,14 @@ class Operator(ABC):
     orthonormal: bool = True
 
     def __init__(self, image_shape: tuple[int, int, int]) -> None:
+        if len(tuple(image_shape)) != 3:
+            raise ParameterError(f"image shape must be (C, H, W), got {tuple(image_shape)}")
         c, h, w = (int(v) for v in image_shape)
         if c < 1 or h < 1 or w < 1:
-            raise ValueError(f"image shape must be positive, got {image_shape}")
+            raise ParameterError(f"image shape must be positive, got {tuple(image_shape)}")
         self.image_shape: tuple[int, int, int] = (c, h, w)
+        #: Where the operator's buffers live (inputs elsewhere still work; buffers follow them).
+        self.device: torch.device = torch.device("cpu")
 
     # -- the linear maps ---------------------------------------------------------------------------
     @abstractmethod
@@ -74,9 +84,37 @@ class Operator(ABC):
         like = c.new_full((c.shape[0], *self.image_shape), fill)
         return self.complement(like) + self.pinv(c)
 
+    def observed_image(self, c: Tensor) -> Tensor:
+        """What a user should see as "the degraded image" for measurements c, as (B, C, H, W).
+
+        The default is the measured part with mid-gray where nothing is known (the sampler's starting
+        mean): known pixels on gray holes for inpainting, the low-pass image for spectral, the
+        back-projection on a gray background for compressive sensing.
+        """
+        return self.initial_mean(c, 0.5)
+
+    def measurement_from_observed(self, image: Tensor) -> Tensor:
+        """Measurements c from an image that is already degraded (restore mode), (B, C, H, W) -> c."""
+        return self.forward(image)
+
+    def simulate(self, x: Tensor, noise_sigma: float = 0.0, generator: torch.Generator | None = None) -> Tensor:
+        """Mᵀx plus white Gaussian noise of standard deviation ``noise_sigma`` on every measurement.
+
+        For an orthonormal operator this has exactly the law of Mᵀ(x + σz): the image-space noise σ seen
+        through the measurement.
+        """
+        if not noise_sigma >= 0.0:
+            raise ParameterError(f"noise level must be ≥ 0, got {noise_sigma}")
+        c = self.forward(x)
+        if noise_sigma == 0.0 or c.numel() == 0:
+            return c
+        gen_device = generator.device if generator is not None else c.device
+        noise = torch.randn(c.shape, generator=generator, dtype=c.dtype, device=gen_device)
+        return c + noise_sigma * noise.to(c.device)
+
     def measurement_fraction(self) -> float:
-        """Fraction of the N image dimensions the measurement keeps (1 for plain denoising)."""
-        probe = torch.zeros((1, *self.image_shape))
+        """Fraction of the N image dimensions the measurement keeps (0 for plain denoising: no constraint)."""
+        probe = torch.zeros((1, *self.image_shape), device=self.device)
         return self.forward(probe).numel() / probe.numel()
 
     def describe(self) -> str:
@@ -85,4 +123,17 @@ class Operator(ABC):
 
     def to(self, device: torch.device | str) -> Operator:
         """Move any internal tensors to ``device`` (operators without buffers return themselves)."""
+        self.device = torch.device(device)
         return self
+
+    # -- for subclasses ----------------------------------------------------------------------------
+    def _check_image(self, x: Tensor) -> None:
+        """Refuse a batch whose image shape is not ``image_shape`` (a clear message beats an index error)."""
+        if x.dim() != 4 or tuple(x.shape[1:]) != self.image_shape:
+            c, h, w = self.image_shape
+            raise ParameterError(f"{self.name}: expected images of shape (B, {c}, {h}, {w}), got {tuple(x.shape)}")
+
+
+def buffer_on(t: Tensor, like: Tensor) -> Tensor:
+    """``t`` on the device of ``like`` (a no-op when it is already there)."""
+    return t if t.device == like.device else t.to(like.device)
