@@ -11,6 +11,12 @@ from typing import Any
 
 from priorstudio.core.errors import MaskError, ParameterError
 from priorstudio.core.operators.base import Operator
+from priorstudio.core.operators.blur import DEFAULT_EPS, Blur
+from priorstudio.core.operators.compressive import CompressiveSensing
+from priorstudio.core.operators.identity import Identity
+from priorstudio.core.operators.pixels import Inpaint, RandomPixels
+from priorstudio.core.operators.spectral import SpectralLowPass
+from priorstudio.core.operators.superres import SuperResolution
 
 
 @dataclass(frozen=True)
@@ -83,7 +89,9 @@ TASKS: dict[str, TaskInfo] = {
             "deblur: the measurement is the image convolved with a kernel (circular boundary)",
             (
                 TaskParam("kernel", None, "kernel", "kernel", "2-D blur kernel (normalised to sum 1)"),
-                TaskParam("eps", 1e-3, "float", "ε", "Tikhonov regularisation of the pseudo-inverse", 1e-8, 1.0, True),
+                TaskParam(
+                    "eps", DEFAULT_EPS, "float", "ε", "Tikhonov regularisation of the pseudo-inverse", 1e-8, 1.0, True
+                ),
             ),
         ),
     )
@@ -107,33 +115,19 @@ def make_operator(task: str, image_shape: tuple[int, int, int], **params: Any) -
     values = {**known, **params}
     shape = tuple(image_shape)
     if task == "denoise":
-        from priorstudio.core.operators.identity import Identity
-
         return Identity(shape)
     if task == "inpaint":
-        from priorstudio.core.operators.pixels import Inpaint
-
         if values["missing"] is None:
             raise MaskError("inpainting needs a mask of the pixels to fill (missing=...)")
         return Inpaint(shape, values["missing"])
     if task == "random_pixels":
-        from priorstudio.core.operators.pixels import RandomPixels
-
         return RandomPixels(shape, values["fraction"], values["seed"])
     if task == "super_resolution":
-        from priorstudio.core.operators.superres import SuperResolution
-
         return SuperResolution(shape, values["factor"])
     if task == "spectral":
-        from priorstudio.core.operators.spectral import SpectralLowPass
-
         return SpectralLowPass(shape, values["fraction"])
     if task == "compressive":
-        from priorstudio.core.operators.compressive import CompressiveSensing
-
         return CompressiveSensing(shape, values["fraction"], values["seed"])
-    from priorstudio.core.operators.blur import Blur
-
     if values["kernel"] is None:
         raise ParameterError("blur needs a kernel (kernel=gaussian_kernel(2.0), a 2-D array, …)")
     return Blur(shape, values["kernel"], eps=values["eps"])
