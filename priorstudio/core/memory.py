@@ -64,7 +64,7 @@ OPERATOR_BUFFERS: dict[str, tuple[float, float]] = {
     "random_pixels": (2.5, 2.0),
     "super_resolution": (0.0, 2.0),
     "spectral": (1.0, 6.0),  # complex spectra are two floats per value, plus a temporary
-    "compressive": (3.0, 6.0),  # signs and int64 permutation; transform temporaries
+    "compressive": (3.0, 8.0),  # signs, int64 permutation; the DCT's complex spectra and twiddles
     "blur": (2.0, 6.0),
 }
 
