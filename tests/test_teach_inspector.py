@@ -146,3 +146,17 @@ def test_input_checks():
         jacobian_row(net, torch.rand(2, 1, 8, 8), (0, 0, 0))
     with pytest.raises(ParameterError):
         leading_singular_values(net, torch.rand(1, 8, 8), 0)
+
+
+def test_score_tap_records_each_call():
+    from priorstudio.core.teach.inspector import ScoreTap
+
+    denoiser = Denoiser(BFCNN(1, 8, 3), fast=False, device="cpu")
+    tap = ScoreTap(denoiser)
+    assert tap.channels == 1 and tap.device.type == "cpu" and tap.name == denoiser.name
+    ys = [torch.rand(2, 1, 8, 8) for _ in range(3)]
+    outs = [tap(y) for y in ys]
+    assert tap.calls == 3 and len(tap.history) == 3
+    torch.testing.assert_close(outs[1], denoiser(ys[1]))
+    torch.testing.assert_close(tap.score_at(2), outs[1] - ys[1], atol=2e-3, rtol=1e-2)  # float16 storage
+    torch.testing.assert_close(tap.latest, outs[2] - ys[2])

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from priorstudio.core.samplers.base import StepRecord
+from priorstudio.core.samplers.implicit_prior import noise_scale, step_size
 
 
 class SamplerParamsLike(Protocol):
@@ -31,14 +32,9 @@ class SamplerParamsLike(Protocol):
     beta: float
 
 
-def step_size(t: int, h_0: float) -> float:
-    """h_t = h₀·t / (1 + h₀·(t − 1)): rises from h₀ at t = 1 towards 1."""
-    return h_0 * t / (1 + h_0 * (t - 1))
-
-
 def injected_noise(sigma: float, h: float, beta: float) -> float:
     """γ_t = σ_t·√((1 − βh_t)² − (1 − h_t)²): zero for β = 1."""
-    return sigma * math.sqrt(max((1 - beta * h) ** 2 - (1 - h) ** 2, 0.0))
+    return sigma * noise_scale(h, beta)
 
 
 def _finite(v: float | None) -> bool:
@@ -46,7 +42,9 @@ def _finite(v: float | None) -> bool:
 
 
 def steps_to_target(sigma: float, t: int, params: SamplerParamsLike, cap: int = 100_000) -> int | None:
-    """Steps left from σ_t at step t until (1 − βh)σ reaches σ_L on the ideal schedule (None beyond ``cap``)."""
+    """Steps left from σ_t at step t until (1 − βh)σ reaches σ_L on the ideal schedule (None beyond ``cap``).
+
+    Like the sampler's ``expected_iterations`` but from any point of a run, for "how long still"."""
     if sigma <= params.sigma_L:
         return 0
     s = sigma

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from priorstudio.core.errors import InputImageError, ParameterError
+from priorstudio.core.errors import ParameterError
 
 Z_95 = 1.959963984540054  # two-sided 95 % normal quantile
 
@@ -223,17 +223,11 @@ class RealOrSampledRound:
 # -- real patches ----------------------------------------------------------------------------------------
 def load_patch_source(path: str | Path, channels: int) -> np.ndarray:
     """An image file as float32 (C, H, W) in [0, 1], converted to gray (1) or RGB (3)."""
-    from PIL import Image, UnidentifiedImageError
+    from priorstudio.core.imageio import load_image
 
     if channels not in (1, 3):
         raise ParameterError(f"patches are gray (1 channel) or colour (3), not {channels}")
-    try:
-        with Image.open(path) as im:
-            im = im.convert("L" if channels == 1 else "RGB")
-            arr = np.asarray(im, dtype=np.float32) / 255.0
-    except (OSError, UnidentifiedImageError) as exc:
-        raise InputImageError(f"cannot read {path} as an image: {exc}") from exc
-    return arr[None] if channels == 1 else arr.transpose(2, 0, 1).copy()
+    return load_image(path, mode="gray" if channels == 1 else "color").numpy()
 
 
 def cut_patches(

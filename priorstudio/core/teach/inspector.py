@@ -21,16 +21,15 @@ would make the identity A(y)y = D(y) hold only to bf16 precision).
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
-from torch.func import jvp, vjp
 
 from priorstudio.core.denoisers.inference import Denoiser
 from priorstudio.core.errors import ParameterError
+from priorstudio.core.teach.history import FrameHistory
 
 NetLike = Denoiser | nn.Module | Callable[[Tensor], Tensor]
 
@@ -113,8 +112,8 @@ def crop_window(shape: tuple[int, int], center: tuple[int, int], size: int) -> t
 class LocalLinearMap:
     """A(y) as an operator on batches of image-shaped vectors, without ever forming it.
 
-    ``matvec(V)`` = A·vᵢ for each vᵢ in the batch V (K, C, H, W) — forward-mode JVPs through the
-    network evaluated at K copies of y. ``rmatvec(U)`` = Aᵀ·uᵢ — reverse-mode VJPs. Both treat the batch
+    ``matvec(V)`` = A·vᵢ for each vᵢ in the batch V (K, C, H, W) — Jacobian–vector products through the
+    network evaluated at K copies of y. ``rmatvec(U)`` = Aᵀ·uᵢ — vector–Jacobian products. Both treat the batch
     items independently, which holds for any network in eval mode (no cross-batch statistics).
     """
 
@@ -129,17 +128,26 @@ class LocalLinearMap:
         return self.y.expand(k, *self.shape).contiguous()
 
     def matvec(self, v: Tensor) -> Tensor:
+        """A·vᵢ for each vᵢ, by the double-backward trick: A v = ∂⟨Aᵀu, v⟩/∂u (exact, as A is linear in u).
+
+        Two reverse passes instead of one forward-mode pass: forward-mode AD costs seconds to initialise
+        on first use in this PyTorch, which a click in the GUI should not wait for.
+        """
         v = v.to(self.device, torch.float32).reshape(-1, *self.shape)
-        with warnings.catch_warnings():
-            # forward-mode AD initialises itself through a deprecated torch.jit path on first use
-            warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=DeprecationWarning)
-            _, out = jvp(self.f, (self._at(v.shape[0]),), (v,))
-        return out.detach()
+        with torch.enable_grad():
+            x = self._at(v.shape[0]).requires_grad_(True)
+            out = self.f(x)
+            u = torch.zeros_like(out, requires_grad=True)
+            (at_u,) = torch.autograd.grad(out, x, u, create_graph=True)
+            (av,) = torch.autograd.grad(at_u, u, v)
+        return av.detach()
 
     def rmatvec(self, u: Tensor) -> Tensor:
+        """Aᵀ·uᵢ for each uᵢ: one reverse pass (a vector–Jacobian product)."""
         u = u.to(self.device, torch.float32).reshape(-1, *self.shape)
-        _, pullback = vjp(self.f, self._at(u.shape[0]))
-        (out,) = pullback(u)
+        with torch.enable_grad():
+            x = self._at(u.shape[0]).requires_grad_(True)
+            (out,) = torch.autograd.grad(self.f(x), x, u)
         return out.detach()
 
 
@@ -255,3 +263,45 @@ def score_display(score: Tensor) -> Tensor:
 def filter_display(row: Tensor) -> Tensor:
     """Map a filter (a Jacobian row) to [0, 1] with zero at mid-gray, like :func:`score_display`."""
     return score_display(row)
+
+
+class ScoreTap:
+    """Wraps a denoiser to keep the score f(y_t) = D(y_t) − y_t of every call, i.e. of every sampler step.
+
+    The sampler's records carry the estimate D(y_t), not the iterate y_t, so the score of a past step cannot
+    be recomputed from them. Hand the sampler ``ScoreTap(denoiser)`` instead of the denoiser: call n (the
+    sampler's step t = n) stores its score, compactly and thinned under a memory cap, in ``history``
+    (a FrameHistory in float16, so the sign survives), and the latest one in ``latest``. With a batch, the
+    sampler passes only the samples still running, so a frame holds those.
+    """
+
+    def __init__(self, denoiser: Callable[[Tensor], Tensor], history: FrameHistory | None = None) -> None:
+        self.denoiser = denoiser
+        self.history = history if history is not None else FrameHistory(dtype="float16")
+        self.calls = 0
+        self.latest: Tensor | None = None
+
+    # the attributes the sampler and the GUI read from a Denoiser, stated explicitly
+    @property
+    def device(self) -> torch.device:
+        return getattr(self.denoiser, "device", torch.device("cpu"))
+
+    @property
+    def channels(self) -> int:
+        return int(getattr(self.denoiser, "channels", 1))
+
+    @property
+    def name(self) -> str:
+        return str(getattr(self.denoiser, "name", "denoiser"))
+
+    def __call__(self, y: Tensor) -> Tensor:
+        out = self.denoiser(y)
+        self.calls += 1
+        score = (out - y).detach().to("cpu", torch.float32)
+        self.latest = score
+        self.history.push(self.calls, score)
+        return out
+
+    def score_at(self, t: int) -> Tensor:
+        """The kept score nearest step ``t`` (float32)."""
+        return self.history.nearest(t).tensor()

@@ -1,0 +1,56 @@
+"""Posterior mean and std: the spread lights up inside an inpainting hole (Gaussian oracle, tiny image)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from priorstudio.core.errors import ParameterError
+from priorstudio.core.operators import Inpaint
+from priorstudio.core.samplers.gaussian import GaussianBlindDenoiser, GaussianPrior
+from priorstudio.core.samplers.implicit_prior import ImplicitPriorParams
+from priorstudio.core.teach.posterior import posterior_stream, posterior_summary, sample_posterior
+
+
+def test_summary_of_known_samples():
+    samples = torch.stack([torch.full((1, 2, 2), v) for v in (0.2, 0.4, 0.6)])
+    s = posterior_summary(samples)
+    assert s.k == 3
+    torch.testing.assert_close(s.mean, torch.full((1, 2, 2), 0.4))
+    torch.testing.assert_close(s.std, torch.full((1, 2, 2), 0.2))  # unbiased: divides by K − 1
+    clipped = posterior_summary(torch.stack([torch.full((1, 1, 1), v) for v in (-1.0, 2.0)]))
+    torch.testing.assert_close(clipped.mean, torch.full((1, 1, 1), 0.5))
+    color = posterior_summary(torch.rand(4, 3, 5, 5))
+    assert color.std_map().shape == (1, 5, 5)
+    assert float(color.std_display().max()) == pytest.approx(1.0)
+    assert float(color.std_display(scale=10.0).max()) < 0.1
+    with pytest.raises(ParameterError):
+        posterior_summary(torch.rand(1, 1, 4, 4))
+    with pytest.raises(ParameterError):
+        posterior_summary(torch.rand(1, 4, 4))
+    with pytest.raises(ParameterError):
+        s.region_std(torch.zeros(2, 2, dtype=torch.bool))
+
+
+@pytest.mark.slow  # ~4 s: the oracle's blind noise estimate is a Newton solve per call
+def test_std_is_larger_inside_the_hole():
+    shape = (1, 8, 8)
+    eigenvalues = 0.04 / (1 + torch.arange(64, dtype=torch.float64)) ** 0.8
+    prior = GaussianPrior.with_spectrum(0.5, eigenvalues, seed=1)
+    denoiser = GaussianBlindDenoiser(prior, shape)
+    x = prior.sample(1, torch.Generator().manual_seed(2)).float().reshape(1, *shape)
+    missing = torch.zeros(8, 8, dtype=torch.bool)
+    missing[2:6, 2:6] = True
+    op = Inpaint(shape, missing)
+    params = ImplicitPriorParams(beta=0.25, sigma_L=0.01, max_steps=600, emit_every=0, seed=3)
+    summary, last = sample_posterior(denoiser, op, op.forward(x), params, k=6)
+    assert last.is_last and last.image.shape == (6, *shape)
+    inside, outside = summary.region_std(missing)
+    assert inside > 3 * outside, (inside, outside)
+    # the mean agrees with the data outside the hole
+    assert float((summary.mean - x[0])[:, ~missing].abs().max()) < 0.05
+
+
+def test_stream_needs_two_samples():
+    with pytest.raises(ParameterError):
+        posterior_stream(None, None, torch.zeros(1, 4), None, 1)
