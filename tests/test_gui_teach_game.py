@@ -1,0 +1,50 @@
+"""The "Real or sampled?" dialog (offscreen): a full round with keys and buttons, and the review."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pytestqt")
+
+from PySide6 import QtCore
+
+from priorstudio.gui.teach.game_dialog import RealOrSampledDialog
+
+pytestmark = pytest.mark.gui
+
+
+def _no_denoiser(channels):
+    raise AssertionError("this test supplies its own sampled patches")
+
+
+def test_a_round_played_with_keys_and_buttons(qtbot):
+    dialog = RealOrSampledDialog(_no_denoiser)
+    qtbot.addWidget(dialog)
+    dialog.show()
+    dialog.items_spin.setValue(6)
+    assert not dialog.real_button.isEnabled()
+    sampled = [np.full((1, 16, 16), 0.5, np.float32) for _ in range(3)]  # flat gray: easy to spot
+    dialog.new_round(sampled=sampled)
+    assert dialog.round is not None and len(dialog.round) == 6 and dialog.real_button.isEnabled()
+    results = []
+    while dialog._current is not None:
+        patch = dialog.round.patch(dialog._current)
+        is_flat = float(np.std(patch)) == 0.0
+        if len(results) % 2 == 0:
+            qtbot.keyClick(dialog, QtCore.Qt.Key.Key_S if is_flat else QtCore.Qt.Key.Key_R)
+        else:
+            (dialog.sampled_button if is_flat else dialog.real_button).click()
+        results.append(dialog.feedback.text())
+    assert all(text.startswith("✓ Right") for text in results), results
+    score = dialog.round.score()
+    assert score.correct == 6 and dialog.round.finished
+    assert "Round over" in dialog.score_label.text() and "beats guessing" in dialog.score_label.text()
+    assert not dialog.real_button.isEnabled()
+    assert dialog.pane.image_shape() is not None  # the review grid
+    assert dialog.answer(True) is None
+    dialog.close()

@@ -1,0 +1,77 @@
+"""The inspector dialog (offscreen): click a pixel → filter with row·y = D(y); singular values on demand."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import pytest
+import torch
+
+pytest.importorskip("pytestqt")
+
+from priorstudio.core.denoisers import BiasFreeUNet, Denoiser
+from priorstudio.gui.teach.inspector_dialog import InspectorDialog
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture
+def factory():
+    torch.manual_seed(0)
+    denoiser = Denoiser(BiasFreeUNet(1, (8, 16)), fast=False, device="cpu")
+    return lambda channels: denoiser
+
+
+def test_click_shows_filter_and_identity(qtbot, factory):
+    dialog = InspectorDialog(factory)
+    qtbot.addWidget(dialog)
+    dialog.window_size.setValue(32)
+    dialog.view_size.setValue(15)
+    dialog.set_image(torch.rand(1, 24, 24))
+    dialog.show()
+    dialog.select_pixel(10, 12)
+    qtbot.waitUntil(lambda: dialog.filter_result is not None, timeout=10_000)
+    result = dialog.filter_result
+    assert result.pixel == (0, 10, 12)
+    assert result.filter.shape == (1, 15, 15) and result.patch.shape == (1, 15, 15)
+    assert result.dot == pytest.approx(result.output, abs=1e-4)
+    assert "locally linear" in dialog.info.text()
+    # moving the noise slider recomputes the filter at the same pixel
+    dialog.filter_result = None
+    dialog.set_sigma(60)
+    qtbot.waitUntil(lambda: dialog.filter_result is not None, timeout=10_000)
+    assert dialog.filter_result.sigma == pytest.approx(60 / 255)
+    qtbot.waitUntil(lambda: not dialog.busy(), timeout=10_000)
+
+
+def test_singular_values_and_dimensionality(qtbot, factory):
+    dialog = InspectorDialog(factory)
+    qtbot.addWidget(dialog)
+    dialog.set_image(torch.rand(1, 16, 16))
+    dialog.svd_window.setValue(8)
+    dialog.k_spin.setValue(6)
+    dialog.svd_button.click()
+    assert "Click a pixel first" in dialog.info.text()
+    dialog.select_pixel(4, 4)
+    dialog.svd_button.click()
+    qtbot.waitUntil(lambda: dialog.spectrum_result is not None, timeout=20_000)
+    spectrum = dialog.spectrum_result
+    assert spectrum.values.shape == (6,) and spectrum.n == 64
+    assert torch.all(spectrum.values[:-1] >= spectrum.values[1:])
+    qtbot.waitUntil(lambda: not dialog.busy(), timeout=10_000)
+    assert "Effective dimensionality" in dialog.info.text()
+    dialog.close()
+
+
+def test_noisy_input_disables_the_slider(qtbot, factory):
+    dialog = InspectorDialog(factory)
+    qtbot.addWidget(dialog)
+    y = torch.rand(1, 3, 16, 16)[:, :1]
+    dialog.set_image(y, noisy=True)
+    assert dialog.sigma() == 0.0 and not dialog.sigma_slider.isEnabled()
+    dialog.image_pane.clicked.emit(3, 5)
+    qtbot.waitUntil(lambda: dialog.filter_result is not None, timeout=10_000)
+    torch.testing.assert_close(dialog.filter_result.score, dialog.filter_result.denoised - y[0])
+    dialog.close()
