@@ -123,7 +123,7 @@ def _task_params(args: argparse.Namespace, image_hw: tuple[int, int]) -> dict[st
         missing[(h - bh) // 2 : (h - bh) // 2 + bh, (w - bw) // 2 : (w - bw) // 2 + bw] = True
         return {"missing": missing}
     if task in ("random_pixels", "compressive"):
-        return {"fraction": args.fraction, "seed": args.seed}
+        return {"fraction": args.fraction}
     if task == "spectral":
         return {"fraction": args.fraction}
     if task == "super_resolution":
