@@ -575,3 +575,14 @@ def test_operators_follow_their_inputs_device():
             torch.testing.assert_close(moved.forward(x), c)
             assert moved.adjoint(c).device.type == device
             assert 0.0 <= moved.measurement_fraction() <= 1.0
+
+
+@pytest.mark.parametrize("name", [*BUILDERS, "blur"])
+def test_gradients_flow_through_forward(name):
+    """Methods that fit a network through the measurement (Deep Image Prior) backpropagate through Mᵀ."""
+    shape = (3, 9, 10)
+    op = Blur(shape, motion_kernel(4, 20)) if name == "blur" else BUILDERS[name](shape)
+    x = _rand(1, *shape, seed=8).requires_grad_(True)
+    c = _measure_like(op, 1, seed=9) if name != "blur" else _rand(1, *shape, seed=9)
+    (op.forward(x) * c).sum().backward()
+    torch.testing.assert_close(x.grad, op.adjoint(c), rtol=1e-10, atol=1e-12)
