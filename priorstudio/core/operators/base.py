@@ -4,7 +4,7 @@ An operator describes a linear measurement of an image x of shape (C, H, W) (or 
 
     forward  Mᵀx   image -> measurement     (what the camera/degradation gives us)
     adjoint  Mc    measurement -> image
-    project  MMᵀx  image -> image           (orthogonal projector when MᵀM = I)
+    project  MMᵀx  image -> image           (orthogonal projector when MᵀM = I; Blur: the filter A⁺A)
     pinv     M⁺c   measurement -> image     (least-squares back-projection; = adjoint when orthonormal)
     data_step(y, c)                          the sampler's pull toward the measurements, M⁺(c − Mᵀy)
 
