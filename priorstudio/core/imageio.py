@@ -151,7 +151,7 @@ def _open(data: bytes, name: str) -> Image.Image:
     except MemoryError:
         raise InputImageError(f"{name}: not enough memory to open the image") from None
     except Exception as error:
-        raise InputImageError(f"{name}: corrupt image header ({_short(error)})") from None
+        raise InputImageError(f"{name}: the image header is truncated or corrupt ({_short(error)})") from None
 
 
 def _check_size(img: Image.Image, name: str, max_pixels: int) -> tuple[int, int]:
@@ -457,7 +457,7 @@ def load_image_info(path: str | os.PathLike[str]) -> ImageInfo:
     except PermissionError:
         raise InputImageError(f"{name}: cannot read the file (permission denied)") from None
     except Exception as error:
-        raise InputImageError(f"{name}: corrupt image header ({_short(error)})") from None
+        raise InputImageError(f"{name}: the image header is truncated or corrupt ({_short(error)})") from None
 
 
 def _info(img: Image.Image, file_size: int) -> ImageInfo:
