@@ -48,3 +48,24 @@ def test_a_round_played_with_keys_and_buttons(qtbot):
     assert dialog.pane.image_shape() is not None  # the review grid
     assert dialog.answer(True) is None
     dialog.close()
+
+
+def test_new_round_draws_the_prior_patches_in_the_background(qtbot):
+    from teach_oracle import IsotropicOracle
+
+    from priorstudio.core.samplers.implicit_prior import SYNTHESIS_PRESET, ImplicitPriorParams
+
+    oracle = IsotropicOracle()
+    params = ImplicitPriorParams.preset(SYNTHESIS_PRESET, max_steps=300)
+    dialog = RealOrSampledDialog(lambda channels: oracle, params=params)
+    qtbot.addWidget(dialog)
+    dialog.items_spin.setValue(4)
+    dialog.size_spin.setValue(16)
+    dialog.new_round()
+    assert not dialog.new_button.isEnabled()
+    qtbot.waitUntil(lambda: dialog.round is not None, timeout=30_000)
+    assert len(dialog.round) == 4 and dialog.new_button.isEnabled()
+    sampled = [dialog.round.reveal(i) for i in range(4) if dialog.answer(True) is not None]
+    assert sum(not item.is_real for item in sampled) == 2
+    assert all(item.patch.shape == (1, 16, 16) for item in sampled)
+    dialog.close()
