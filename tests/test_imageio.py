@@ -633,7 +633,36 @@ def test_mask_gray_rgb_palette_and_one_bit(tmp_path: Path) -> None:
 
 def test_mask_threshold_is_half_luminance(tmp_path: Path) -> None:
     Image.fromarray(np.array([[127, 128, 255, 0]], dtype=np.uint8)).save(tmp_path / "t.png")
-    assert load_mask(tmp_path / "t.png", (1, 4)).tolist() == [[False, True, True, False]]
+    loaded = load_mask(tmp_path / "t.png", (1, 4), require_black_and_white=False)
+    assert loaded.tolist() == [[False, True, True, False]]
+
+
+def test_mask_that_is_a_photo_is_refused(tmp_path: Path) -> None:
+    photo = RNG.integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    Image.fromarray(photo).save(tmp_path / "photo.png")
+    with pytest.raises(MaskError, match=r"photo.png is not a black-and-white mask: \d+ % of its pixels"):
+        load_mask(tmp_path / "photo.png", (16, 16))
+    assert load_mask(tmp_path / "photo.png", (16, 16), require_black_and_white=False).shape == (16, 16)
+    strokes = np.zeros((16, 16, 3), dtype=np.uint8)
+    strokes[4:8] = (255, 0, 0)  # a quarter of the image painted red: coloured, not black and white
+    strokes[8:10] = (255, 0, 0)
+    Image.fromarray(strokes).save(tmp_path / "red.png")
+    with pytest.raises(MaskError, match="coloured"):
+        load_mask(tmp_path / "red.png", (16, 16))
+
+
+def test_soft_and_jpeg_masks_are_accepted(tmp_path: Path) -> None:
+    m = np.zeros((32, 32), dtype=np.float64)
+    m[8:24, 10:20] = 1.0
+    soft = m.copy()
+    for _ in range(2):  # feather the edges: a soft brush
+        soft = (soft + np.roll(soft, 1, 0) + np.roll(soft, -1, 0) + np.roll(soft, 1, 1) + np.roll(soft, -1, 1)) / 5
+    Image.fromarray(np.rint(soft * 255).astype(np.uint8)).save(tmp_path / "soft.png")
+    Image.fromarray((m * 255).astype(np.uint8)).save(tmp_path / "m.jpg", quality=75)
+    for name in ("soft.png", "m.jpg"):
+        loaded = load_mask(tmp_path / name, (32, 32)).numpy()
+        assert loaded[16, 15] and not loaded[2, 2], name
+        assert abs(int(loaded.sum()) - int(m.sum())) <= 20, name
 
 
 def test_mask_alpha_transparent_is_hole(tmp_path: Path) -> None:
@@ -755,10 +784,10 @@ def test_fuzz_mutated_images(data: bytes) -> None:
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(mutated_image(), st.tuples(st.integers(1, 12), st.integers(1, 12)))
-def test_fuzz_mask_importer(data: bytes, size: tuple[int, int]) -> None:
+@given(mutated_image(), st.tuples(st.integers(1, 12), st.integers(1, 12)), st.booleans())
+def test_fuzz_mask_importer(data: bytes, size: tuple[int, int], strict: bool) -> None:
     try:
-        m = mask_from_bytes(data, size, max_pixels=1 << 20)
+        m = mask_from_bytes(data, size, max_pixels=1 << 20, require_black_and_white=strict)
     except PriorStudioError as error:
         assert str(error)
         return

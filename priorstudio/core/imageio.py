@@ -492,7 +492,23 @@ def _info(img: Image.Image, file_size: int) -> ImageInfo:
 
 
 # -- masks -----------------------------------------------------------------------------------------------
-def _mask_from_decoded(decoded: _Decoded, name: str, image_size: tuple[int, int]) -> torch.Tensor:
+#: A mask pixel is "clear" when its level is within this distance of black or white (and, in colour,
+#: when its channels differ by no more than this); more than MASK_MAX_UNCLEAR of unclear pixels means the
+#: file is a picture rather than a mask. Anti-aliased and JPEG-saved masks stay far below that.
+MASK_CLEAR_MARGIN = 0.2
+MASK_MAX_UNCLEAR = 0.25
+
+
+def _unclear_fraction(level: np.ndarray, chroma: np.ndarray | None) -> float:
+    unclear = (level > MASK_CLEAR_MARGIN) & (level < 1 - MASK_CLEAR_MARGIN)
+    if chroma is not None:
+        unclear |= chroma > MASK_CLEAR_MARGIN
+    return float(unclear.mean())
+
+
+def _mask_from_decoded(
+    decoded: _Decoded, name: str, image_size: tuple[int, int], require_black_and_white: bool
+) -> torch.Tensor:
     h, w = decoded.values.shape[:2]
     want_h, want_w = (int(image_size[0]), int(image_size[1]))
     if (h, w) != (want_h, want_w):
@@ -500,12 +516,21 @@ def _mask_from_decoded(decoded: _Decoded, name: str, image_size: tuple[int, int]
             f"{name}: the mask is {w}×{h} pixels but the image is {want_w}×{want_h} (width×height); they must match"
         )
     alpha = decoded.alpha
+    values = decoded.values
     if alpha is not None and float(alpha.min()) < 1.0:
+        level, chroma = alpha, None
         hole = alpha < 0.5  # transparent = missing
     else:
-        values = decoded.values
-        luminance = values[..., 0] if values.shape[-1] == 1 else values @ _LUMA
-        hole = luminance > 0.5  # white = missing
+        level = values[..., 0] if values.shape[-1] == 1 else values @ _LUMA
+        chroma = None if values.shape[-1] == 1 else values.max(axis=-1) - values.min(axis=-1)
+        hole = level > 0.5  # white = missing
+    if require_black_and_white:
+        unclear = _unclear_fraction(level, chroma)
+        if unclear > MASK_MAX_UNCLEAR:
+            raise MaskError(
+                f"{name} is not a black-and-white mask: {100 * unclear:.0f} % of its pixels are gray or coloured "
+                "(white, or transparent, marks the pixels to fill)"
+            )
     return torch.from_numpy(np.ascontiguousarray(hole))
 
 
@@ -514,32 +539,43 @@ def _as_mask_error(error: InputImageError) -> MaskError:
 
 
 def load_mask(
-    path: str | os.PathLike[str], image_size: tuple[int, int], *, max_pixels: int = DEFAULT_MAX_PIXELS
+    path: str | os.PathLike[str],
+    image_size: tuple[int, int],
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    require_black_and_white: bool = True,
 ) -> torch.Tensor:
     """Read a mask file as a bool tensor (H, W), True where pixels are missing (to be filled).
 
     White (luminance > 0.5) marks a hole. A mask with transparency (RGBA, LA, palette) that is not fully
     opaque uses its alpha instead: transparent pixels are the holes, as in a photo with parts erased.
     ``image_size`` is (H, W) of the image the mask belongs to; any other size raises :class:`MaskError`
-    naming both. Every problem with the file is a :class:`MaskError`.
+    naming both. A file that is mostly gray or coloured (a photo picked by mistake) is refused unless
+    ``require_black_and_white=False``; soft or JPEG-saved edges are fine. Every problem with the file is a
+    :class:`MaskError`.
     """
     try:
         data, name = _read_bytes(path)
         decoded = _decode(data, name, max_pixels)
     except InputImageError as error:
         raise _as_mask_error(error) from None
-    return _mask_from_decoded(decoded, name, image_size)
+    return _mask_from_decoded(decoded, name, image_size, require_black_and_white)
 
 
 def mask_from_bytes(
-    data: bytes, image_size: tuple[int, int], *, max_pixels: int = DEFAULT_MAX_PIXELS, name: str = "pasted mask"
+    data: bytes,
+    image_size: tuple[int, int],
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    name: str = "pasted mask",
+    require_black_and_white: bool = True,
 ) -> torch.Tensor:
     """Like :func:`load_mask` for an encoded mask held in memory."""
     try:
         decoded = _decode(bytes(data), name, max_pixels)
     except InputImageError as error:
         raise _as_mask_error(error) from None
-    return _mask_from_decoded(decoded, name, image_size)
+    return _mask_from_decoded(decoded, name, image_size, require_black_and_white)
 
 
 def save_mask(
