@@ -1,0 +1,84 @@
+"""Start the desktop application: ``priorstudio`` (no arguments) or ``priorstudio gui [IMAGE] [--model M]``."""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from types import TracebackType
+
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from priorstudio.core.errors import PriorStudioError
+
+ORGANIZATION = "PriorStudio"
+APPLICATION = "PriorStudio"
+SAMPLE = ("samples", "chelsea.png")
+
+
+def make_application(argv: list[str] | None = None) -> QtWidgets.QApplication:
+    """The QApplication (created once), with the names QSettings uses."""
+    os.environ.setdefault("PYQTGRAPH_QT_LIB", "PySide6")
+    app = QtWidgets.QApplication.instance()
+    if app is None:
+        app = QtWidgets.QApplication(argv if argv is not None else sys.argv[:1])
+    QtCore.QCoreApplication.setOrganizationName(ORGANIZATION)
+    QtCore.QCoreApplication.setApplicationName(APPLICATION)
+    app.setApplicationDisplayName(APPLICATION)
+    icon = _icon()
+    if icon is not None:
+        app.setWindowIcon(icon)
+    return app  # type: ignore[return-value]
+
+
+def _icon() -> QtGui.QIcon | None:
+    try:
+        from priorstudio.resources import resource_path
+
+        path = resource_path("icons", "priorstudio.svg")
+    except FileNotFoundError:
+        return None
+    return QtGui.QIcon(str(path)) if path.is_file() else None
+
+
+def _excepthook(window: QtWidgets.QWidget | None):  # type: ignore[no-untyped-def]
+    """Unexpected errors in a slot become a dialog; the application keeps running."""
+
+    def hook(kind: type[BaseException], error: BaseException, tb: TracebackType | None) -> None:
+        traceback.print_exception(kind, error, tb)
+        message = str(error) if isinstance(error, PriorStudioError) else f"{kind.__name__}: {error}"
+        QtWidgets.QMessageBox.warning(window, "PriorStudio", message)
+
+    return hook
+
+
+def run_app(image_path: str | None = None, model: str | None = None) -> int:
+    """Open the main window on ``image_path`` (default: the bundled sample photo) and run until it closes.
+
+    ``model`` is a bundled model name or a weights file; by default the bundled gray or colour model
+    that matches the image is used. Returns the process exit code.
+    """
+    app = make_application()
+    from priorstudio.gui.main_window import MainWindow
+
+    window = MainWindow(model=model)
+    window.show()
+    if image_path:
+        window.open_path(image_path)
+    else:
+        window.open_sample()
+    previous_hook = sys.excepthook
+    sys.excepthook = _excepthook(window)
+    try:
+        return int(app.exec())
+    finally:
+        sys.excepthook = previous_hook
+        window.shutdown()
+
+
+def main() -> int:  # pragma: no cover - convenience entry point
+    return run_app(sys.argv[1] if len(sys.argv) > 1 else None)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

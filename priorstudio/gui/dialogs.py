@@ -1,0 +1,70 @@
+"""Small dialogs: the shortcut sheet (built from the keymap), errors, and the close confirmation."""
+
+from __future__ import annotations
+
+from PySide6 import QtCore, QtWidgets
+
+from priorstudio.gui.keymap import sheet_rows
+
+
+class ShortcutSheet(QtWidgets.QDialog):
+    """Every binding of the keymap in one table, grouped by menu."""
+
+    def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Keyboard shortcuts")
+        rows = sheet_rows()
+        table = QtWidgets.QTableWidget(len(rows), 3)
+        table.setHorizontalHeaderLabels(["", "keys", "does"])
+        table.verticalHeader().setVisible(False)
+        table.setEditTriggers(QtWidgets.QAbstractItemView.EditTrigger.NoEditTriggers)
+        table.setSelectionMode(QtWidgets.QAbstractItemView.SelectionMode.NoSelection)
+        previous = None
+        for i, (section, keys, text) in enumerate(rows):
+            table.setItem(i, 0, QtWidgets.QTableWidgetItem(section if section != previous else ""))
+            table.setItem(i, 1, QtWidgets.QTableWidgetItem(keys))
+            table.setItem(i, 2, QtWidgets.QTableWidgetItem(text))
+            previous = section
+        table.resizeColumnsToContents()
+        table.horizontalHeader().setStretchLastSection(True)
+        self.table = table
+        buttons = QtWidgets.QDialogButtonBox(QtWidgets.QDialogButtonBox.StandardButton.Close)
+        buttons.rejected.connect(self.reject)
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.addWidget(table)
+        layout.addWidget(buttons)
+        self.resize(560, 640)
+
+
+def show_error(parent: QtWidgets.QWidget | None, title: str, message: str) -> None:
+    """A warning dialog; the application goes on afterwards."""
+    box = QtWidgets.QMessageBox(parent)
+    box.setIcon(QtWidgets.QMessageBox.Icon.Warning)
+    box.setWindowTitle(title)
+    box.setText(message)
+    box.setTextInteractionFlags(QtCore.Qt.TextInteractionFlag.TextSelectableByMouse)
+    box.exec()
+
+
+def ask_close(parent: QtWidgets.QWidget | None, reason: str) -> str:
+    """Ask before closing; ``reason`` is "running" or "unsaved". Returns "save", "discard" or "cancel"."""
+    box = QtWidgets.QMessageBox(parent)
+    box.setIcon(QtWidgets.QMessageBox.Icon.Question)
+    box.setWindowTitle("Close PriorStudio")
+    buttons = QtWidgets.QMessageBox.StandardButton
+    if reason == "running":
+        box.setText("A run is still going.")
+        box.setInformativeText("Stop it and close the window?")
+        box.setStandardButtons(buttons.Discard | buttons.Cancel)
+        box.button(buttons.Discard).setText("Stop and close")
+    else:
+        box.setText("The result has not been saved.")
+        box.setInformativeText("Save it before closing?")
+        box.setStandardButtons(buttons.Save | buttons.Discard | buttons.Cancel)
+    box.setDefaultButton(buttons.Cancel)
+    answer = box.exec()
+    if answer == buttons.Save:
+        return "save"
+    if answer == buttons.Discard:
+        return "discard"
+    return "cancel"

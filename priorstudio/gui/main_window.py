@@ -1,0 +1,1132 @@
+"""The main window: open a photo, describe the degradation, paint a mask, run, watch, save.
+
+The window wires parts that each do one thing: the canvas (:mod:`canvas`), the mask model
+(:mod:`mask_model`), the panels (:mod:`panels`), the plots (:mod:`plots`), the run planner
+(:mod:`session`) and the run controller (:mod:`worker`). Commands come from the keymap table
+(:mod:`keymap`): one QAction per entry, connected by id to a ``_cmd_<id>`` method.
+
+Live updates follow STYLE.md's streaming pattern: the worker's ``step`` signal appends scalars (cheap),
+its ``frame`` signal drops the newest image into a one-slot mailbox, and a 30 Hz timer repaints the
+canvas and the plots. Nothing is repainted from a worker signal directly.
+
+Seams for what comes next: ``record_sink_factories`` (per-run observers of every StepRecord, e.g. a frame
+history for scrubbing), ``session_state()`` (what an autosave needs), ``denoiser_factory`` (what the
+teaching tools and an inspector need), and the ``runStarted`` / ``runFinished`` signals.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from PySide6 import QtCore, QtGui, QtWidgets
+from PySide6.QtCore import QRectF, Qt, Signal
+
+from priorstudio.core.atomic import OutputExistsError
+from priorstudio.core.denoisers import available_models
+from priorstudio.core.errors import PriorStudioError, WeightsError
+from priorstudio.core.imageio import encode_image, image_from_bytes, load_image, load_mask, save_image, save_mask
+from priorstudio.core.memory import check_run_fits, estimate_run_memory
+from priorstudio.core.runrecord import RunRecord
+from priorstudio.core.samplers import expected_iterations, ideal_sigma_schedule
+from priorstudio.core.samplers.base import StepRecord, StopReason
+from priorstudio.gui import keymap
+from priorstudio.gui.canvas import ImageCanvas
+from priorstudio.gui.dialogs import ShortcutSheet, ask_close, show_error
+from priorstudio.gui.mask_model import MaskModel
+from priorstudio.gui.panels import AlgorithmPanel, DegradationPanel, MaskTools
+from priorstudio.gui.plots import RunPlots
+from priorstudio.gui.run_progress import RunProgress
+from priorstudio.gui.session import (
+    DenoiserProvider,
+    RunPlan,
+    StepTimer,
+    estimate_cost,
+    format_duration,
+    plan_run,
+)
+from priorstudio.gui.worker import Frame, FrameMailbox, RecordSink, RunController, StepScalars
+
+REPAINT_MS = 33
+PREVIEW_DELAY_MS = 250
+MAX_RECENT = 10
+IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.tif *.tiff *.bmp *.webp *.gif *.pgm *.ppm *.pnm);;All files (*)"
+NO_MODEL_NOTE = (
+    "No denoiser model is bundled with this copy of PriorStudio (resources/models is empty), so nothing can "
+    "run yet. Choose a weights file (.pt) with the … button next to the model, or install the bundled models."
+)
+
+DenoiserFactory = Callable[[int], Any]
+
+
+class MainWindow(QtWidgets.QMainWindow):
+    """PriorStudio's main window.
+
+    ``denoiser_factory`` (``channels -> Denoiser``) replaces the bundled models (tests, benchmarks);
+    ``settings`` defaults to the application's QSettings; ``error_sink(title, message)`` replaces the error
+    dialog (tests); ``max_fps`` caps the frames the worker sends.
+    """
+
+    runStarted = Signal(object)  # the RunPlan
+    runFinished = Signal(object)  # the last StepRecord (None when the run failed)
+    photoChanged = Signal()
+
+    def __init__(
+        self,
+        *,
+        denoiser_factory: DenoiserFactory | None = None,
+        model: str | None = None,
+        settings: QtCore.QSettings | None = None,
+        error_sink: Callable[[str, str], None] | None = None,
+        max_fps: float = 30.0,
+    ) -> None:
+        super().__init__()
+        self.setWindowTitle("PriorStudio")
+        self.setAcceptDrops(True)
+        self.settings = settings if settings is not None else QtCore.QSettings()
+        self.error_sink = error_sink
+        self.confirm_close: Callable[[str], str] = lambda reason: ask_close(self, reason)
+        self.max_fps = max_fps
+        self.denoisers = DenoiserProvider(model, denoiser_factory)
+        self.denoiser_factory: DenoiserFactory = self.denoisers
+        self.step_timer = StepTimer()
+        #: callables (plan) -> sink, each giving an observer of every StepRecord of one run (worker thread)
+        self.record_sink_factories: list[Callable[[RunPlan], RecordSink]] = []
+
+        # document
+        self.photo: torch.Tensor | None = None
+        self.photo_path: str | None = None
+        self.photo_name = ""
+        self.mask: MaskModel | None = None
+        self.plan: RunPlan | None = None
+        self.result: torch.Tensor | None = None
+        self.result_saved = True
+        self.result_path: str | None = None
+        self.last_record: StepRecord | None = None
+        self.record: RunRecord | None = None
+        self.progress: RunProgress | None = None
+        self.frames_shown = 0
+        self._preview_plan: RunPlan | None = None
+
+        # run machinery
+        self.controller = RunController(self)
+        self.mailbox = FrameMailbox()
+        self.repaint_timer = QtCore.QTimer(self)
+        self.repaint_timer.setInterval(REPAINT_MS)
+        self.repaint_timer.timeout.connect(self._repaint)
+        self.preview_timer = QtCore.QTimer(self)
+        self.preview_timer.setSingleShot(True)
+        self.preview_timer.setInterval(PREVIEW_DELAY_MS)
+        self.preview_timer.timeout.connect(self.update_preview)
+        self.controller.step.connect(self._on_step)
+        self.controller.frame.connect(self._on_frame)
+        self.controller.finished.connect(self._on_finished)
+        self.controller.failed.connect(self._on_failed)
+        self.controller.paused.connect(self._on_paused)
+        self.controller.resumed.connect(self._on_resumed)
+
+        self._build_widgets()
+        self._build_actions()
+        self._build_menus()
+        self._build_docks()
+        self._restore_settings()
+        self._update_actions()
+        QtWidgets.QApplication.instance().installEventFilter(self)
+        self._filter_installed = True
+        self._check_models()
+
+    # ================================================================================================
+    # construction
+    # ================================================================================================
+    def _build_widgets(self) -> None:
+        self.canvas = ImageCanvas()
+        self.canvas.strokeFinished.connect(self._on_stroke)
+        self.canvas.cursorMoved.connect(self._on_cursor)
+        self.canvas.zoomChanged.connect(lambda s: self.zoom_label.setText(f"{100 * s:.0f}%"))
+        self.degradation = DegradationPanel()
+        self.degradation.changed.connect(self._on_degradation_changed)
+        self.algorithm = AlgorithmPanel(model_choice=not self.denoisers.injected)
+        self.algorithm.changed.connect(self.schedule_preview)
+        self.algorithm.modelChanged.connect(self._on_model_changed)
+        self.mask_tools = MaskTools()
+        self.plots = RunPlots()
+        self.keep_overlay = QtWidgets.QCheckBox("keep the previous run as a faint overlay")
+        self.keep_overlay.setToolTip("a new run clears the plots; with this on, the last run stays, faint")
+        # run controls
+        self.progress_bar = QtWidgets.QProgressBar()
+        self.progress_bar.setRange(0, 1000)
+        self.progress_bar.setTextVisible(True)
+        self.progress_bar.setFormat("idle")
+        self.run_label = QtWidgets.QLabel("")
+        self.run_label.setWordWrap(True)
+        # status bar
+        self.cursor_label = QtWidgets.QLabel("")
+        self.zoom_label = QtWidgets.QLabel("")
+        self.model_label = QtWidgets.QLabel("")
+        self.statusBar().addPermanentWidget(self.cursor_label)
+        self.statusBar().addPermanentWidget(self.zoom_label)
+        self.statusBar().addPermanentWidget(self.model_label)
+        # centre: a small view bar above the canvas
+        centre = QtWidgets.QWidget()
+        layout = QtWidgets.QVBoxLayout(centre)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        self.view_bar = QtWidgets.QToolBar("View")
+        self.view_bar.setIconSize(QtCore.QSize(16, 16))
+        layout.addWidget(self.view_bar)
+        layout.addWidget(self.canvas, 1)
+        self.setCentralWidget(centre)
+
+    def _build_actions(self) -> None:
+        self.actions: dict[str, QtGui.QAction] = {}
+        for spec in keymap.ACTIONS:
+            action = QtGui.QAction(spec.text, self)
+            action.setObjectName(f"action_{spec.id}")
+            action.setShortcuts(keymap.key_sequences(spec))
+            action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+            keys = keymap.key_text(spec)
+            action.setToolTip(spec.help + (f" ({keys})" if keys else ""))
+            action.setStatusTip(spec.help)
+            action.setCheckable(spec.checkable)
+            handler = getattr(self, f"_cmd_{spec.id}")
+            if spec.checkable:
+                action.toggled.connect(handler)
+            else:
+                action.triggered.connect(lambda _=False, h=handler: self._guarded(h))
+            self.addAction(action)  # shortcuts work even when the menu bar is hidden
+            self.actions[spec.id] = action
+        views = QtGui.QActionGroup(self)
+        for key in ("view_observed", "view_estimate", "view_truth"):
+            views.addAction(self.actions[key])
+        self.actions["view_observed"].setChecked(True)
+        tools = QtGui.QActionGroup(self)
+        tools.addAction(self.actions["brush"])
+        tools.addAction(self.actions["eraser"])
+        self.actions["brush"].setChecked(True)
+        self.actions["show_mask"].setChecked(True)
+        for key in ("view_observed", "view_estimate", "view_truth", "split", "fit", "actual_size"):
+            self.view_bar.addAction(self.actions[key])
+        self.view_bar.addSeparator()
+        self.view_bar.addWidget(QtWidgets.QLabel(" levels "))
+        self.level_low = QtWidgets.QDoubleSpinBox()
+        self.level_high = QtWidgets.QDoubleSpinBox()
+        for spin, value, tip in (
+            (self.level_low, 0.0, "display black point"),
+            (self.level_high, 1.0, "display white point"),
+        ):
+            spin.setRange(-1.0, 2.0)
+            spin.setDecimals(2)
+            spin.setSingleStep(0.05)
+            spin.setValue(value)
+            spin.setToolTip(tip + " (live frames keep it)")
+            spin.setKeyboardTracking(False)
+            spin.valueChanged.connect(self._on_levels)
+            self.view_bar.addWidget(spin)
+        for key in ("brush", "eraser", "mask_clear", "mask_invert", "mask_block", "mask_random", "undo", "redo"):
+            self.mask_tools.add_action(key, self.actions[key])
+        self.mask_tools.finish()
+
+    def _build_menus(self) -> None:
+        menus = {name: self.menuBar().addMenu(f"&{name}") for name in keymap.MENUS}
+        self.recent_menu = QtWidgets.QMenu("Open &recent", self)
+        for spec in keymap.ACTIONS:
+            menus[spec.menu].addAction(self.actions[spec.id])
+            if spec.id == "open_sample":
+                menus["File"].addMenu(self.recent_menu)
+            if spec.id in ("copy_result", "show_mask", "brush_larger10", "mask_block", "step"):
+                menus[spec.menu].addSeparator()
+        self.menus = menus
+
+    def _build_docks(self) -> None:
+        def dock(title: str, widget: QtWidgets.QWidget, area: Qt.DockWidgetArea, name: str) -> QtWidgets.QDockWidget:
+            d = QtWidgets.QDockWidget(title, self)
+            d.setObjectName(name)
+            scroll = QtWidgets.QScrollArea()
+            scroll.setWidgetResizable(True)
+            scroll.setWidget(widget)
+            scroll.setFrameShape(QtWidgets.QFrame.Shape.NoFrame)
+            d.setWidget(scroll)
+            self.addDockWidget(area, d)
+            return d
+
+        left = QtWidgets.QWidget()
+        ll = QtWidgets.QVBoxLayout(left)
+        ll.addWidget(_group("Degradation", self.degradation))
+        ll.addWidget(_group("Mask", self.mask_tools))
+        ll.addStretch(1)
+        self.problem_dock = dock("Problem", left, Qt.DockWidgetArea.LeftDockWidgetArea, "problem_dock")
+
+        right = QtWidgets.QWidget()
+        rl = QtWidgets.QVBoxLayout(right)
+        rl.addWidget(_group("Algorithm", self.algorithm))
+        run_box = QtWidgets.QWidget()
+        bl = QtWidgets.QGridLayout(run_box)
+        for i, key in enumerate(("run", "pause", "step", "stop")):
+            button = QtWidgets.QToolButton()
+            button.setDefaultAction(self.actions[key])
+            button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+            button.setSizePolicy(QtWidgets.QSizePolicy.Policy.Expanding, QtWidgets.QSizePolicy.Policy.Fixed)
+            bl.addWidget(button, 0, i)
+        bl.addWidget(self.progress_bar, 1, 0, 1, 4)
+        bl.addWidget(self.run_label, 2, 0, 1, 4)
+        rl.addWidget(_group("Run", run_box))
+        rl.addStretch(1)
+        self.algorithm_dock = dock("Algorithm", right, Qt.DockWidgetArea.RightDockWidgetArea, "algorithm_dock")
+
+        plots = QtWidgets.QWidget()
+        pl = QtWidgets.QVBoxLayout(plots)
+        pl.setContentsMargins(2, 2, 2, 2)
+        pl.addWidget(self.plots, 1)
+        pl.addWidget(self.keep_overlay)
+        self.plots_dock = QtWidgets.QDockWidget("Plots", self)
+        self.plots_dock.setObjectName("plots_dock")
+        self.plots_dock.setWidget(plots)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.plots_dock)
+        self.splitDockWidget(self.algorithm_dock, self.plots_dock, Qt.Orientation.Vertical)
+        self.resize(1500, 950)
+
+    # ================================================================================================
+    # errors
+    # ================================================================================================
+    def report_error(self, title: str, message: str) -> None:
+        """Tell the user; the application keeps running."""
+        self.statusBar().showMessage(message, 10_000)
+        if self.error_sink is not None:
+            self.error_sink(title, message)
+        else:
+            show_error(self, title, message)
+
+    def _guarded(self, handler: Callable[[], Any]) -> Any:
+        """Run a command; a PriorStudioError (or a file error) becomes a dialog, not a crash."""
+        try:
+            return handler()
+        except PriorStudioError as error:
+            self.report_error("PriorStudio", str(error))
+        except OSError as error:
+            self.report_error("PriorStudio", f"{error.filename or ''}: {error.strerror or error}".strip(": "))
+        return None
+
+    # ================================================================================================
+    # opening photos
+    # ================================================================================================
+    def open_path(self, path: str | os.PathLike[str]) -> bool:
+        """Open an image file; a bad file shows a dialog and leaves the current photo as it was."""
+        try:
+            image = load_image(path)
+        except PriorStudioError as error:
+            self.report_error("Cannot open the image", str(error))
+            return False
+        self.set_photo(image, os.fspath(path))
+        self._add_recent(os.fspath(path))
+        return True
+
+    def open_bytes(self, data: bytes, name: str = "pasted image") -> bool:
+        try:
+            image = image_from_bytes(data, name=name)
+        except PriorStudioError as error:
+            self.report_error("Cannot open the image", str(error))
+            return False
+        self.set_photo(image, None, name)
+        return True
+
+    def set_photo(self, image: torch.Tensor, path: str | None = None, name: str | None = None) -> None:
+        """Show a new photo (C, H, W) in [0, 1]; a run going on the old one is stopped first."""
+        if self.controller.is_running():
+            self.controller.shutdown()
+        image = image.detach().to("cpu", torch.float32).contiguous()
+        c, h, w = image.shape
+        self.photo = image
+        self.photo_path = path
+        self.photo_name = name or (Path(path).name if path else "untitled")
+        self.plan = None
+        self._preview_plan = None
+        self.result = None
+        self.result_saved = True
+        self.result_path = None
+        self.last_record = None
+        self.record = None
+        self.mailbox.clear()
+        if self.mask is not None:
+            self.mask.remove_listener(self._on_mask_changed)
+        radius = self.mask.radius if self.mask is not None else max(4.0, min(h, w) / 40)
+        self.mask = MaskModel((h, w))
+        self.mask.set_radius(radius)
+        self.mask.erasing = self.actions["eraser"].isChecked()
+        self.mask.add_listener(self._on_mask_changed)
+        self.mask_tools.set_model(self.mask)
+        self.canvas.set_photo_size(h, w)
+        self.canvas.set_mask_model(self.mask)
+        self.canvas.set_layer("observed", "photo", image, keep=False)
+        self.canvas.set_layer("truth", "photo", image, keep=False)
+        self.canvas.set_layer("estimate", "photo", image, keep=False)
+        self._set_view("observed")
+        kind = "gray" if c == 1 else "colour"
+        self.setWindowTitle(f"{self.photo_name} — {w}×{h} {kind} — PriorStudio")
+        self.plots.new_run()
+        self.progress_bar.setValue(0)
+        self.progress_bar.setFormat("idle")
+        self.run_label.setText("")
+        self._on_degradation_changed()
+        self._update_actions()
+        self.photoChanged.emit()
+
+    def open_sample(self) -> bool:
+        from priorstudio.resources import resource_path
+
+        return self.open_path(resource_path("samples", "chelsea.png"))
+
+    def _add_recent(self, path: str) -> None:
+        recent = [p for p in self._recent_files() if p != path]
+        recent.insert(0, path)
+        self.settings.setValue("recent_files", recent[:MAX_RECENT])
+        self._rebuild_recent_menu()
+
+    def _recent_files(self) -> list[str]:
+        value = self.settings.value("recent_files", [])
+        if isinstance(value, str):
+            value = [value]
+        return [str(v) for v in (value or [])]
+
+    def _rebuild_recent_menu(self) -> None:
+        self.recent_menu.clear()
+        files = self._recent_files()
+        for path in files:
+            action = self.recent_menu.addAction(path)
+            action.triggered.connect(lambda _=False, p=path: self.open_path(p))
+        self.recent_menu.setEnabled(bool(files))
+
+    # drag and drop, paste
+    def dragEnterEvent(self, event: QtGui.QDragEnterEvent) -> None:
+        mime = event.mimeData()
+        if mime.hasUrls() or mime.hasImage():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QtGui.QDropEvent) -> None:
+        self._open_mime(event.mimeData())
+        event.acceptProposedAction()
+
+    def _open_mime(self, mime: QtCore.QMimeData) -> bool:
+        for url in mime.urls():
+            if url.isLocalFile():
+                return self.open_path(url.toLocalFile())
+        if mime.hasImage():
+            image = QtGui.QImage(mime.imageData())
+            if not image.isNull():
+                return self.open_bytes(_qimage_png_bytes(image))
+        text = mime.text().strip() if mime.hasText() else ""
+        if text and Path(text).is_file():
+            return self.open_path(text)
+        self.report_error("Nothing to open", "the clipboard holds no image and no image file")
+        return False
+
+    # ================================================================================================
+    # commands (named after the keymap ids)
+    # ================================================================================================
+    def _cmd_open(self) -> None:
+        start = str(self.settings.value("last_dir", ""))
+        path, _ = QtWidgets.QFileDialog.getOpenFileName(self, "Open a photo", start, IMAGE_FILTER)
+        if path:
+            self.settings.setValue("last_dir", str(Path(path).parent))
+            self.open_path(path)
+
+    def _cmd_paste(self) -> None:
+        self._open_mime(QtWidgets.QApplication.clipboard().mimeData())
+
+    def _cmd_open_sample(self) -> None:
+        self.open_sample()
+
+    def _cmd_save(self) -> None:
+        if self.result_path:
+            self.save_result(self.result_path, overwrite=True)
+        else:
+            self._cmd_save_as()
+
+    def _cmd_save_as(self) -> None:
+        if self.result is None:
+            raise PriorStudioError("there is no result to save yet: run first")
+        base = Path(self.photo_path).stem if self.photo_path else "result"
+        start = Path(str(self.settings.value("last_dir", ""))) / f"{base}-restored.png"
+        filters = "PNG 8-bit (*.png);;PNG 16-bit (*.png);;JPEG (*.jpg *.jpeg);;TIFF (*.tif *.tiff)"
+        path, chosen = QtWidgets.QFileDialog.getSaveFileName(self, "Save the result", str(start), filters)
+        if path:
+            if not Path(path).suffix:
+                path += ".png"
+            self.save_result(path, bit_depth=16 if "16" in chosen else 8, overwrite=True)
+
+    def save_result(self, path: str | os.PathLike[str], *, bit_depth: int = 8, overwrite: bool = False) -> Path:
+        """Save the result (full-resolution photo for inpainting, the working-size image otherwise)."""
+        if self.result is None:
+            raise PriorStudioError("there is no result to save yet: run first")
+        out = save_image(self.result, path, bit_depth=16 if bit_depth == 16 else 8, overwrite=overwrite)
+        self.result_path = os.fspath(out)
+        self.result_saved = True
+        self.settings.setValue("last_dir", str(out.parent))
+        self.statusBar().showMessage(f"saved {out}", 5000)
+        return out
+
+    def _cmd_save_run(self) -> None:
+        if self.record is None:
+            raise PriorStudioError("there is no run to save yet")
+        base = Path(self.photo_path).stem if self.photo_path else "run"
+        start = Path(str(self.settings.value("last_dir", ""))) / f"{base}-run.json"
+        path, _ = QtWidgets.QFileDialog.getSaveFileName(self, "Save the run record", str(start), "JSON (*.json)")
+        if path:
+            self.save_run_record(path, overwrite=True)
+
+    def save_run_record(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> tuple[Path, Path]:
+        """The run's parameters and outcome as JSON, and one CSV row per step beside it (same name, .csv)."""
+        if self.record is None:
+            raise PriorStudioError("there is no run to save yet")
+        json_path = Path(path)
+        if json_path.suffix.lower() != ".json":
+            json_path = json_path.with_suffix(".json")
+        csv_path = json_path.with_suffix(".csv")
+        if not overwrite:
+            for p in (json_path, csv_path):
+                if p.exists():
+                    raise OutputExistsError(f"{p}: already exists")
+        self.record.save_json(json_path, overwrite=True)
+        self.record.save_csv(csv_path, overwrite=True)
+        self.statusBar().showMessage(f"saved {json_path} and {csv_path.name}", 5000)
+        return json_path, csv_path
+
+    def _cmd_copy_result(self) -> None:
+        if self.result is None:
+            raise PriorStudioError("there is no result to copy yet: run first")
+        image = QtGui.QImage.fromData(encode_image(self.result, "PNG"))
+        QtWidgets.QApplication.clipboard().setImage(image)
+        self.statusBar().showMessage("result copied to the clipboard", 3000)
+
+    def _cmd_quit(self) -> None:
+        self.close()
+
+    def _cmd_undo(self) -> None:
+        if self.mask is not None and self.mask.undo():
+            self._after_mask_edit()
+
+    def _cmd_redo(self) -> None:
+        if self.mask is not None and self.mask.redo():
+            self._after_mask_edit()
+
+    def _cmd_fit(self) -> None:
+        self.canvas.fit()
+
+    def _cmd_actual_size(self) -> None:
+        self.canvas.actual_size()
+
+    def _cmd_zoom_in(self) -> None:
+        self.canvas.zoom_by(1.25)
+
+    def _cmd_zoom_out(self) -> None:
+        self.canvas.zoom_by(0.8)
+
+    def _cmd_view_observed(self, checked: bool) -> None:
+        if checked:
+            self.canvas.set_view("observed")
+
+    def _cmd_view_estimate(self, checked: bool) -> None:
+        if checked:
+            self.canvas.set_view("estimate")
+
+    def _cmd_view_truth(self, checked: bool) -> None:
+        if checked:
+            self.canvas.set_view("truth")
+
+    def _cmd_split(self, checked: bool) -> None:
+        self.canvas.set_split(checked)
+
+    def _cmd_show_mask(self, checked: bool) -> None:
+        self.canvas.set_mask_visible(checked)
+
+    def _cmd_brush(self, checked: bool) -> None:
+        if self.mask is not None and checked:
+            self.mask.erasing = False
+
+    def _cmd_eraser(self, checked: bool) -> None:
+        if self.mask is not None and checked:
+            self.mask.erasing = True
+
+    def _resize_brush(self, steps: int) -> None:
+        if self.mask is not None:
+            self.mask.grow_brush(steps)
+            self.mask_tools.sync_from_model()
+            self.canvas.update_brush_outline()
+
+    def _cmd_brush_smaller(self) -> None:
+        self._resize_brush(-1)
+
+    def _cmd_brush_larger(self) -> None:
+        self._resize_brush(1)
+
+    def _cmd_brush_smaller10(self) -> None:
+        self._resize_brush(-10)
+
+    def _cmd_brush_larger10(self) -> None:
+        self._resize_brush(10)
+
+    def _cmd_mask_clear(self) -> None:
+        if self.mask is not None and self.mask.clear():
+            self._after_mask_edit()
+
+    def _cmd_mask_invert(self) -> None:
+        if self.mask is not None and self.mask.invert():
+            self._after_mask_edit()
+
+    def _cmd_mask_random(self) -> None:
+        if self.mask is None:
+            return
+        share, ok = QtWidgets.QInputDialog.getDouble(
+            self, "Random pixels", "share of pixels to hide (%)", 50.0, 0.1, 99.9, 1
+        )
+        if ok:
+            self.generate_mask("random", share / 100)
+
+    def _cmd_mask_block(self) -> None:
+        self.generate_mask("block", 0.25)
+
+    def generate_mask(self, kind: str, fraction: float, seed: int = 0) -> None:
+        """A generated mask: ``"random"`` pixels (``fraction`` hidden) or a central ``"block"`` (share of each side)."""
+        if self.mask is None:
+            raise PriorStudioError("open an image first")
+        changed = self.mask.random_pixels(fraction, seed) if kind == "random" else self.mask.central_block(fraction)
+        self.degradation.set_task("inpaint")
+        if changed:
+            self._after_mask_edit()
+
+    def _cmd_mask_import(self) -> None:
+        if self.mask is None:
+            raise PriorStudioError("open an image first")
+        path, _ = QtWidgets.QFileDialog.getOpenFileName(self, "Import a mask", "", "PNG (*.png);;Images (*.*)")
+        if path:
+            self.import_mask(path)
+
+    def import_mask(self, path: str | os.PathLike[str]) -> None:
+        if self.mask is None:
+            raise PriorStudioError("open an image first")
+        mask = load_mask(path, self.mask.shape)
+        if self.mask.set_mask(mask.numpy()):
+            self.degradation.set_task("inpaint")
+            self._after_mask_edit()
+
+    def _cmd_mask_export(self) -> None:
+        if self.mask is None:
+            raise PriorStudioError("open an image first")
+        path, _ = QtWidgets.QFileDialog.getSaveFileName(self, "Export the mask", "mask.png", "PNG (*.png)")
+        if path:
+            self.export_mask(path, overwrite=True)
+
+    def export_mask(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
+        if self.mask is None:
+            raise PriorStudioError("open an image first")
+        return save_mask(self.mask.copy(), path, overwrite=overwrite)
+
+    def _cmd_run(self) -> None:
+        self.start_run()
+
+    def _cmd_pause(self, checked: bool) -> None:
+        if self.controller.is_running():
+            self.controller.pause(checked)
+        self._update_actions()
+
+    def _cmd_step(self) -> None:
+        if self.controller.is_running() and self.controller.is_paused():
+            self.controller.step_once()
+
+    def _cmd_stop(self) -> None:
+        if self.controller.is_running():
+            self.controller.stop()
+            self.run_label.setText("stopping after this step…")
+
+    def _cmd_shortcuts(self) -> None:
+        ShortcutSheet(self).exec()
+
+    def _cmd_about(self) -> None:
+        from priorstudio import __version__
+
+        QtWidgets.QMessageBox.about(
+            self,
+            "About PriorStudio",
+            f"<b>PriorStudio {__version__}</b><p>Restores images with the prior implicit in a blind, "
+            "bias-free denoiser (Kadkhodaie &amp; Simoncelli), and lets you watch it work.</p>",
+        )
+
+    # ================================================================================================
+    # mask and canvas reactions
+    # ================================================================================================
+    def _on_stroke(self) -> None:
+        self._after_mask_edit()
+
+    def _after_mask_edit(self) -> None:
+        self.mask_tools.sync_from_model()
+        self._update_actions()
+        self.schedule_preview()
+
+    def _on_mask_changed(self, _box: tuple[int, int, int, int]) -> None:
+        pass  # the overlay listens itself; stroke ends and commands refresh the rest
+
+    def _on_cursor(self, x: float, y: float) -> None:
+        if self.photo is None:
+            return
+        col, row = math.floor(x), math.floor(y)
+        _, h, w = self.photo.shape
+        if 0 <= row < h and 0 <= col < w:
+            values = self.photo[:, row, col].tolist()
+            text = ", ".join(f"{v:.3f}" for v in values)
+            self.cursor_label.setText(f"x {col}  y {row}  [{text}]")
+        else:
+            self.cursor_label.setText("")
+
+    def _on_levels(self, *_args: object) -> None:
+        low, high = self.level_low.value(), self.level_high.value()
+        if high <= low:
+            return
+        self.canvas.set_levels(low, high)
+        if self.photo is not None:  # the photo layers keep no float copy: give them again
+            for view in ("observed", "truth", "estimate"):
+                if self.canvas.layer(view, "photo") is not None:
+                    source = (
+                        self.result
+                        if view == "estimate" and self.result is not None and self._result_is_photo()
+                        else self.photo
+                    )
+                    self.canvas.set_layer(view, "photo", source, keep=False)
+
+    def _result_is_photo(self) -> bool:
+        return self.plan is not None and self.plan.is_crop
+
+    def _set_view(self, view: str) -> None:
+        self.actions[f"view_{view}"].setChecked(True)
+        self.canvas.set_view(view)
+
+    def hold_before_after(self, held: bool) -> None:
+        """While ``\\`` is held: show the observed image over the estimate (or the estimate over the others)."""
+        if not held:
+            self.canvas.hold_view(None)
+            return
+        current = self.canvas.current_view
+        self.canvas.hold_view("observed" if current != "observed" else "estimate")
+
+    def eventFilter(self, obj: QtCore.QObject, event: QtCore.QEvent) -> bool:
+        kind = event.type()
+        if kind in (QtCore.QEvent.Type.KeyPress, QtCore.QEvent.Type.KeyRelease) and isinstance(obj, QtWidgets.QWidget):
+            key = event.key()  # type: ignore[attr-defined]
+            if key in (Qt.Key.Key_Space, Qt.Key.Key_Backslash) and obj.window() is self and not _typing_in(obj):
+                if event.isAutoRepeat():  # type: ignore[attr-defined]
+                    return True
+                pressed = kind == QtCore.QEvent.Type.KeyPress
+                if key == Qt.Key.Key_Space:
+                    self.canvas.set_space_held(pressed)
+                elif not (event.modifiers() & Qt.KeyboardModifier.ControlModifier):  # type: ignore[attr-defined]
+                    self.hold_before_after(pressed)
+                else:
+                    return False
+                return True
+        return False
+
+    # ================================================================================================
+    # degradation, model and the preview
+    # ================================================================================================
+    def _on_degradation_changed(self) -> None:
+        task = self.degradation.task_name()
+        self.canvas.set_paint_enabled(task == "inpaint" and self.photo is not None)
+        self.canvas.set_mask_visible(self.actions["show_mask"].isChecked() and task == "inpaint")
+        self.plots.set_simulate(self.degradation.mode() == "simulate")
+        self.actions["view_truth"].setEnabled(self.degradation.mode() == "simulate")
+        self.schedule_preview()
+
+    def _on_model_changed(self, model: str | None) -> None:
+        self.denoisers.set_model(model)
+        self.settings.setValue("model", model or "")
+        self._check_models()
+        self.schedule_preview()
+
+    def _check_models(self) -> None:
+        if self.denoisers.injected:
+            self.algorithm.set_model_note("")
+            self.model_label.setText("model: supplied by the caller")
+            return
+        if self.denoisers.model is None and not available_models():
+            self.algorithm.set_model_note(NO_MODEL_NOTE, warning=True)
+            self.model_label.setText("no model bundled")
+            self.statusBar().showMessage("No denoiser model is bundled: choose a weights file to run.", 15_000)
+        else:
+            self.algorithm.set_model_note(f"model: {self.denoisers.model or 'bundled default for gray/colour'}")
+            self.model_label.setText(f"model: {self.denoisers.model or 'bundled'}")
+
+    def schedule_preview(self) -> None:
+        """Re-plan shortly (debounced): the observed image and the cost shown before running."""
+        self.preview_timer.start()
+
+    def update_preview(self) -> None:
+        """Plan the run as set now: show the degraded image and the expected cost (errors as text, no dialog)."""
+        if self.photo is None or self.controller.is_running():
+            return
+        settings = self.degradation.settings()
+        try:
+            mask = self.mask.copy() if settings.task == "inpaint" and self.mask is not None else None
+            if settings.task == "inpaint" and (mask is None or not mask.any()):
+                self.degradation.set_cost_text("Paint the pixels to fill (or Mask ▸ Central block) to see the cost.")
+                self.canvas.set_layer("observed", "photo", self.photo, keep=False)
+                self.canvas.remove_layer("observed", "run")
+                return
+            plan = plan_run(self.photo, settings, mask)
+        except PriorStudioError as error:
+            self.degradation.set_cost_text(f"⚠ {error}")
+            return
+        self._preview_plan = plan
+        self._show_observed(plan)
+        self.degradation.set_cost_text(self._cost_text(plan))
+
+    def _show_observed(self, plan: RunPlan) -> None:
+        assert self.photo is not None
+        if plan.settings.mode == "restore":
+            self.canvas.set_layer("observed", "photo", self.photo, keep=False)
+            self.canvas.remove_layer("observed", "run")
+            return
+        self.canvas.set_layer("observed", "photo", self.photo, keep=False)
+        self.canvas.set_layer("observed", "run", plan.problem.observed, _region_rect(plan))
+
+    def _cost_text(self, plan: RunPlan) -> str:
+        method = self.algorithm.current_method()
+        try:
+            params = self.algorithm.params(emit_every=1)
+        except PriorStudioError as error:
+            return f"{plan.describe()} — ⚠ {error}"
+        steps = expected_iterations(params) if hasattr(params, "sigma_L") else int(getattr(params, "max_steps", 0))
+        denoiser = None
+        if method.needs_denoiser:
+            try:
+                denoiser = self.denoisers(plan.work_shape[0])
+            except PriorStudioError:
+                denoiser = None
+        cost = estimate_cost(plan, steps, denoiser, self.step_timer)
+        return f"Run on {plan.describe()}: {cost.describe()}"
+
+    # ================================================================================================
+    # the run
+    # ================================================================================================
+    def start_run(self) -> bool:
+        """Plan and start a run with the current settings; False (and a dialog) when something is wrong."""
+        if self.controller.is_running():
+            return False
+        if self.photo is None:
+            self.report_error("Nothing to restore", "open an image first (File ▸ Open, paste or drop one)")
+            return False
+        try:
+            return self._start_run()
+        except PriorStudioError as error:
+            self.report_error("Cannot run", str(error))
+            return False
+
+    def _start_run(self) -> bool:
+        assert self.photo is not None and self.mask is not None
+        settings = self.degradation.settings()
+        method = self.algorithm.current_method()
+        params = self.algorithm.params(emit_every=1)
+        mask = self.mask.copy() if settings.task == "inpaint" else None
+        plan = plan_run(self.photo, settings, mask)
+        denoiser = None
+        if method.needs_denoiser:
+            try:
+                denoiser = self.denoisers(plan.work_shape[0])
+            except WeightsError as error:
+                if not self.denoisers.injected and self.denoisers.model is None and not available_models():
+                    raise WeightsError(NO_MODEL_NOTE) from None
+                raise error
+            check_run_fits(
+                estimate_run_memory(plan.work_shape, denoiser, task=settings.task),
+                plan.work_shape[1:],
+                what="this run",
+            )
+        simulate = settings.mode == "simulate"
+        truth = plan.problem.truth if simulate else None
+        stream = method.stream(denoiser=denoiser, problem=plan.problem, params=params, truth=truth)
+
+        self.plan = plan
+        self.result = None
+        self.result_saved = True
+        self.result_path = None
+        self.last_record = None
+        self.frames_shown = 0
+        self.mailbox = FrameMailbox()
+        self.record = RunRecord.new(
+            method=method.name,
+            task=settings.task,
+            parameters={
+                **_jsonable_params(params),
+                "degradation": self.degradation.state(),
+                "work_shape": list(plan.work_shape),
+                "region": dataclasses.asdict(plan.region),
+            },
+            model=getattr(denoiser, "description", "") if denoiser is not None else "",
+            seed=getattr(params, "seed", None),
+            source=self.photo_path or "",
+            shapes={"photo": self.photo.shape, "work": plan.work_shape},
+        )
+        sigma_L = getattr(params, "sigma_L", None)
+        max_steps = getattr(params, "max_steps", None)
+        ideal: list[float] = []
+        if sigma_L is not None and hasattr(params, "beta"):
+            n = min(int(expected_iterations(params) * 1.5) + 10, int(max_steps or 10_000))
+            ideal = ideal_sigma_schedule(params, n)
+        self.plots.new_run(keep_previous=self.keep_overlay.isChecked(), sigma_L=sigma_L, ideal=ideal)
+        self.plots.set_simulate(simulate)
+        self.progress = RunProgress(sigma_L, max_steps)
+        self._show_observed(plan)
+        # the estimate view: the photo underneath (for a crop), the run's frames on its rectangle
+        self.canvas.clear_view("estimate")
+        if plan.is_crop:
+            self.canvas.set_layer("estimate", "photo", self.photo, keep=False)
+        self.canvas.set_layer("estimate", "run", plan.problem.observed, _region_rect(plan))
+        if self.canvas.current_view != "estimate":
+            self._set_view("estimate")
+        sinks = [factory(plan) for factory in self.record_sink_factories]
+        self.actions["pause"].setChecked(False)
+        self.controller.start(lambda: stream, max_fps=self.max_fps, sinks=sinks)
+        self.repaint_timer.start()
+        self.run_label.setText(f"running on {plan.describe()}")
+        self._update_actions()
+        self.runStarted.emit(plan)
+        return True
+
+    def is_running(self) -> bool:
+        return self.controller.is_running()
+
+    def _on_step(self, s: StepScalars) -> None:
+        if self.progress is not None:
+            self.progress.update(s.t, s.sigma)
+        self.plots.append(s.t, s.row)
+        if self.record is not None:
+            self.record.append_row(s.row)
+
+    def _on_frame(self, frame: Frame) -> None:
+        self.mailbox.put(frame)
+
+    def _repaint(self) -> None:
+        """The timer's tick: show the newest frame (if any), redraw the plots, update the progress."""
+        frame = self.mailbox.take()
+        if frame is not None and self.plan is not None:
+            self.canvas.set_layer("estimate", "run", frame.image, _region_rect(self.plan))
+            self.frames_shown += 1
+        self.plots.refresh()
+        self._update_progress()
+
+    def _update_progress(self) -> None:
+        p = self.progress
+        if p is None:
+            return
+        self.progress_bar.setValue(round(1000 * p.fraction))
+        rate = p.steps_per_second
+        eta = p.eta_seconds
+        parts = [f"step {p.t}"]
+        if math.isfinite(p.sigma):
+            parts.append(f"σ {p.sigma:.4g}")
+        if math.isfinite(rate):
+            parts.append(f"{rate:.1f} it/s")
+        if self.controller.is_running() and math.isfinite(eta):
+            parts.append(f"ETA {format_duration(eta)}")
+        if self.controller.is_paused():
+            parts.append("paused")
+        self.progress_bar.setFormat("  ".join(parts))
+
+    def _on_paused(self, _steps: int) -> None:
+        self._repaint()
+        self.run_label.setText("paused — N steps once, F6 resumes, Esc stops")
+        self._update_actions()
+
+    def _on_resumed(self) -> None:
+        self.run_label.setText("running")
+        self._update_actions()
+
+    def _on_finished(self, record: StepRecord) -> None:
+        self.repaint_timer.stop()
+        self.mailbox.take()  # the final image comes with the record
+        plan = self.plan
+        self.last_record = record
+        if plan is not None and record.image is not None and self.photo is not None:
+            self.result = plan.compose(self.photo, record.image)
+            self.result_saved = False
+            if plan.is_crop:
+                self.canvas.set_layer("estimate", "photo", self.result, keep=False)
+                self.canvas.remove_layer("estimate", "run")
+            else:
+                self.canvas.set_layer("estimate", "run", self.result, _region_rect(plan))
+            self.frames_shown += 1
+        self.plots.refresh()
+        if self.progress is not None:
+            self._update_progress()
+            if record.stop_reason == StopReason.CONVERGED:
+                self.progress_bar.setValue(1000)
+        reason = record.stop_reason.value if record.stop_reason is not None else "done"
+        metrics: dict[str, Any] = {"steps": record.t}
+        if record.psnr is not None:
+            metrics["psnr"] = record.psnr
+        if record.ssim is not None:
+            metrics["ssim"] = record.ssim
+        if self.record is not None:
+            self.record.finish(stop_reason=record.stop_reason, metrics=metrics)
+        summary = f"{reason} after {record.t} steps"
+        if record.psnr is not None:
+            summary += f" — PSNR {record.psnr:.2f} dB"
+        if record.ssim is not None:
+            summary += f", SSIM {record.ssim:.3f}"
+        self.run_label.setText(summary + (f"\n{record.message}" if record.message else ""))
+        self.actions["pause"].setChecked(False)
+        self._update_actions()
+        self.runFinished.emit(record)
+
+    def _on_failed(self, message: str) -> None:
+        self.repaint_timer.stop()
+        self._repaint()
+        self.actions["pause"].setChecked(False)
+        self.run_label.setText(f"failed: {message}")
+        self._update_actions()
+        self.runFinished.emit(None)
+        self.report_error("The run failed", message)
+
+    # ================================================================================================
+    # state of the actions
+    # ================================================================================================
+    def _update_actions(self) -> None:
+        running = self.controller.is_running()
+        paused = running and self.controller.is_paused()
+        has_photo = self.photo is not None
+        has_result = self.result is not None
+        a = self.actions
+        a["run"].setEnabled(has_photo and not running)
+        a["pause"].setEnabled(running)
+        a["step"].setEnabled(paused)
+        a["stop"].setEnabled(running)
+        for key in ("save", "save_as", "copy_result"):
+            a[key].setEnabled(has_result)
+        a["save_run"].setEnabled(self.record is not None and not running)
+        mask = self.mask
+        a["undo"].setEnabled(mask is not None and mask.can_undo())
+        a["redo"].setEnabled(mask is not None and mask.can_redo())
+        a["undo"].setText(f"&Undo {mask.undo_label()}" if mask is not None and mask.can_undo() else "&Undo")
+        a["redo"].setText(f"&Redo {mask.redo_label()}" if mask is not None and mask.can_redo() else "&Redo")
+        for key in ("mask_clear", "mask_invert", "mask_random", "mask_block", "mask_import", "mask_export"):
+            a[key].setEnabled(has_photo)
+        self.degradation.setEnabled(not running)
+        self.algorithm.setEnabled(not running)
+
+    # ================================================================================================
+    # settings, autosave seam, closing
+    # ================================================================================================
+    def session_state(self) -> dict[str, Any]:
+        """What an autosave keeps: the photo's path, the panels' values, the mask (bool H×W) and its version."""
+        return {
+            "image_path": self.photo_path,
+            "degradation": self.degradation.state(),
+            "algorithm": {"method": self.algorithm.current_method().name, **self.algorithm.values()},
+            "model": self.denoisers.model,
+            "mask": self.mask.copy() if self.mask is not None else None,
+            "mask_version": self.mask.version if self.mask is not None else 0,
+        }
+
+    def _restore_settings(self) -> None:
+        s = self.settings
+        geometry = s.value("geometry")
+        if isinstance(geometry, (QtCore.QByteArray, bytes)):
+            self.restoreGeometry(geometry)
+        state = s.value("window_state")
+        if isinstance(state, (QtCore.QByteArray, bytes)):
+            self.restoreState(state)
+        side = s.value("working_side")
+        if side not in (None, ""):
+            self.degradation.set_working_side(None if str(side) == "full" else int(side))
+        task = s.value("task")
+        if task:
+            self.degradation.set_task(str(task))
+        mode = s.value("mode")
+        if mode:
+            self.degradation.set_mode(str(mode))
+        self.keep_overlay.setChecked(str(s.value("keep_overlay", "false")).lower() == "true")
+        if not self.denoisers.injected and self.denoisers.model is None:
+            model = str(s.value("model", "") or "")
+            if model and (model in available_models() or Path(model).is_file()):
+                self.denoisers.set_model(model)
+        if self.denoisers.model:
+            self.algorithm.refresh_models(self.denoisers.model)
+        self._rebuild_recent_menu()
+
+    def _save_settings(self) -> None:
+        s = self.settings
+        s.setValue("geometry", self.saveGeometry())
+        s.setValue("window_state", self.saveState())
+        side = self.degradation.working_side()
+        s.setValue("working_side", "full" if side is None else side)
+        s.setValue("task", self.degradation.task_name())
+        s.setValue("mode", self.degradation.mode())
+        s.setValue("keep_overlay", "true" if self.keep_overlay.isChecked() else "false")
+        s.sync()
+
+    def closeEvent(self, event: QtGui.QCloseEvent) -> None:
+        if self.controller.is_running():
+            if self.confirm_close("running") == "cancel":
+                event.ignore()
+                return
+        elif self.result is not None and not self.result_saved:
+            answer = self.confirm_close("unsaved")
+            if answer == "cancel":
+                event.ignore()
+                return
+            if answer == "save":
+                self._cmd_save()
+                if not self.result_saved:  # the save dialog was cancelled
+                    event.ignore()
+                    return
+        self.shutdown()
+        self._save_settings()
+        event.accept()
+
+    def shutdown(self) -> None:
+        """Stop any run and join its thread; remove the application-wide key filter."""
+        self.repaint_timer.stop()
+        self.preview_timer.stop()
+        self.controller.shutdown()
+        if self._filter_installed:
+            app = QtWidgets.QApplication.instance()
+            if app is not None:
+                app.removeEventFilter(self)
+            self._filter_installed = False
+
+
+# -- helpers ----------------------------------------------------------------------------------------------
+def _group(title: str, widget: QtWidgets.QWidget) -> QtWidgets.QGroupBox:
+    box = QtWidgets.QGroupBox(title)
+    layout = QtWidgets.QVBoxLayout(box)
+    layout.setContentsMargins(6, 6, 6, 6)
+    layout.addWidget(widget)
+    return box
+
+
+def _region_rect(plan: RunPlan) -> QRectF:
+    r = plan.region
+    return QRectF(r.left, r.top, r.width, r.height)
+
+
+def _typing_in(widget: QtWidgets.QWidget) -> bool:
+    """Whether keys typed now go into text (a line edit, a spin box, a text box)."""
+    focus = QtWidgets.QApplication.focusWidget() or widget
+    return isinstance(
+        focus, (QtWidgets.QLineEdit, QtWidgets.QAbstractSpinBox, QtWidgets.QTextEdit, QtWidgets.QPlainTextEdit)
+    )
+
+
+def _qimage_png_bytes(image: QtGui.QImage) -> bytes:
+    buffer = QtCore.QBuffer()
+    buffer.open(QtCore.QIODevice.OpenModeFlag.WriteOnly)
+    image.save(buffer, "PNG")
+    return bytes(buffer.data())
+
+
+def _jsonable_params(params: Any) -> dict[str, Any]:
+    if dataclasses.is_dataclass(params):
+        return {k: v for k, v in dataclasses.asdict(params).items() if isinstance(v, (int, float, str, bool))}
+    return {}

@@ -1,0 +1,109 @@
+"""The methods the algorithm panel offers, built from the core's method registry.
+
+Every method is a :class:`MethodChoice`: a name, a label, its params dataclass (the form is built from the
+field metadata), named presets, and ``stream(...)`` that starts a run as a StepStream. The list comes from
+``priorstudio.core.samplers.registry.METHODS`` when that module exists, and is the implicit-prior sampler
+alone otherwise; the implicit prior is always first.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from priorstudio.core.problem import Problem
+from priorstudio.core.samplers import (
+    RESTORE_PRESET,
+    TEACH_PRESET,
+    ImplicitPriorParams,
+    implicit_prior_sampler,
+)
+from priorstudio.core.samplers.base import StepStream
+
+StreamFactory = Callable[..., StepStream]
+
+
+@dataclass(frozen=True)
+class MethodChoice:
+    """One method as the panel shows it."""
+
+    name: str
+    label: str
+    params_type: type
+    run: StreamFactory
+    needs_denoiser: bool = True
+    presets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    description: str = ""
+
+    def make_params(self, values: Mapping[str, Any]) -> Any:
+        """The params dataclass from form values (unknown names ignored), validated."""
+        known = {f.name for f in dataclasses.fields(self.params_type)}
+        params = self.params_type(**{k: v for k, v in values.items() if k in known})
+        validate = getattr(params, "validate", None)
+        if callable(validate):
+            validate()
+        return params
+
+    def stream(self, *, denoiser: Any, problem: Problem, params: Any, truth: Any = None) -> StepStream:
+        """Start a run on ``problem`` (keyword arguments the method's ``run`` does not take are left out)."""
+        offered = {
+            "denoiser": denoiser,
+            "operator": problem.operator,
+            "measurement": problem.measurement,
+            "params": params,
+            "truth": truth,
+            "init": problem.init,
+            "problem": problem,
+            "observed": problem.observed,
+        }
+        signature = inspect.signature(self.run)
+        takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.parameters.values())
+        extras = ("problem", "observed")  # passed only to a run that names them
+        kwargs = {k: v for k, v in offered.items() if k in signature.parameters or (takes_any and k not in extras)}
+        return self.run(**kwargs)
+
+
+def _implicit_prior_run(
+    *, denoiser: Any, operator: Any, measurement: Any, params: ImplicitPriorParams, truth: Any = None, init: Any = None
+) -> StepStream:
+    return implicit_prior_sampler(denoiser, operator, measurement, params, truth=truth, init=init)
+
+
+IMPLICIT_PRIOR = MethodChoice(
+    name="implicit_prior",
+    label="Implicit prior (Kadkhodaie–Simoncelli)",
+    params_type=ImplicitPriorParams,
+    run=_implicit_prior_run,
+    needs_denoiser=True,
+    presets={"restore": dict(RESTORE_PRESET), "teach": dict(TEACH_PRESET)},
+    description="stochastic ascent on the prior implicit in the blind denoiser",
+)
+
+
+def available_methods() -> dict[str, MethodChoice]:
+    """Name → method: the implicit prior, then whatever the core's registry offers."""
+    methods = {IMPLICIT_PRIOR.name: IMPLICIT_PRIOR}
+    try:
+        registry = importlib.import_module("priorstudio.core.samplers.registry")
+    except ImportError:
+        return methods
+    for name, spec in getattr(registry, "METHODS", {}).items():
+        if name in methods or name in ("implicit_prior", "implicit-prior"):
+            continue
+        try:
+            methods[name] = MethodChoice(
+                name=str(getattr(spec, "name", name)),
+                label=str(getattr(spec, "label", name)),
+                params_type=spec.params_type,
+                run=spec.run,
+                needs_denoiser=bool(getattr(spec, "needs_denoiser", True)),
+                presets=dict(getattr(spec, "presets", {}) or {}),
+                description=str(getattr(spec, "description", "")),
+            )
+        except AttributeError:  # an entry without params_type or run cannot be driven: leave it out
+            continue
+    return methods

@@ -1,0 +1,410 @@
+"""The side panels: the degradation (task, mode, parameters, working size), the algorithm (method, model,
+presets, parameters), the mask tools and the run controls.
+
+Panels hold widgets only. They say what the user chose (``settings()``, ``params()``) and emit ``changed``;
+the window decides what to do with it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from PySide6 import QtCore, QtWidgets
+from PySide6.QtCore import Signal
+
+from priorstudio.core.denoisers import available_models
+from priorstudio.core.operators import TASKS, box_kernel, gaussian_kernel, motion_kernel
+from priorstudio.gui.forms import FieldSpec, ParamsForm, fields_of_dataclass, fields_of_task
+from priorstudio.gui.mask_model import MAX_RADIUS, MIN_RADIUS, MaskModel
+from priorstudio.gui.methods import MethodChoice, available_methods
+from priorstudio.gui.session import DEFAULT_WORKING_SIDE, WORKING_SIDES, RunSettings
+
+TASK_LABELS = {
+    "denoise": "Denoise",
+    "inpaint": "Inpaint (painted mask)",
+    "random_pixels": "Random pixels",
+    "super_resolution": "Super-resolution",
+    "spectral": "Spectral low-pass",
+    "compressive": "Compressive sensing",
+    "blur": "Deblur",
+}
+
+KERNELS: dict[str, tuple[str, list[FieldSpec]]] = {
+    "gaussian": ("Gaussian", [FieldSpec("sigma", "float", 2.0, "σ (px)", "standard deviation of the blur", 0.1, 30.0)]),
+    "box": ("Box", [FieldSpec("size", "int", 5, "size (px)", "side of the uniform square", 1, 101)]),
+    "motion": (
+        "Motion",
+        [
+            FieldSpec("length", "float", 9.0, "length (px)", "length of the straight motion", 1.0, 101.0),
+            FieldSpec("angle", "float", 0.0, "angle (°)", "direction of the motion", -180.0, 180.0),
+        ],
+    ),
+}
+
+
+def make_kernel(kind: str, values: Mapping[str, Any]) -> Any:
+    if kind == "gaussian":
+        return gaussian_kernel(float(values["sigma"]))
+    if kind == "box":
+        return box_kernel(int(values["size"]))
+    return motion_kernel(float(values["length"]), float(values["angle"]))
+
+
+class DegradationPanel(QtWidgets.QWidget):
+    """Task, mode (simulate/restore), task parameters, measurement noise and working size."""
+
+    changed = Signal()
+
+    def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
+        super().__init__(parent)
+        layout = QtWidgets.QVBoxLayout(self)
+        modes = QtWidgets.QHBoxLayout()
+        self.simulate = QtWidgets.QRadioButton("Simulate")
+        self.simulate.setToolTip("the photo is the truth: degrade it, restore it, and track PSNR/SSIM")
+        self.restore = QtWidgets.QRadioButton("Restore")
+        self.restore.setToolTip("the photo is already degraded (for super-resolution: the low-resolution input)")
+        self.simulate.setChecked(True)
+        modes.addWidget(self.simulate)
+        modes.addWidget(self.restore)
+        layout.addLayout(modes)
+        self.task = QtWidgets.QComboBox()
+        for name, info in TASKS.items():
+            self.task.addItem(TASK_LABELS.get(name, name), name)
+            self.task.setItemData(self.task.count() - 1, info.description, QtCore.Qt.ItemDataRole.ToolTipRole)
+        self.task.setToolTip("what happened to the photo (or, in simulate mode, what to do to it)")
+        layout.addWidget(self.task)
+        self.description = QtWidgets.QLabel()
+        self.description.setWordWrap(True)
+        self.description.setStyleSheet("color: gray")
+        layout.addWidget(self.description)
+        self.task_form = ParamsForm()
+        layout.addWidget(self.task_form)
+        # blur kernel
+        self.kernel_box = QtWidgets.QWidget()
+        kl = QtWidgets.QFormLayout(self.kernel_box)
+        kl.setContentsMargins(0, 0, 0, 0)
+        self.kernel_kind = QtWidgets.QComboBox()
+        for key, (label, _specs) in KERNELS.items():
+            self.kernel_kind.addItem(label, key)
+        self.kernel_kind.setToolTip("the blur kernel the photo was (or is to be) blurred with")
+        kl.addRow("kernel", self.kernel_kind)
+        self.kernel_form = ParamsForm()
+        kl.addRow(self.kernel_form)
+        layout.addWidget(self.kernel_box)
+        self.mask_hint = QtWidgets.QLabel(
+            "Paint the pixels to fill on the image: B brush, E eraser, right-drag erases."
+        )
+        self.mask_hint.setWordWrap(True)
+        layout.addWidget(self.mask_hint)
+        form = QtWidgets.QFormLayout()
+        self.noise = QtWidgets.QDoubleSpinBox()
+        self.noise.setRange(0.0, 255.0)
+        self.noise.setDecimals(1)
+        self.noise.setSuffix(" /255")
+        self.noise.setKeyboardTracking(False)
+        self.noise.setToolTip("simulate: standard deviation of the noise added to the measurements (0–255 scale)")
+        form.addRow("noise σ", self.noise)
+        self.noise_seed = QtWidgets.QSpinBox()
+        self.noise_seed.setRange(0, 2**31 - 1)
+        self.noise_seed.setToolTip("seed of the simulated noise: the same seed gives the same degraded image")
+        form.addRow("noise seed", self.noise_seed)
+        self.working = QtWidgets.QComboBox()
+        for side in WORKING_SIDES:
+            self.working.addItem(f"{side} px", side)
+        self.working.addItem("Full image", None)
+        self.working.setCurrentIndex(WORKING_SIDES.index(DEFAULT_WORKING_SIDE))
+        self.working.setToolTip(
+            "longest side the run works at (inpainting: the crop around the mask is shrunk only if larger)"
+        )
+        form.addRow("working size", self.working)
+        layout.addLayout(form)
+        self.cost = QtWidgets.QLabel("")
+        self.cost.setWordWrap(True)
+        self.cost.setObjectName("cost_label")
+        layout.addWidget(self.cost)
+        layout.addStretch(1)
+        self._noise_touched = False
+
+        self.task.currentIndexChanged.connect(self._on_task)
+        self.simulate.toggled.connect(self._on_mode)
+        self.task_form.changed.connect(lambda _n: self.changed.emit())
+        self.kernel_kind.currentIndexChanged.connect(self._on_kernel_kind)
+        self.kernel_form.changed.connect(lambda _n: self.changed.emit())
+        self.noise.valueChanged.connect(self._on_noise)
+        self.noise_seed.valueChanged.connect(lambda _v: self.changed.emit())
+        self.working.currentIndexChanged.connect(lambda _i: self.changed.emit())
+        self._on_kernel_kind()
+        self._on_task()
+
+    # -- reading -------------------------------------------------------------------------------------
+    def task_name(self) -> str:
+        return str(self.task.currentData())
+
+    def mode(self) -> str:
+        return "simulate" if self.simulate.isChecked() else "restore"
+
+    def working_side(self) -> int | None:
+        return self.working.currentData()
+
+    def settings(self) -> RunSettings:
+        task = self.task_name()
+        params: dict[str, Any] = dict(self.task_form.values())
+        if task == "blur":
+            params["kernel"] = make_kernel(str(self.kernel_kind.currentData()), self.kernel_form.values())
+        noise = self.noise.value() / 255.0 if self.mode() == "simulate" else 0.0
+        return RunSettings(
+            task=task,
+            mode=self.mode(),
+            task_params=params,
+            noise_sigma=noise,
+            seed=int(self.noise_seed.value()),
+            working_side=self.working_side(),
+        )
+
+    def state(self) -> dict[str, Any]:
+        """JSON-able description (for settings, autosave and run records)."""
+        return {
+            "task": self.task_name(),
+            "mode": self.mode(),
+            "task_params": self.task_form.values(),
+            "kernel": {"kind": self.kernel_kind.currentData(), **self.kernel_form.values()},
+            "noise_255": self.noise.value(),
+            "noise_seed": self.noise_seed.value(),
+            "working_side": self.working_side(),
+        }
+
+    # -- writing -------------------------------------------------------------------------------------
+    def set_task(self, task: str) -> None:
+        index = self.task.findData(task)
+        if index >= 0:
+            self.task.setCurrentIndex(index)
+
+    def set_mode(self, mode: str) -> None:
+        (self.simulate if mode == "simulate" else self.restore).setChecked(True)
+
+    def set_working_side(self, side: int | None) -> None:
+        index = self.working.findData(side)
+        if index < 0 and side is not None:
+            self.working.addItem(f"{side} px", side)
+            index = self.working.count() - 1
+        self.working.setCurrentIndex(index)
+
+    def restore_state(self, state: Mapping[str, Any]) -> None:
+        if "task" in state:
+            self.set_task(str(state["task"]))
+        if "mode" in state:
+            self.set_mode(str(state["mode"]))
+        if "working_side" in state:
+            side = state["working_side"]
+            self.set_working_side(None if side in (None, "", "None") else int(side))
+        if "noise_255" in state:
+            self.noise.setValue(float(state["noise_255"]))
+            self._noise_touched = True
+
+    def set_cost_text(self, text: str) -> None:
+        self.cost.setText(text)
+
+    # -- reactions -----------------------------------------------------------------------------------
+    def _on_task(self, *_args: object) -> None:
+        info = TASKS[self.task_name()]
+        self.description.setText(info.description)
+        self.task_form.set_specs(fields_of_task(info.params))
+        self.kernel_box.setVisible(self.task_name() == "blur")
+        self.mask_hint.setVisible(self.task_name() == "inpaint")
+        if self.task_name() == "denoise" and not self._noise_touched and self.noise.value() == 0:
+            blocked = self.noise.blockSignals(True)
+            self.noise.setValue(25.0)
+            self.noise.blockSignals(blocked)
+        self.changed.emit()
+
+    def _on_mode(self, *_args: object) -> None:
+        self.noise.setEnabled(self.mode() == "simulate")
+        self.noise_seed.setEnabled(self.mode() == "simulate")
+        self.changed.emit()
+
+    def _on_kernel_kind(self, *_args: object) -> None:
+        self.kernel_form.set_specs(KERNELS[str(self.kernel_kind.currentData())][1])
+        self.changed.emit()
+
+    def _on_noise(self, *_args: object) -> None:
+        self._noise_touched = True
+        self.changed.emit()
+
+
+class AlgorithmPanel(QtWidgets.QWidget):
+    """Method, model, presets and the method's parameters (a form built from its params dataclass)."""
+
+    changed = Signal()
+    modelChanged = Signal(object)  # the model name/path, or None for the bundled default
+
+    #: fields the window sets itself (every record must carry an image for the live view)
+    HIDDEN_FIELDS = ("emit_every",)
+
+    def __init__(self, parent: QtWidgets.QWidget | None = None, *, model_choice: bool = True) -> None:
+        super().__init__(parent)
+        self.methods: dict[str, MethodChoice] = available_methods()
+        layout = QtWidgets.QVBoxLayout(self)
+        self.method = QtWidgets.QComboBox()
+        for name, m in self.methods.items():
+            self.method.addItem(m.label, name)
+            self.method.setItemData(self.method.count() - 1, m.description, QtCore.Qt.ItemDataRole.ToolTipRole)
+        self.method.setToolTip("the restoration method")
+        self.method.setVisible(len(self.methods) > 1)
+        layout.addWidget(self.method)
+        model_row = QtWidgets.QHBoxLayout()
+        self.model = QtWidgets.QComboBox()
+        self.model.setToolTip("the trained blind denoiser whose prior the sampler uses")
+        self.model_browse = QtWidgets.QToolButton()
+        self.model_browse.setText("…")
+        self.model_browse.setToolTip("use a weights file (.pt)")
+        model_row.addWidget(QtWidgets.QLabel("model"))
+        model_row.addWidget(self.model, 1)
+        model_row.addWidget(self.model_browse)
+        self.model_row = QtWidgets.QWidget()
+        self.model_row.setLayout(model_row)
+        model_row.setContentsMargins(0, 0, 0, 0)
+        self.model_row.setVisible(model_choice)
+        layout.addWidget(self.model_row)
+        self.model_note = QtWidgets.QLabel("")
+        self.model_note.setWordWrap(True)
+        self.model_note.setObjectName("model_note")
+        layout.addWidget(self.model_note)
+        presets = QtWidgets.QHBoxLayout()
+        presets.addWidget(QtWidgets.QLabel("preset"))
+        self.preset_buttons: dict[str, QtWidgets.QPushButton] = {}
+        for name, tip in (
+            ("restore", "inverse problems: β = 0.01, careful and slow (a few hundred steps)"),
+            ("teach", "watch it work: β = 0.5, an image every step, short"),
+        ):
+            button = QtWidgets.QPushButton(name.capitalize())
+            button.setToolTip(tip)
+            button.clicked.connect(lambda _=False, n=name: self.apply_preset(n))
+            presets.addWidget(button)
+            self.preset_buttons[name] = button
+        presets.addStretch(1)
+        layout.addLayout(presets)
+        self.form = ParamsForm()
+        layout.addWidget(self.form)
+        layout.addStretch(1)
+        self.method.currentIndexChanged.connect(self._on_method)
+        self.form.changed.connect(lambda _n: self.changed.emit())
+        self.model.activated.connect(self._on_model_activated)
+        self.model_browse.clicked.connect(self.browse_model)
+        self.refresh_models()
+        self._on_method()
+
+    # -- methods and parameters ------------------------------------------------------------------------
+    def current_method(self) -> MethodChoice:
+        return self.methods[str(self.method.currentData())]
+
+    def _on_method(self, *_args: object) -> None:
+        m = self.current_method()
+        self.form.set_specs(fields_of_dataclass(m.params_type, skip=self.HIDDEN_FIELDS))
+        for name, button in self.preset_buttons.items():
+            button.setEnabled(name in m.presets)
+        self.changed.emit()
+
+    def apply_preset(self, name: str) -> None:
+        m = self.current_method()
+        preset = m.presets.get(name)
+        if preset is None:
+            return
+        self.form.reset()
+        self.form.set_values(preset)
+        self.changed.emit()
+
+    def values(self) -> dict[str, Any]:
+        return self.form.values()
+
+    def set_values(self, values: Mapping[str, Any]) -> None:
+        self.form.set_values(values)
+
+    def params(self, **forced: Any) -> Any:
+        """The method's params dataclass, validated (ParameterError names a bad field)."""
+        return self.current_method().make_params({**self.values(), **forced})
+
+    # -- model -------------------------------------------------------------------------------------------
+    def refresh_models(self, current: str | None = None) -> None:
+        blocked = self.model.blockSignals(True)
+        self.model.clear()
+        self.model.addItem("bundled default", None)
+        for name in available_models():
+            self.model.addItem(name, name)
+        if current is not None:
+            index = self.model.findData(current)
+            if index < 0:
+                self.model.addItem(current.rsplit("/", 1)[-1], current)
+                index = self.model.count() - 1
+            self.model.setCurrentIndex(index)
+        self.model.blockSignals(blocked)
+
+    def selected_model(self) -> str | None:
+        return self.model.currentData()
+
+    def _on_model_activated(self, _index: int) -> None:
+        self.modelChanged.emit(self.selected_model())
+
+    def browse_model(self) -> None:
+        path, _ = QtWidgets.QFileDialog.getOpenFileName(self, "Choose denoiser weights", "", "Weights (*.pt)")
+        if path:
+            self.refresh_models(path)
+            self.modelChanged.emit(path)
+
+    def set_model_note(self, text: str, *, warning: bool = False) -> None:
+        self.model_note.setText(text)
+        self.model_note.setStyleSheet("color: #d9534f; font-weight: bold" if warning else "color: gray")
+
+
+class MaskTools(QtWidgets.QWidget):
+    """Brush/eraser, brush size bound to the mask model, and the mask commands as tool buttons."""
+
+    def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
+        super().__init__(parent)
+        layout = QtWidgets.QGridLayout(self)
+        self.buttons: dict[str, QtWidgets.QToolButton] = {}
+        self.size = QtWidgets.QSpinBox()
+        self.size.setRange(int(MIN_RADIUS * 2), int(MAX_RADIUS * 2))
+        self.size.setSuffix(" px")
+        self.size.setToolTip("brush diameter in image pixels ([ and ] change it, Shift for ×10)")
+        self.size.setKeyboardTracking(False)
+        layout.addWidget(QtWidgets.QLabel("brush"), 0, 0)
+        layout.addWidget(self.size, 0, 1, 1, 3)
+        self._row = 1
+        self._col = 0
+        self._model: MaskModel | None = None
+        self.size.valueChanged.connect(self._on_size)
+        self.info = QtWidgets.QLabel("")
+        self.info.setStyleSheet("color: gray")
+        self._layout = layout
+
+    def add_action(self, key: str, action: QtWidgets.QWidgetAction | Any) -> None:
+        button = QtWidgets.QToolButton()
+        button.setDefaultAction(action)
+        button.setToolButtonStyle(QtCore.Qt.ToolButtonStyle.ToolButtonTextOnly)
+        button.setSizePolicy(QtWidgets.QSizePolicy.Policy.Expanding, QtWidgets.QSizePolicy.Policy.Fixed)
+        self._layout.addWidget(button, self._row, self._col)
+        self.buttons[key] = button
+        self._col += 1
+        if self._col == 4:
+            self._col, self._row = 0, self._row + 1
+
+    def finish(self) -> None:
+        self._layout.addWidget(self.info, self._row + 1, 0, 1, 4)
+
+    # model ↔ widget binding: model changes update the widget with signals blocked; edits go to the model
+    def set_model(self, model: MaskModel | None) -> None:
+        self._model = model
+        self.sync_from_model()
+
+    def sync_from_model(self) -> None:
+        if self._model is None:
+            return
+        blocked = self.size.blockSignals(True)
+        self.size.setValue(round(2 * self._model.radius))
+        self.size.blockSignals(blocked)
+        self.info.setText(f"{100 * self._model.fraction():.2f}% of the image marked")
+
+    def _on_size(self, value: int) -> None:
+        if self._model is not None:
+            self._model.set_radius(value / 2)

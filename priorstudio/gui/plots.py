@@ -1,0 +1,235 @@
+"""Side plots of a run (pyqtgraph): σ_t with the σ_L target and the ideal decay, residual and data
+consistency, PSNR and SSIM, values under the mouse, and the previous run as a faint overlay.
+
+Scalars arrive every step and are appended to :class:`ScalarSeries` (plain NumPy, amortised growth); the
+curves are redrawn from the window's repaint timer, never per step.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import ClassVar
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6 import QtCore, QtWidgets
+
+SERIES = ("sigma", "residual_norm", "data_error", "psnr", "ssim")
+
+
+class ScalarSeries:
+    """Per-step values in growing float64 arrays (NaN where a step did not report a value)."""
+
+    def __init__(self, names: Sequence[str] = SERIES, capacity: int = 1024) -> None:
+        self.names = tuple(names)
+        self._cap = max(int(capacity), 16)
+        self._t = np.empty(self._cap)
+        self._v = {n: np.empty(self._cap) for n in self.names}
+        self.n = 0
+
+    def clear(self) -> None:
+        self.n = 0
+
+    def append(self, t: float, values: dict[str, float | None]) -> None:
+        if self.n == self._cap:
+            self._cap *= 2
+            self._t = np.resize(self._t, self._cap)
+            self._v = {k: np.resize(v, self._cap) for k, v in self._v.items()}
+        self._t[self.n] = t
+        for name in self.names:
+            value = values.get(name)
+            self._v[name][self.n] = math.nan if value is None else float(value)
+        self.n += 1
+
+    @property
+    def t(self) -> np.ndarray:
+        return self._t[: self.n]
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self._v[name][: self.n]
+
+    def copy(self) -> ScalarSeries:
+        other = ScalarSeries(self.names, self.n or 16)
+        for i in range(self.n):
+            other.append(self._t[i], {k: self._v[k][i] for k in self.names})
+        return other
+
+    def nearest_index(self, t: float) -> int | None:
+        if self.n == 0:
+            return None
+        i = int(np.searchsorted(self.t, t))
+        if i >= self.n:
+            return self.n - 1
+        if i > 0 and abs(self.t[i - 1] - t) < abs(self.t[i] - t):
+            return i - 1
+        return i
+
+    def last(self, name: str) -> float:
+        return float(self._v[name][self.n - 1]) if self.n else math.nan
+
+
+def _finite(x: np.ndarray, y: np.ndarray, positive: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    keep = np.isfinite(y)
+    if positive:
+        keep &= y > 0
+    return x[keep], y[keep]
+
+
+class RunPlots(pg.GraphicsLayoutWidget):
+    """Four linked plots over the step t; ``set_simulate(False)`` hides PSNR/SSIM."""
+
+    COLORS: ClassVar[dict[str, tuple[int, int, int]]] = {
+        "sigma": (80, 170, 255),
+        "ideal": (200, 200, 200),
+        "residual_norm": (255, 170, 60),
+        "data_error": (120, 220, 120),
+        "psnr": (240, 90, 200),
+        "ssim": (250, 230, 90),
+    }
+
+    def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setMinimumWidth(260)
+        self.series = ScalarSeries()
+        self.ghost: ScalarSeries | None = None
+        self._dirty = False
+        self.readout = pg.LabelItem("", justify="left", size="8pt")
+        self.addItem(self.readout, row=0, col=0)
+        self.p_sigma = self.addPlot(row=1, col=0, title="effective noise σ_t")
+        self.p_sigma.setLogMode(y=True)
+        self.p_resid = self.addPlot(row=2, col=0, title="residual ‖D(y)−y‖/√N and data error")
+        self.p_resid.setLogMode(y=True)
+        self.p_psnr = self.addPlot(row=3, col=0, title="PSNR (dB)")
+        self.p_ssim = self.addPlot(row=4, col=0, title="SSIM")
+        self.plots = (self.p_sigma, self.p_resid, self.p_psnr, self.p_ssim)
+        for p in self.plots:
+            p.showGrid(x=True, y=True, alpha=0.2)
+            p.setDownsampling(auto=True, mode="peak")
+            p.setClipToView(True)
+            p.setMenuEnabled(False)
+            if p is not self.p_sigma:
+                p.setXLink(self.p_sigma)
+        self.p_ssim.setLabel("bottom", "step t")
+        self.p_sigma.addLegend(offset=(-5, 5), labelTextSize="8pt")
+        self.p_resid.addLegend(offset=(-5, 5), labelTextSize="8pt")
+
+        def pen(key: str, alpha: int = 255, style: QtCore.Qt.PenStyle = QtCore.Qt.PenStyle.SolidLine) -> object:
+            return pg.mkPen((*self.COLORS[key], alpha), width=1.5 if alpha == 255 else 1, style=style)
+
+        self.curves = {
+            "sigma": self.p_sigma.plot(pen=pen("sigma"), name="σ_t"),
+            "residual_norm": self.p_resid.plot(pen=pen("residual_norm"), name="residual"),
+            "data_error": self.p_resid.plot(pen=pen("data_error"), name="data error"),
+            "psnr": self.p_psnr.plot(pen=pen("psnr")),
+            "ssim": self.p_ssim.plot(pen=pen("ssim")),
+        }
+        self.ideal = self.p_sigma.plot(pen=pen("ideal", 200, QtCore.Qt.PenStyle.DashLine), name="ideal (1−βh_t)")
+        self.ghost_curves = {
+            "sigma": self.p_sigma.plot(pen=pen("sigma", 70)),
+            "residual_norm": self.p_resid.plot(pen=pen("residual_norm", 70)),
+            "data_error": self.p_resid.plot(pen=pen("data_error", 70)),
+            "psnr": self.p_psnr.plot(pen=pen("psnr", 70)),
+            "ssim": self.p_ssim.plot(pen=pen("ssim", 70)),
+        }
+        for curve in self.ghost_curves.values():
+            curve.setZValue(-5)
+        self.sigma_L_line = pg.InfiniteLine(
+            angle=0, movable=False, pen=pg.mkPen((255, 80, 80), style=QtCore.Qt.PenStyle.DotLine)
+        )
+        self.sigma_L_line.setVisible(False)
+        self.p_sigma.addItem(self.sigma_L_line, ignoreBounds=True)
+        self.cursor_lines = []
+        for p in self.plots:
+            line = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen((255, 255, 255, 90)))
+            line.setVisible(False)
+            p.addItem(line, ignoreBounds=True)
+            self.cursor_lines.append(line)
+        self.scene().sigMouseMoved.connect(self._on_mouse_moved)
+        self.simulate = True
+
+    # -- runs -------------------------------------------------------------------------------------------
+    def new_run(
+        self, *, keep_previous: bool = False, sigma_L: float | None = None, ideal: Sequence[float] = ()
+    ) -> None:
+        """Clear for a new run; with ``keep_previous`` the run so far stays as a faint overlay."""
+        self.ghost = self.series.copy() if keep_previous and self.series.n else None
+        for key, curve in self.ghost_curves.items():
+            if self.ghost is None:
+                curve.setData([], [])
+            else:
+                curve.setData(*_finite(self.ghost.t, self.ghost[key], key != "psnr" and key != "ssim"))
+        self.series = ScalarSeries()
+        self.set_target(sigma_L, ideal)
+        self._dirty = True
+        self.refresh()
+        for p in self.plots:
+            p.enableAutoRange()
+
+    def set_target(self, sigma_L: float | None, ideal: Sequence[float] = ()) -> None:
+        """The σ_L line and the ideal decay σ_t = σ₀∏(1 − βh_s) for comparison."""
+        if sigma_L is not None and sigma_L > 0:
+            self.sigma_L_line.setPos(math.log10(sigma_L))
+            self.sigma_L_line.setVisible(True)
+        else:
+            self.sigma_L_line.setVisible(False)
+        ideal = np.asarray(ideal, dtype=float)
+        t = np.arange(1, ideal.size + 1, dtype=float)
+        self.ideal.setData(*_finite(t, ideal, True))
+
+    def append(self, t: int, values: dict[str, float | None]) -> None:
+        self.series.append(t, values)
+        self._dirty = True
+
+    def set_simulate(self, simulate: bool) -> None:
+        self.simulate = bool(simulate)
+        self.p_psnr.setVisible(self.simulate)
+        self.p_ssim.setVisible(self.simulate)
+        self.p_ssim.setLabel("bottom", "step t" if self.simulate else "")
+        self.p_resid.setLabel("bottom", "" if self.simulate else "step t")
+
+    def refresh(self) -> bool:
+        """Redraw the curves if new values came in; returns whether it redrew."""
+        if not self._dirty:
+            return False
+        self._dirty = False
+        s = self.series
+        for key, curve in self.curves.items():
+            curve.setData(*_finite(s.t, s[key], key not in ("psnr", "ssim")))
+        self._update_readout(None)
+        return True
+
+    def point_count(self, key: str) -> int:
+        data = self.curves[key].getData()[0]
+        return 0 if data is None else len(data)
+
+    # -- values under the mouse -------------------------------------------------------------------------
+    def _on_mouse_moved(self, pos: QtCore.QPointF) -> None:
+        for p in self.plots:
+            if p.isVisible() and p.sceneBoundingRect().contains(pos):
+                t = p.vb.mapSceneToView(pos).x()
+                self._update_readout(t)
+                return
+        self._update_readout(None)
+
+    def _update_readout(self, t: float | None) -> None:
+        s = self.series
+        i = s.nearest_index(t) if t is not None else (s.n - 1 if s.n else None)
+        for line in self.cursor_lines:
+            line.setVisible(t is not None and i is not None)
+            if t is not None and i is not None:
+                line.setPos(s.t[i])
+        if i is None:
+            self.readout.setText("")
+            return
+        parts = [f"t = {int(s.t[i])}", f"σ = {s['sigma'][i]:.4g}", f"residual = {s['residual_norm'][i]:.3g}"]
+        if np.isfinite(s["data_error"][i]):
+            parts.append(f"data = {s['data_error'][i]:.3g}")
+        if self.simulate and np.isfinite(s["psnr"][i]):
+            parts.append(f"PSNR = {s['psnr'][i]:.2f} dB")
+        if self.simulate and np.isfinite(s["ssim"][i]):
+            parts.append(f"SSIM = {s['ssim'][i]:.3f}")
+        self.readout.setText("  ".join(parts))
+
+    def readout_text(self) -> str:
+        return self.readout.text

@@ -1,0 +1,321 @@
+"""What a run works on, planned without Qt: working size, the crop around a mask, the problem, the cost.
+
+Big photos are never sent to the sampler whole unless the user asks for it:
+
+- **Inpainting** works on the crop around the mask plus a margin, at full resolution (or shrunk to the
+  working size when the crop itself is larger), and the result is blended back into the full-resolution
+  photo: only the missing pixels change.
+- **Every other task** works on the photo scaled so its longest side is the working size (default 512;
+  ``None`` = the full image). In restore mode for super-resolution the *output* is held to the working size.
+
+A :class:`RunPlan` says where the run's frames lie on the photo (``region``, in photo pixels), so the canvas
+can place live frames on the right rectangle, and :meth:`RunPlan.compose` turns the sampler's final estimate
+into the image to save.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from priorstudio.core.errors import MaskError, ParameterError
+from priorstudio.core.problem import Problem, build_problem
+
+DEFAULT_WORKING_SIDE = 512
+WORKING_SIDES = (256, 384, 512, 768, 1024, 2048)
+#: Context kept around the mask's bounding box for inpainting: this share of the box, at least MIN_MARGIN px.
+MARGIN_SHARE = 0.5
+MIN_MARGIN = 32
+
+DenoiserFactory = Callable[[int], Any]
+
+
+@dataclass(frozen=True)
+class Region:
+    """A rectangle of the photo in pixels (top, left, height, width)."""
+
+    top: int
+    left: int
+    height: int
+    width: int
+
+    @property
+    def bottom(self) -> int:
+        return self.top + self.height
+
+    @property
+    def right(self) -> int:
+        return self.left + self.width
+
+    def slices(self) -> tuple[slice, slice]:
+        return slice(self.top, self.bottom), slice(self.left, self.right)
+
+
+def fit_side(height: int, width: int, side: int | None) -> tuple[int, int]:
+    """(H, W) scaled so the longest side is at most ``side`` (None: unchanged), aspect kept, ≥ 1 px."""
+    if side is None or max(height, width) <= side:
+        return height, width
+    s = side / max(height, width)
+    return max(1, round(height * s)), max(1, round(width * s))
+
+
+def resize(image: Tensor, size: tuple[int, int]) -> Tensor:
+    """Resize (C, H, W) to ``size``: area averaging when shrinking, bicubic when enlarging; clipped to [0, 1]."""
+    h, w = image.shape[-2:]
+    if (h, w) == tuple(size):
+        return image
+    x = image.unsqueeze(0).float()
+    if size[0] <= h and size[1] <= w:
+        out = F.interpolate(x, size=size, mode="area")
+    else:
+        out = F.interpolate(x, size=size, mode="bicubic", align_corners=False)
+    return out.squeeze(0).clamp(0.0, 1.0)
+
+
+def mask_bounding_box(mask: np.ndarray) -> Region | None:
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(mask.any(axis=0))
+    return Region(int(rows[0]), int(cols[0]), int(rows[-1] - rows[0] + 1), int(cols[-1] - cols[0] + 1))
+
+
+def inpaint_region(mask: np.ndarray, margin_share: float = MARGIN_SHARE, min_margin: int = MIN_MARGIN) -> Region:
+    """The crop a run on ``mask`` works on: the mask's box grown by a margin, clipped to the photo."""
+    box = mask_bounding_box(mask)
+    if box is None:
+        raise MaskError("the mask is empty: paint the pixels to fill first (or use Mask ▸ Central block)")
+    h, w = mask.shape
+    my = max(min_margin, math.ceil(box.height * margin_share))
+    mx = max(min_margin, math.ceil(box.width * margin_share))
+    top, left = max(box.top - my, 0), max(box.left - mx, 0)
+    bottom, right = min(box.bottom + my, h), min(box.right + mx, w)
+    return Region(top, left, bottom - top, right - left)
+
+
+@dataclass
+class RunSettings:
+    """What the degradation panel says: task, mode, task parameters, measurement noise, working size."""
+
+    task: str = "inpaint"
+    mode: str = "simulate"  # "simulate" | "restore"
+    task_params: dict[str, Any] = field(default_factory=dict)
+    noise_sigma: float = 0.0  # on the [0, 1] scale
+    seed: int = 0
+    working_side: int | None = DEFAULT_WORKING_SIDE  # None: the full image
+
+
+@dataclass
+class RunPlan:
+    """A planned run: the problem at working size and where it lies on the photo.
+
+    ``region`` is the rectangle of the photo the run covers (photo pixels); the run's images are
+    ``work_shape`` and are stretched over it for display. ``output_shape`` is what :meth:`compose` returns.
+    """
+
+    settings: RunSettings
+    photo_shape: tuple[int, int, int]
+    region: Region
+    problem: Problem
+    mask_full: np.ndarray | None = None  # inpainting: the photo-size mask (True = missing)
+
+    @property
+    def work_shape(self) -> tuple[int, int, int]:
+        return self.problem.image_shape
+
+    @property
+    def scale(self) -> float:
+        """Working pixels per photo pixel (1 at full resolution; > 1 for super-resolution output)."""
+        return self.work_shape[2] / self.region.width
+
+    @property
+    def is_crop(self) -> bool:
+        return self.settings.task == "inpaint"
+
+    def describe(self) -> str:
+        c, h, w = self.work_shape
+        kind = "gray" if c == 1 else "colour"
+        where = ""
+        if self.is_crop:
+            r = self.region
+            where = f" (crop {r.width}×{r.height} at {r.left},{r.top})"
+        elif (h, w) != self.photo_shape[1:]:
+            where = f" (photo {self.photo_shape[2]}×{self.photo_shape[1]})"
+        return f"{w}×{h} {kind}{where}"
+
+    def compose(self, photo: Tensor, estimate: Tensor) -> Tensor:
+        """The image to save from the run's final estimate (C, H, W) or (1, C, H, W).
+
+        Inpainting: the photo with only its missing pixels replaced (the estimate scaled back to the crop
+        when it was run smaller). Other tasks: the estimate itself, at working size.
+        """
+        est = estimate.detach().to("cpu", torch.float32)
+        if est.dim() == 4:
+            est = est[0]
+        est = est.clamp(0.0, 1.0)
+        if not self.is_crop:
+            return est
+        assert self.mask_full is not None
+        r = self.region
+        rows, cols = r.slices()
+        piece = resize(est, (r.height, r.width))
+        out = photo.detach().to("cpu", torch.float32).clone()
+        hole = torch.from_numpy(np.ascontiguousarray(self.mask_full[rows, cols]))
+        out[:, rows, cols] = torch.where(hole.unsqueeze(0), piece, out[:, rows, cols])
+        return out
+
+
+def plan_run(photo: Tensor, settings: RunSettings, mask: np.ndarray | None = None) -> RunPlan:
+    """Plan a run on ``photo`` (C, H, W) in [0, 1]; raises ParameterError/MaskError for what is wrong."""
+    if photo.dim() != 3:
+        raise ParameterError(f"expected one image (C, H, W), got shape {tuple(photo.shape)}")
+    c, h, w = (int(v) for v in photo.shape)
+    side = settings.working_side
+    if side is not None and side < 16:
+        raise ParameterError(f"the working size must be at least 16 px, got {side}")
+    params = dict(settings.task_params)
+    if settings.task == "inpaint":
+        if mask is None or mask.shape != (h, w):
+            raise MaskError("inpainting needs a mask of the photo's size: paint the pixels to fill first")
+        region = inpaint_region(mask)
+        crop = photo[:, region.top : region.bottom, region.left : region.right]
+        crop_mask = mask[region.top : region.bottom, region.left : region.right]
+        size = fit_side(region.height, region.width, side)
+        work = resize(crop, size)
+        if size != (region.height, region.width):  # a pixel is missing if any photo pixel under it is
+            m = torch.from_numpy(np.ascontiguousarray(crop_mask)).float()[None, None]
+            crop_mask = (F.interpolate(m, size=size, mode="area")[0, 0] > 0).numpy()
+        params["missing"] = torch.from_numpy(np.ascontiguousarray(crop_mask))
+        problem = _build(work, settings, params)
+        return RunPlan(settings, (c, h, w), region, problem, mask_full=mask.copy())
+    region = Region(0, 0, h, w)
+    if settings.task == "super_resolution" and settings.mode == "restore":
+        factor = int(params.get("factor", 4))
+        out_h, out_w = fit_side(h * factor, w * factor, side)
+        in_size = (max(1, out_h // factor), max(1, out_w // factor))
+        work = resize(photo, in_size)
+    else:
+        work = resize(photo, fit_side(h, w, side))
+    problem = _build(work, settings, params)
+    return RunPlan(settings, (c, h, w), region, problem)
+
+
+def _build(image: Tensor, settings: RunSettings, params: dict[str, Any]) -> Problem:
+    return build_problem(
+        image,
+        settings.task,
+        mode=settings.mode,  # type: ignore[arg-type]
+        noise_sigma=settings.noise_sigma,
+        seed=settings.seed,
+        **params,
+    )
+
+
+# -- cost ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CostEstimate:
+    """What a run will cost before it starts: steps, seconds and memory."""
+
+    steps: int
+    seconds_per_step: float | None
+    memory_bytes: int | None
+
+    @property
+    def seconds(self) -> float | None:
+        return None if self.seconds_per_step is None else self.steps * self.seconds_per_step
+
+    def describe(self) -> str:
+        from priorstudio.core.memory import format_bytes
+
+        parts = [f"~{self.steps} steps"]
+        if self.seconds_per_step is not None:
+            parts.append(f"{1000 * self.seconds_per_step:.0f} ms/step ≈ {format_duration(self.seconds or 0)}")
+        if self.memory_bytes is not None:
+            parts.append(f"memory ≈ {format_bytes(self.memory_bytes)}")
+        return " · ".join(parts)
+
+
+def format_duration(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
+    seconds = max(0.0, seconds)
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds // 60:.0f} min {seconds % 60:02.0f} s"
+    return f"{seconds // 3600:.0f} h {seconds % 3600 // 60:02.0f} min"
+
+
+class StepTimer:
+    """Seconds per denoiser call per pixel, measured once per denoiser on a small image (for estimates)."""
+
+    PROBE = 96
+
+    def __init__(self) -> None:
+        self._per_pixel: dict[int, float] = {}
+
+    def seconds_per_step(self, denoiser: Any, shape: tuple[int, int, int]) -> float:
+        key = id(denoiser)
+        if key not in self._per_pixel:
+            c = shape[0]
+            y = torch.rand(1, c, self.PROBE, self.PROBE)
+            denoiser(y)  # warm-up
+            start = time.perf_counter()
+            denoiser(y)
+            self._per_pixel[key] = (time.perf_counter() - start) / self.PROBE**2
+        # the sampler adds a few image-sized operations per step: about 15% on top of the denoiser
+        return 1.15 * self._per_pixel[key] * shape[1] * shape[2]
+
+
+def estimate_cost(plan: RunPlan, steps: int, denoiser: Any | None, timer: StepTimer | None = None) -> CostEstimate:
+    """The cost of ``plan`` over ``steps`` steps; time and memory need the denoiser (None: steps only)."""
+    if denoiser is None:
+        return CostEstimate(steps, None, None)
+    from priorstudio.core.memory import estimate_run_memory
+
+    try:
+        memory: int | None = estimate_run_memory(plan.work_shape, denoiser, task=plan.settings.task).total
+    except Exception:  # an unknown model kind: no memory figure rather than no estimate
+        memory = None
+    per_step = (timer or StepTimer()).seconds_per_step(denoiser, plan.work_shape)
+    return CostEstimate(steps, per_step, memory)
+
+
+class DenoiserProvider:
+    """The denoiser for a number of channels: the chosen bundled model or file, loaded once and cached.
+
+    Tests and benchmarks inject ``factory`` (``channels -> Denoiser``) instead; then ``model`` is ignored.
+    """
+
+    def __init__(self, model: str | None = None, factory: DenoiserFactory | None = None) -> None:
+        self.model = model
+        self._factory = factory
+        self._cache: dict[tuple[str | None, int], Any] = {}
+
+    @property
+    def injected(self) -> bool:
+        return self._factory is not None
+
+    def set_model(self, model: str | None) -> None:
+        if model != self.model:
+            self.model = model
+            self._cache.clear()
+
+    def __call__(self, channels: int) -> Any:
+        key = (self.model, int(channels))
+        if key not in self._cache:
+            if self._factory is not None:
+                self._cache[key] = self._factory(int(channels))
+            else:
+                from priorstudio.core.denoisers import load_denoiser
+
+                self._cache[key] = load_denoiser(self.model, channels=int(channels))
+        return self._cache[key]

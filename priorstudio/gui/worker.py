@@ -1,0 +1,347 @@
+"""Driving a step stream from a worker thread without flooding the GUI.
+
+The sampler is a plain generator of :class:`StepRecord` (pure torch, in ``core``). A :class:`SamplerWorker`
+lives in a ``QThread``, iterates it and checks the stop/pause flags between steps. It emits
+
+- ``step`` with the record's scalars (no image) for *every* step: small, so the queue stays cheap;
+- ``frame`` with a fresh display copy of the estimate at most ``max_fps`` times a second (a signal does not
+  copy a numpy array, so the worker never hands out a buffer it will reuse);
+- ``finished`` once, with the last record (its image kept: the result), or ``failed`` with a message.
+
+The GUI keeps only the newest frame in a one-slot :class:`FrameMailbox` and repaints from a timer, so a fast
+producer can never queue up images. :class:`RunController` owns the thread: start, pause, step, stop, and a
+clean shutdown that joins the thread (closing the window mid-run).
+
+Observers that must see every record with its image (a run history for scrubbing, a recorder) can be
+passed as ``sinks``: they are called in the worker thread, so they must be thread-safe and quick.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import QObject, QThread, Signal, Slot
+
+from priorstudio.core.errors import PriorStudioError
+from priorstudio.core.samplers.base import StepRecord, StepStream, StopReason
+
+RecordSink = Callable[[StepRecord], None]
+
+
+@dataclass
+class Frame:
+    """One image for display: float32 (H, W) or (H, W, 3) in row-major order, owned by the receiver."""
+
+    t: int
+    image: np.ndarray
+    sigma: float = math.nan
+    final: bool = False
+
+
+@dataclass
+class StepScalars:
+    """What every step reports to the GUI (the record without its image)."""
+
+    t: int
+    sigma: float
+    residual_norm: float
+    data_error: float
+    psnr: float | None
+    ssim: float | None
+    row: dict[str, Any] = field(default_factory=dict)  # the full CSV row, extras included
+
+
+def display_copy(image: Any) -> np.ndarray:
+    """The first sample of a (B, C, H, W) / (C, H, W) estimate as a fresh float32 (H, W[, 3]) array in [0, 1]."""
+    arr = image.detach().to("cpu").float().numpy() if hasattr(image, "detach") else np.asarray(image, np.float32)
+    if arr.ndim == 4:
+        arr = arr[0]
+    if arr.ndim == 3:
+        arr = arr[0] if arr.shape[0] == 1 else arr.transpose(1, 2, 0)
+    out = np.empty(arr.shape, dtype=np.float32)  # always a new buffer, never a view of the sampler's
+    np.clip(arr, 0.0, 1.0, out=out)
+    return out
+
+
+class FrameMailbox:
+    """A one-slot mailbox: ``put`` replaces what is there, ``take`` empties it. Thread-safe.
+
+    ``dropped`` counts frames that were replaced before anyone took them (for the benchmark).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._frame: Frame | None = None
+        self.dropped = 0
+        self.delivered = 0
+
+    def put(self, frame: Frame) -> None:
+        with self._lock:
+            if self._frame is not None:
+                self.dropped += 1
+            self._frame = frame
+
+    def take(self) -> Frame | None:
+        with self._lock:
+            frame, self._frame = self._frame, None
+            if frame is not None:
+                self.delivered += 1
+            return frame
+
+    def clear(self) -> None:
+        with self._lock:
+            self._frame = None
+
+
+class SamplerWorker(QObject):
+    """Iterates a step stream in its thread; pause/resume/step/stop are thread-safe flags.
+
+    Built in the GUI thread, moved to a QThread, started by connecting ``QThread.started`` to :meth:`run`.
+    """
+
+    step = Signal(object)  # StepScalars, every step
+    frame = Signal(object)  # Frame, at most max_fps per second (and always the last one)
+    paused = Signal(int)  # the step it paused after
+    resumed = Signal()
+    finished = Signal(object)  # the last StepRecord (image included), also after a stop
+    failed = Signal(str)  # a message for the user; the run is over
+
+    def __init__(
+        self,
+        make_stream: Callable[[], StepStream],
+        *,
+        max_fps: float = 30.0,
+        sinks: Iterable[RecordSink] = (),
+        start_paused: bool = False,
+    ) -> None:
+        super().__init__()
+        self._make_stream = make_stream
+        self.min_frame_interval = 1.0 / max_fps if max_fps > 0 else 0.0
+        self._sinks = list(sinks)
+        self._cond = threading.Condition()
+        self._stop = False
+        self._paused = bool(start_paused)
+        self._single_steps = 0
+        self._stream: StepStream | None = None
+        self.steps_done = 0
+        self.frames_emitted = 0
+
+    # -- control, from any thread ----------------------------------------------------------------------
+    def request_stop(self) -> None:
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+        stream = self._stream
+        stop = getattr(stream, "stop", None)
+        if callable(stop):  # the sampler ends with one more record that carries the estimate
+            stop()
+
+    def set_paused(self, paused: bool) -> None:
+        with self._cond:
+            self._paused = bool(paused)
+            self._single_steps = 0
+            self._cond.notify_all()
+
+    def step_once(self) -> None:
+        """While paused: let exactly one more step run."""
+        with self._cond:
+            if self._paused:
+                self._single_steps += 1
+                self._cond.notify_all()
+
+    @property
+    def is_paused(self) -> bool:
+        return self._paused
+
+    @property
+    def stop_requested(self) -> bool:
+        return self._stop
+
+    # -- the loop, in the worker thread ----------------------------------------------------------------
+    @Slot()
+    def run(self) -> None:
+        last: StepRecord | None = None
+        last_image: Any = None
+        try:
+            self._stream = self._make_stream()
+            last_emit = -math.inf
+            while True:
+                if not self._wait_turn():
+                    break
+                try:
+                    record = next(self._stream)
+                except StopIteration:
+                    break
+                self.steps_done += 1
+                last = record
+                for sink in self._sinks:
+                    sink(record)
+                if record.image is not None:
+                    last_image = record.image
+                self.step.emit(_scalars(record))
+                now = time.perf_counter()
+                if record.image is not None and (record.is_last or now - last_emit >= self.min_frame_interval):
+                    last_emit = now
+                    self.frames_emitted += 1
+                    self.frame.emit(Frame(record.t, display_copy(record.image), record.sigma, record.is_last))
+                if record.is_last:
+                    break
+        except PriorStudioError as error:
+            self.failed.emit(str(error))
+            return
+        except Exception as error:  # a bug or an out-of-memory: report it, keep the application alive
+            detail = "".join(traceback.format_exception_only(type(error), error)).strip()
+            self.failed.emit(f"the run failed: {detail}")
+            return
+        finally:
+            self._stream = None
+        if last is None:
+            self.failed.emit("the run stopped before its first step")
+            return
+        if not last.is_last:  # a stream without stop(): close it ourselves and keep the newest estimate
+            last.stop_reason = StopReason.CANCELLED
+            if last.image is None:
+                last.image = last_image
+            if last.image is not None:
+                self.frame.emit(Frame(last.t, display_copy(last.image), last.sigma, True))
+        self.finished.emit(last)
+
+    def _wait_turn(self) -> bool:
+        """Block while paused; False when the run should end without asking for another step."""
+        with self._cond:
+            announced = False
+            while self._paused and not self._stop and self._single_steps == 0:
+                if not announced:
+                    self.paused.emit(self.steps_done)
+                    announced = True
+                self._cond.wait(0.5)
+            if self._single_steps > 0:
+                self._single_steps -= 1
+            elif announced:
+                self.resumed.emit()
+            return not (self._stop and not callable(getattr(self._stream, "stop", None)))
+
+
+def _scalars(record: StepRecord) -> StepScalars:
+    return StepScalars(
+        t=record.t,
+        sigma=record.sigma,
+        residual_norm=record.residual_norm,
+        data_error=record.data_error,
+        psnr=record.psnr,
+        ssim=record.ssim,
+        row=record.scalars(),
+    )
+
+
+class RunController(QObject):
+    """Owns one run's worker and thread; forwards the worker's signals. One run at a time.
+
+    ``shutdown()`` stops the run and joins the thread: call it before the window closes.
+    """
+
+    step = Signal(object)
+    frame = Signal(object)
+    paused = Signal(int)
+    resumed = Signal()
+    finished = Signal(object)
+    failed = Signal(str)
+    runningChanged = Signal(bool)
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._thread: QThread | None = None
+        self._worker: SamplerWorker | None = None
+
+    @property
+    def worker(self) -> SamplerWorker | None:
+        return self._worker
+
+    def is_running(self) -> bool:
+        return self._thread is not None and self._thread.isRunning()
+
+    def is_paused(self) -> bool:
+        return self._worker is not None and self._worker.is_paused
+
+    def start(
+        self,
+        make_stream: Callable[[], StepStream],
+        *,
+        max_fps: float = 30.0,
+        sinks: Iterable[RecordSink] = (),
+        start_paused: bool = False,
+    ) -> SamplerWorker:
+        if self.is_running():
+            raise RuntimeError("a run is already going")
+        self._cleanup()
+        worker = SamplerWorker(make_stream, max_fps=max_fps, sinks=sinks, start_paused=start_paused)
+        thread = QThread()
+        thread.setObjectName("priorstudio-sampler")
+        worker.moveToThread(thread)
+        thread.started.connect(worker.run)
+        worker.step.connect(self.step)
+        worker.frame.connect(self.frame)
+        worker.paused.connect(self.paused)
+        worker.resumed.connect(self.resumed)
+        # the thread quits as soon as the worker is done; our handlers run after it stops
+        worker.finished.connect(thread.quit)
+        worker.failed.connect(thread.quit)
+        worker.finished.connect(self._on_finished)
+        worker.failed.connect(self._on_failed)
+        self._thread, self._worker = thread, worker
+        thread.start()
+        self.runningChanged.emit(True)
+        return worker
+
+    def pause(self, paused: bool = True) -> None:
+        if self._worker is not None:
+            self._worker.set_paused(paused)
+
+    def step_once(self) -> None:
+        if self._worker is not None:
+            self._worker.step_once()
+
+    def stop(self) -> None:
+        if self._worker is not None:
+            self._worker.request_stop()
+
+    def shutdown(self, timeout_ms: int = 30_000) -> bool:
+        """Stop the run and wait for the thread to end; True when it did (or none was running)."""
+        if self._thread is None:
+            return True
+        self.stop()
+        done = self._thread.wait(timeout_ms)
+        if done:
+            self._cleanup()
+        return done
+
+    @Slot(object)
+    def _on_finished(self, record: StepRecord) -> None:
+        self._join()
+        self.finished.emit(record)
+        self.runningChanged.emit(False)
+
+    @Slot(str)
+    def _on_failed(self, message: str) -> None:
+        self._join()
+        self.failed.emit(message)
+        self.runningChanged.emit(False)
+
+    def _join(self) -> None:
+        if self._thread is not None:
+            self._thread.wait(10_000)
+
+    def _cleanup(self) -> None:
+        if self._thread is not None and not self._thread.isRunning():
+            self._thread.deleteLater()
+            if self._worker is not None:
+                self._worker.deleteLater()
+            self._thread = None
+            self._worker = None
