@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-import time
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -14,8 +13,7 @@ from PySide6 import QtCore, QtWidgets
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from priorstudio.core.denoisers.inference import Denoiser
-from priorstudio.core.samplers.base import StepRecord, StepStream
-from priorstudio.core.teach.history import FrameHistory
+from priorstudio.core.samplers.base import StepRecord
 
 #: What the host window passes to the widgets: the current model for a number of channels (1 or 3).
 DenoiserFactory = Callable[[int], Denoiser]
@@ -159,132 +157,40 @@ class BackgroundCall(QObject):
             self._thread = self._worker = None
 
 
-class _StreamWorker(QObject):
-    step = Signal(object)  # dict of one step's scalars, every step
-    frame = Signal(object)  # a StepRecord carrying a fresh image copy, at most ``max_fps`` per second
-    finished = Signal(object)  # the last StepRecord (or None when stopped before any)
-    failed = Signal(str)
+class RecordMailbox:
+    """A one-slot, thread-safe box for the newest StepRecord that carries an image.
 
-    def __init__(self, make_stream: Callable[[], StepStream], history: FrameHistory | None, max_fps: float) -> None:
-        super().__init__()
-        self._make_stream = make_stream
-        self._history = history
-        self._interval = 1.0 / max_fps
-        self._stop = False
-
-    def request_stop(self) -> None:
-        self._stop = True  # read between steps; a plain bool is enough under the GIL
-
-    @Slot()
-    def run(self) -> None:
-        last: StepRecord | None = None
-        shown = 0.0
-        stop_sent = False
-        try:
-            stream = self._make_stream()
-            for rec in stream:
-                last = rec
-                self.step.emit(rec.scalars())
-                if rec.image is not None:
-                    if self._history is not None:
-                        self._history.push_record(rec)
-                    now = time.monotonic()
-                    if rec.is_last or now - shown >= self._interval:
-                        shown = now
-                        self.frame.emit(rec)
-                if self._stop and not stop_sent and not rec.is_last:
-                    stop_sent = True
-                    stopper = getattr(stream, "stop", None)
-                    if callable(stopper):
-                        stopper()  # the sampler's next record is its last, with the current estimate
-                        continue
-                    close = getattr(stream, "close", None)
-                    if callable(close):
-                        close()
-                    break
-        except Exception as exc:
-            self.failed.emit(f"{type(exc).__name__}: {exc}")
-            return
-        self.finished.emit(last)
-
-
-class StreamRunner(QObject):
-    """Drives a StepStream (a sampler generator) in a QThread: scalars every step, frames throttled, the
-    run's frames pushed into an optional :class:`FrameHistory`, ``finished(last_record)`` at the end.
-
-    ``stop()`` asks the worker to end after the current step: a stream with a ``stop()`` method (the
-    implicit-prior sampler) then yields one last record with the current estimate, so the partial result
-    is kept; other streams are closed. ``wait()``
-    blocks until the thread is gone — call it from ``closeEvent``.
+    Used as a ``sink`` of :class:`priorstudio.gui.worker.RunController` when a widget needs the whole
+    batch (the controller's ``frame`` signal carries the first sample only): the worker thread puts, a
+    GUI timer takes, so a fast sampler can never queue up images.
     """
 
-    step = Signal(object)
-    frame = Signal(object)
-    finished = Signal(object)
-    failed = Signal(str)
-    runningChanged = Signal(bool)
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._record: StepRecord | None = None
 
-    def __init__(self, parent: QObject | None = None, max_fps: float = 30.0) -> None:
-        super().__init__(parent)
-        self.max_fps = max_fps
-        self._thread: QThread | None = None
-        self._worker: _StreamWorker | None = None
+    def put(self, record: StepRecord) -> None:
+        if record.image is not None:
+            with self._lock:
+                self._record = record
 
-    def is_running(self) -> bool:
-        return self._thread is not None
+    def take(self) -> StepRecord | None:
+        with self._lock:
+            record, self._record = self._record, None
+            return record
 
-    def start(self, make_stream: Callable[[], StepStream], history: FrameHistory | None = None) -> bool:
-        if self._thread is not None:
-            return False
-        thread = QThread()
-        worker = _StreamWorker(make_stream, history, self.max_fps)
-        worker.moveToThread(thread)
-        thread.started.connect(worker.run)
-        worker.step.connect(self.step)
-        worker.frame.connect(self.frame)
-        worker.finished.connect(self._on_finished)
-        worker.failed.connect(self._on_failed)
-        self._thread, self._worker = thread, worker
-        thread.start()
-        self.runningChanged.emit(True)
-        return True
 
-    def stop(self) -> None:
-        if self._worker is not None:
-            self._worker.request_stop()
+def shutdown_run(controller: Any, timeout_ms: int = 30_000) -> bool:
+    """Stop a RunController's run and join its thread, promptly.
 
-    def _cleanup(self) -> None:
-        thread = self._thread
+    The controller quits its thread through a queued call that the GUI thread delivers; while the GUI
+    thread is blocked joining, it cannot. Asking the worker's thread to quit directly first (thread-safe:
+    the thread then ends as soon as the worker's loop returns) makes the join take one sampler step.
+    """
+    worker = controller.worker
+    if worker is not None and controller.is_running():
+        controller.stop()
+        thread = worker.thread()
         if thread is not None:
             thread.quit()
-            thread.wait()
-        self._thread = self._worker = None
-        self.runningChanged.emit(False)
-
-    @Slot(object)
-    def _on_finished(self, last: Any) -> None:
-        if self._thread is None:  # a late delivery after wait(): the run was already abandoned
-            return
-        self._cleanup()
-        self.finished.emit(last)
-
-    @Slot(str)
-    def _on_failed(self, message: str) -> None:
-        if self._thread is None:
-            return
-        self._cleanup()
-        self.failed.emit(message)
-
-    def wait(self) -> None:
-        """Stop and block until the worker thread has ended (no signal is emitted afterwards)."""
-        if self._thread is None:
-            return
-        worker, thread = self._worker, self._thread
-        if worker is not None:
-            worker.request_stop()
-            for sig in (worker.step, worker.frame, worker.finished, worker.failed):
-                with contextlib.suppress(RuntimeError, TypeError):
-                    sig.disconnect()
-        thread.quit()
-        thread.wait()
-        self._thread = self._worker = None
+    return controller.shutdown(timeout_ms)

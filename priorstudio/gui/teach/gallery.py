@@ -30,8 +30,9 @@ from priorstudio.core.samplers.implicit_prior import (
 )
 from priorstudio.core.teach.animation import GAP, tile
 from priorstudio.core.teach.history import FrameHistory
-from priorstudio.gui.teach.common import DenoiserFactory, ImagePane, StreamRunner
+from priorstudio.gui.teach.common import DenoiserFactory, ImagePane, RecordMailbox, shutdown_run
 from priorstudio.gui.teach.history_player import HistoryPlayer
+from priorstudio.gui.worker import RunController, StepScalars
 
 MAX_SAMPLES = PER_SAMPLE_SCALARS  # every sample has its own σ_t curve up to this batch size
 
@@ -76,6 +77,8 @@ class SynthesisControls(QtWidgets.QWidget):
         form.addRow("seed", self.seed)
         if show_beta:
             form.addRow("β", self.beta)
+        else:
+            self.beta.hide()  # the host sets β (e.g. the comparison's two values)
         form.addRow("σ₀", self.sigma_0)
         form.addRow("σ_L", self.sigma_L)
         form.addRow("h₀", self.h_0)
@@ -193,11 +196,10 @@ class SampleBatchView(QtWidgets.QWidget):
         self.params: ImplicitPriorParams | None = None
         self.batch = 0
         self.last: StepRecord | None = None
-        self._pending: StepRecord | None = None  # one-slot mailbox for the newest frame
+        self.mailbox = RecordMailbox()  # the newest record with the whole batch's images
         self._rows_dirty = False
-        self.runner = StreamRunner(self)
+        self.runner = RunController(self)
         self.runner.step.connect(self._on_step)
-        self.runner.frame.connect(self._on_frame)
         self.runner.finished.connect(self._on_finished)
         self.runner.failed.connect(self._on_failed)
         self.status = QtWidgets.QLabel("")
@@ -218,16 +220,18 @@ class SampleBatchView(QtWidgets.QWidget):
         self._image_hw = image_shape[1:]
         self.status.setText("running…")
         self.timer.start()
-        return self.runner.start(
+        self.runner.start(
             lambda: implicit_prior_sampler(denoiser, None, None, params, batch=k, image_shape=image_shape),
-            history=self.history,
+            max_fps=1,  # the controller's frame signal shows one sample; the grid reads the mailbox instead
+            sinks=(self.history.push_record, self.mailbox.put),
         )
+        return True
 
     def stop(self) -> None:
         self.runner.stop()
 
     def wait(self) -> None:
-        self.runner.wait()
+        shutdown_run(self.runner)
         self.timer.stop()
 
     def is_running(self) -> bool:
@@ -242,21 +246,17 @@ class SampleBatchView(QtWidgets.QWidget):
 
     def samples(self) -> torch.Tensor | None:
         """The latest estimates (K, C, H, W), clamped to [0, 1] (the finished samples after the run)."""
-        rec = self.last if self.last is not None else self._pending
+        rec = self.last
         return rec.image.clamp(0, 1) if rec is not None and rec.image is not None else None
 
     @Slot(object)
-    def _on_step(self, row: dict) -> None:
-        self.rows.append(row)
+    def _on_step(self, scalars: StepScalars) -> None:
+        self.rows.append(scalars.row)
         self._rows_dirty = True
-
-    @Slot(object)
-    def _on_frame(self, rec: StepRecord) -> None:
-        self._pending = rec
 
     @Slot()
     def _repaint(self) -> None:
-        rec, self._pending = self._pending, None
+        rec = self.mailbox.take()
         if rec is not None and rec.image is not None:
             self._show(rec)
         if self._rows_dirty:

@@ -16,7 +16,8 @@ from PySide6.QtCore import Slot
 
 from priorstudio.core.teach.animation import tile
 from priorstudio.core.teach.game import RealOrSampledRound, real_patches
-from priorstudio.gui.teach.common import DenoiserFactory, ImagePane, StreamRunner
+from priorstudio.gui.teach.common import DenoiserFactory, ImagePane, shutdown_run
+from priorstudio.gui.worker import RunController, StepScalars
 
 
 def default_params() -> Any:
@@ -72,7 +73,7 @@ class RealOrSampledDialog(QtWidgets.QDialog):
         self.progress = QtWidgets.QProgressBar()
         self.progress.setVisible(False)
 
-        self.runner = StreamRunner(self, max_fps=5)
+        self.runner = RunController(self)
         self.runner.step.connect(self._on_step)
         self.runner.finished.connect(self._on_sampled)
         self.runner.failed.connect(lambda msg: self._set_status(f"Sampling failed: {msg}"))
@@ -133,7 +134,7 @@ class RealOrSampledDialog(QtWidgets.QDialog):
                 denoiser, None, None, params, batch=n_sampled, image_shape=(channels, size, size)
             )
 
-        self.runner.start(stream)
+        self.runner.start(stream, max_fps=1)
 
     def answer(self, says_real: bool) -> bool | None:
         """Answer the shown patch; returns whether it was right (None when nothing is shown)."""
@@ -195,8 +196,8 @@ class RealOrSampledDialog(QtWidgets.QDialog):
         self.sampled_button.setEnabled(playing)
 
     @Slot(object)
-    def _on_step(self, row: dict) -> None:
-        sigma = row.get("sigma") or 0.0
+    def _on_step(self, scalars: StepScalars) -> None:
+        sigma = scalars.sigma if scalars.sigma == scalars.sigma else 0.0
         s0, sl = self._sigma_range
         if sigma > 0 and s0 > sl:
             frac = (np.log(s0) - np.log(sigma)) / (np.log(s0) - np.log(sl))
@@ -227,9 +228,9 @@ class RealOrSampledDialog(QtWidgets.QDialog):
             super().keyPressEvent(event)
 
     def done(self, result: int) -> None:  # closing or Esc: end the sampling thread first
-        self.runner.wait()
+        shutdown_run(self.runner)
         super().done(result)
 
     def closeEvent(self, event) -> None:
-        self.runner.wait()
+        shutdown_run(self.runner)
         super().closeEvent(event)

@@ -253,7 +253,7 @@ class InspectorDialog(QtWidgets.QDialog):
         s = float(result.score.abs().max().clamp_min(1e-12))
         self.score_pane.set_image(result.score[0] if result.score.shape[0] == 1 else result.score.mean(0), (-s, s))
         _, i, j = result.pixel
-        self.filter_pane.set_title(f"filter at ({i}, {j}): weights sum to {float(result.filter.sum()):.3f}")
+        self.filter_pane.set_title(f"filter at ({i}, {j}), Σ weights = {float(result.filter.sum()):.2f}")
         self._show_info()
         if self._pending_filter:
             self._pending_filter = False

@@ -18,7 +18,8 @@ from torch import Tensor
 
 from priorstudio.core.errors import PriorStudioError
 from priorstudio.core.teach.posterior import PosteriorSummary, posterior_stream, posterior_summary
-from priorstudio.gui.teach.common import DenoiserFactory, ImagePane, StreamRunner
+from priorstudio.gui.teach.common import DenoiserFactory, ImagePane, shutdown_run
+from priorstudio.gui.worker import RunController, StepScalars
 
 
 def unmeasured_region(operator: Any) -> Tensor | None:
@@ -101,7 +102,7 @@ class PosteriorPanel(QtWidgets.QWidget):
         self.stop_button.setEnabled(False)
         self.stop_button.clicked.connect(self.stop)
         self.status = QtWidgets.QLabel("Set up a problem in the main window, then draw samples.")
-        self.runner = StreamRunner(self, max_fps=10)
+        self.runner = RunController(self)
         self.runner.step.connect(self._on_step)
         self.runner.finished.connect(self._on_finished)
         self.runner.failed.connect(self._on_failed)
@@ -138,7 +139,8 @@ class PosteriorPanel(QtWidgets.QWidget):
         self.runner.start(
             lambda: posterior_stream(
                 denoiser, problem.operator, problem.measurement, params, k, init=problem.init, truth=problem.truth
-            )
+            ),
+            max_fps=1,
         )
 
     @Slot()
@@ -146,9 +148,8 @@ class PosteriorPanel(QtWidgets.QWidget):
         self.runner.stop()
 
     @Slot(object)
-    def _on_step(self, row: dict) -> None:
-        sigma = row.get("sigma")
-        self.status.setText(f"drawing {self.k_spin.value()} samples… step {row.get('t')}, σ = {sigma:.4f}")
+    def _on_step(self, scalars: StepScalars) -> None:
+        self.status.setText(f"drawing {self.k_spin.value()} samples… step {scalars.t}, σ = {scalars.sigma:.4f}")
 
     @Slot(object)
     def _on_finished(self, last: Any) -> None:
@@ -177,6 +178,10 @@ class PosteriorPanel(QtWidgets.QWidget):
         self.stop_button.setEnabled(running)
         self.k_spin.setEnabled(not running)
 
+    def shutdown(self) -> None:
+        """Stop a run and join its thread (call before the host window goes away)."""
+        shutdown_run(self.runner)
+
     def closeEvent(self, event) -> None:
-        self.runner.wait()
+        self.shutdown()
         super().closeEvent(event)
