@@ -282,6 +282,19 @@ def test_mode_i_and_f(tmp_path: Path) -> None:
         load_image(tmp_path / "fn.tif")
 
 
+@pytest.mark.parametrize("maxval", [65535, 1023])
+def test_deep_pnm_keeps_precision(tmp_path: Path, maxval: int) -> None:
+    a = RNG.integers(0, maxval + 1, (3, 5, 3)).astype(">u2")
+    (tmp_path / "c.ppm").write_bytes(b"P6\n5 3\n%d\n" % maxval + a.tobytes())
+    np.testing.assert_allclose(hwc(load_image(tmp_path / "c.ppm")).astype(np.float64) * maxval, a, atol=maxval * 1e-7)
+    assert load_image_info(tmp_path / "c.ppm").bit_depth == 16
+    (tmp_path / "g.pgm").write_bytes(b"P5\n5 3\n%d\n" % maxval + a[..., 0].tobytes())
+    np.testing.assert_allclose(load_image(tmp_path / "g.pgm")[0].numpy() * maxval, a[..., 0], atol=0.01)
+    (tmp_path / "cut.ppm").write_bytes((b"P6\n5 3\n%d\n" % maxval + a.tobytes())[:-3])
+    with pytest.raises(InputImageError, match="truncated"):
+        load_image(tmp_path / "cut.ppm")
+
+
 @pytest.mark.parametrize("suffix", ["bmp", "webp", "tif", "jpg"])
 def test_other_formats(tmp_path: Path, suffix: str) -> None:
     a = rand8(6, 10, 3)

@@ -30,7 +30,6 @@ import struct
 import sys
 import warnings
 import zlib
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -235,8 +234,40 @@ def _stretch(values: np.ndarray) -> np.ndarray:
     return ((values.astype(np.float64) - lo) / (hi - lo)).astype(np.float32)
 
 
-def _decode_pixels(img: Image.Image, reopen: Callable[[], Image.Image], name: str) -> _Decoded:
+def _deep_ppm_maxval(img: Image.Image) -> int | None:
+    """The maximum sample value of a colour PPM with more than 8 bits per sample, else None."""
+    if img.format != "PPM" or img.mode != "RGB" or len(img.tile) != 1:
+        return None
+    tile = img.tile[0]
+    args = tile.args
+    if tile.codec_name != "ppm" or not isinstance(args, tuple) or len(args) != 2:
+        return None
+    maxval = args[1]
+    return maxval if isinstance(maxval, int) and 255 < maxval < 65536 else None
+
+
+def _deep_ppm_rgb(img: Image.Image, data: bytes, name: str) -> _Decoded | None:
+    """Binary PPM (P6) with more than 8 bits per sample: read the big-endian samples directly.
+
+    Pillow scales such files to 8 bits per channel; the format is simple enough to read exactly.
+    """
+    maxval = _deep_ppm_maxval(img)
+    if maxval is None or data[:2] != b"P6":
+        return None
+    tile = img.tile[0]
+    w, h = img.size
+    count = w * h * 3
+    if tile.offset < 0 or len(data) < tile.offset + 2 * count:
+        raise InputImageError(f"{name}: the image data is truncated or corrupt (image file is truncated)")
+    samples = np.frombuffer(data, dtype=">u2", count=count, offset=tile.offset).reshape(h, w, 3)
+    return _Decoded((np.minimum(samples, maxval) / np.float32(maxval)).astype(np.float32), None, 16)
+
+
+def _decode_pixels(img: Image.Image, data: bytes, name: str) -> _Decoded:
     """Full decode of an opened image into :class:`_Decoded` (raises whatever Pillow raises)."""
+    deep_ppm = _deep_ppm_rgb(img, data, name)
+    if deep_ppm is not None:
+        return deep_ppm
     plan = _sixteen_bit_plan(img)
     if plan == "la16":
         img.tile = [_with_rawmode(t, "RGBA") for t in img.tile]
@@ -250,7 +281,7 @@ def _decode_pixels(img: Image.Image, reopen: Callable[[], Image.Image], name: st
     mode = img.mode
     info = img.info
     if plan == "swap":
-        low_img = reopen()
+        low_img = Image.open(io.BytesIO(data), formats=LOAD_FORMATS)
         if low_img.size == img.size and low_img.mode == mode and len(low_img.tile) == tiles:
             low_img.tile = [_with_rawmode(t, _swapped(_tile_rawmode(t) or "")) for t in low_img.tile]
             low_img.load()
@@ -338,7 +369,7 @@ def _decode(data: bytes, name: str, max_pixels: int) -> _Decoded:
     try:
         width, height = _check_size(img, name, max_pixels)
         with _Guard():
-            decoded = _decode_pixels(img, lambda: Image.open(io.BytesIO(data), formats=LOAD_FORMATS), name)
+            decoded = _decode_pixels(img, data, name)
             orientation = _orientation(img)
     except PriorStudioError:
         raise
@@ -469,7 +500,12 @@ def _info(img: Image.Image, file_size: int) -> ImageInfo:
         bits = 1
     elif mode in ("I", "F"):
         bits = 32
-    elif mode.startswith("I;16") or plan is not None or any(";16" in r for r in rawmodes):
+    elif (
+        mode.startswith("I;16")
+        or plan is not None
+        or any(";16" in r for r in rawmodes)
+        or _deep_ppm_maxval(img) is not None
+    ):
         bits = 16
     else:
         bits = 8
