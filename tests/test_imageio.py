@@ -49,14 +49,33 @@ def _chunk(kind: bytes, body: bytes) -> bytes:
     return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
 
 
-def png_bytes(samples: np.ndarray, bit_depth: int, color_type: int, *, size: tuple[int, int] | None = None) -> bytes:
+ADAM7 = [(0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2)]
+
+
+def png_bytes(
+    samples: np.ndarray,
+    bit_depth: int,
+    color_type: int,
+    *,
+    size: tuple[int, int] | None = None,
+    interlace: bool = False,
+) -> bytes:
     """Unfiltered PNG from (H, W, C) samples; ``size`` (W, H) may lie about the dimensions."""
     h, w = samples.shape[:2]
     dtype = ">u2" if bit_depth == 16 else np.uint8
-    rows = samples.astype(dtype).reshape(h, -1).view(np.uint8)
-    raw = b"".join(b"\x00" + rows[y].tobytes() for y in range(h))
+
+    def scanlines(image: np.ndarray) -> bytes:
+        if image.size == 0:
+            return b""
+        rows = np.ascontiguousarray(image.astype(dtype)).reshape(image.shape[0], -1).view(np.uint8)
+        return b"".join(b"\x00" + row.tobytes() for row in rows)
+
+    if interlace:
+        raw = b"".join(scanlines(samples[y0::dy, x0::dx]) for x0, y0, dx, dy in ADAM7)
+    else:
+        raw = scanlines(samples)
     width, height = size or (w, h)
-    ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, color_type, 0, 0, 0)
+    ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, color_type, 0, 0, int(interlace))
     return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", zlib.compress(raw)) + _chunk(b"IEND", b"")
 
 
@@ -169,6 +188,16 @@ def test_color_png_16bit_from_independent_writer(tmp_path: Path) -> None:
     np.testing.assert_allclose(hwc(t).astype(np.float64) * 65535, a, atol=5e-3)
     info = load_image_info(tmp_path / "c16.png")
     assert (info.width, info.height, info.channels, info.bit_depth) == (6, 5, 3, 16)
+
+
+def test_interlaced_png_16bit_keeps_precision(tmp_path: Path) -> None:
+    a = rand16(11, 13, 3)
+    (tmp_path / "i16.png").write_bytes(png_bytes(a, 16, 2, interlace=True))
+    assert Image.open(tmp_path / "i16.png").info.get("interlace")
+    np.testing.assert_allclose(hwc(load_image(tmp_path / "i16.png")).astype(np.float64) * 65535, a, atol=5e-3)
+    g = rand16(11, 13, 1)
+    (tmp_path / "g16.png").write_bytes(png_bytes(g, 16, 0, interlace=True))
+    np.testing.assert_allclose(load_image(tmp_path / "g16.png")[0].numpy() * 65535.0, g[..., 0], atol=5e-3)
 
 
 def test_rgba_png_16bit_composited_with_full_precision(tmp_path: Path) -> None:

@@ -122,7 +122,12 @@ def _read_bytes(path: str | os.PathLike[str]) -> tuple[bytes, str]:
 
 
 class _Guard:
-    """Turns Pillow's bomb warning into an error and silences its chatter about damaged metadata."""
+    """Turns Pillow's bomb warning into an error and silences its chatter about damaged metadata.
+
+    ``warnings.catch_warnings`` edits process-wide filters. Two loads overlapping in different threads can
+    at worst leave the bomb warning set to "error" (or Pillow's chatter ignored) afterwards, which is
+    harmless; the process-wide ``Image.MAX_IMAGE_PIXELS`` is never touched.
+    """
 
     def __enter__(self) -> None:
         self._ctx = warnings.catch_warnings()
