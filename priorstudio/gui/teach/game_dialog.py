@@ -227,10 +227,14 @@ class RealOrSampledDialog(QtWidgets.QDialog):
         else:
             super().keyPressEvent(event)
 
-    def done(self, result: int) -> None:  # closing or Esc: end the sampling thread first
+    def shutdown(self) -> None:
+        """Stop drawing the prior's patches and join the thread."""
         shutdown_run(self.runner)
+
+    def done(self, result: int) -> None:  # closing or Esc: end the sampling thread first
+        self.shutdown()
         super().done(result)
 
     def closeEvent(self, event) -> None:
-        shutdown_run(self.runner)
+        self.shutdown()
         super().closeEvent(event)

@@ -292,16 +292,18 @@ class InspectorDialog(QtWidgets.QDialog):
             )
         self.info.setText("\n".join(parts) if parts else "Click a pixel of the image.")
 
-    def closeEvent(self, event) -> None:
+    def shutdown(self) -> None:
+        """Wait for a computation in flight (the dialog's threads end with it)."""
         self._pending_filter = self._pending_spectrum = False
         self._filter_call.wait()
         self._spectrum_call.wait()
+
+    def closeEvent(self, event) -> None:
+        self.shutdown()
         super().closeEvent(event)
 
     def done(self, result: int) -> None:  # Esc / reject also ends the threads
-        self._pending_filter = self._pending_spectrum = False
-        self._filter_call.wait()
-        self._spectrum_call.wait()
+        self.shutdown()
         super().done(result)
 
 
