@@ -159,11 +159,11 @@ def test_run_too_large_for_memory(cli, tmp_path: Path, models, monkeypatch: pyte
     from priorstudio.core import memory
 
     monkeypatch.setattr(memory, "available_bytes", lambda device=None: 100 * 2**20)
-    image = write_png(tmp_path / "big.png", _gray(1024, 768))
-    line = expect_error(restore(cli, tmp_path, image, models["gray"]), 6, "768×1024", "available", "would fit at")
+    image = write_png(tmp_path / "big.png", _gray(512, 384))
+    line = expect_error(restore(cli, tmp_path, image, models["gray"]), 6, "384×512", "available", "would fit at")
     assert not (tmp_path / "out.png").exists()
     w, h = (int(v) for v in re.search(r"would fit at (\d+)×(\d+)", line).groups())
-    assert 0 < w < 768 and 0 < h < 1024
+    assert 0 < w < 384 and 0 < h < 512
 
 
 def test_img_1x1(cli, tmp_path: Path, models) -> None:
