@@ -98,12 +98,12 @@ def test_filmstrip(tmp_path):
     strip = filmstrip_image(h, 5)
     tiles = h.evenly_spaced(5)
     assert tiles[0].t == 1 and tiles[-1].t == 40
-    assert strip.width == 5 * 160 + 4 * 2 and strip.height > 160
+    assert strip.width == 5 * 160 + 4 * 8 and strip.height > 160
     two_rows = filmstrip_image(h, 6, columns=3)
-    assert two_rows.width == 3 * 160 + 2 * 2 and two_rows.height > 2 * 160
+    assert two_rows.width == 3 * 160 + 2 * 8 and two_rows.height > 2 * 160
     path = export_filmstrip(h, tmp_path / "strip.png", 4)
     with Image.open(path) as im:
-        assert im.format == "PNG" and im.width == 4 * 160 + 3 * 2
+        assert im.format == "PNG" and im.width == 4 * 160 + 3 * 8
     with pytest.raises(ParameterError):
         filmstrip_image(FrameHistory(), 4)
 

@@ -29,7 +29,8 @@ from priorstudio.core.teach.history import Frame, FrameHistory
 
 STRIP_BG = 24  # near-black label strip
 STRIP_FG = 255
-GAP = 2  # pixels between tiles of a batch and between filmstrip frames
+GAP = 2  # pixels between the tiles of a batch
+FILM_GAP = 8  # pixels between the frames of a filmstrip: wider, so a batched frame's tiles read as one frame
 
 
 class EncoderUnavailableError(PriorStudioError):
@@ -318,10 +319,10 @@ def filmstrip_image(
     h = max(t.height for t in tiles)
     mode = "RGB" if any(t.mode == "RGB" for t in tiles) else "L"
     white = 255 if mode == "L" else (255, 255, 255)
-    sheet = Image.new(mode, (cols * w + (cols - 1) * GAP, rows * h + (rows - 1) * GAP), white)
+    sheet = Image.new(mode, (cols * w + (cols - 1) * FILM_GAP, rows * h + (rows - 1) * FILM_GAP), white)
     for k, t in enumerate(tiles):
         r, c = divmod(k, cols)
-        sheet.paste(t.convert(mode), (c * (w + GAP), r * (h + GAP)))
+        sheet.paste(t.convert(mode), (c * (w + FILM_GAP), r * (h + FILM_GAP)))
     return sheet
 
 

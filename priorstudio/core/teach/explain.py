@@ -130,7 +130,7 @@ def explain_step(
         ),
     ]
     if left is not None:
-        lines.append(f"At this rate σ reaches σ_L = {params.sigma_L:g} in about {left} more steps.")
+        lines.append(f"On the ideal (1 − βh_t) decay σ would reach σ_L = {params.sigma_L:g} in {left} more steps.")
     text = "\n".join(lines)
     return Explanation(numbers, text, _to_html(lines))
 

@@ -56,8 +56,9 @@ class RunHistoryPanel(QtWidgets.QWidget):
         )
         layout = QtWidgets.QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.player, 2)
-        layout.addWidget(self.score_pane, 1)
+        self.score_pane.setMinimumWidth(220)
+        layout.addWidget(self.player, 3)
+        layout.addWidget(self.score_pane, 2)
         self.score_pane.setVisible(False)
 
     def show_score(self, score: np.ndarray | None) -> None:
