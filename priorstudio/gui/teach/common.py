@@ -14,6 +14,7 @@ from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from priorstudio.core.denoisers.inference import Denoiser
 from priorstudio.core.samplers.base import StepRecord
+from priorstudio.gui import qt_compat  # noqa: F401  (first: guards a PySide6 refcount bug)
 
 #: What the host window passes to the widgets: the current model for a number of channels (1 or 3).
 DenoiserFactory = Callable[[int], Denoiser]

@@ -9,6 +9,7 @@ from PySide6 import QtWidgets
 
 from priorstudio.core.samplers.base import StepRecord
 from priorstudio.core.teach.explain import Explanation, SamplerParamsLike, explain_step
+from priorstudio.gui import qt_compat  # noqa: F401  (first: guards a PySide6 refcount bug)
 
 
 def as_record(row: StepRecord | Mapping[str, Any]) -> StepRecord:

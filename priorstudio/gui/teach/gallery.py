@@ -30,6 +30,7 @@ from priorstudio.core.samplers.implicit_prior import (
 )
 from priorstudio.core.teach.animation import GAP, tile
 from priorstudio.core.teach.history import FrameHistory
+from priorstudio.gui import qt_compat  # noqa: F401  (first: guards a PySide6 refcount bug)
 from priorstudio.gui.teach.common import DenoiserFactory, ImagePane, RecordMailbox, shutdown_run
 from priorstudio.gui.teach.history_player import HistoryPlayer
 from priorstudio.gui.worker import RunController, StepScalars

@@ -16,6 +16,7 @@ from PySide6.QtCore import Slot
 
 from priorstudio.core.teach.animation import tile
 from priorstudio.core.teach.game import RealOrSampledRound, real_patches
+from priorstudio.gui import qt_compat  # noqa: F401  (first: guards a PySide6 refcount bug)
 from priorstudio.gui.teach.common import DenoiserFactory, ImagePane, shutdown_run
 from priorstudio.gui.worker import RunController, StepScalars
 

@@ -18,6 +18,7 @@ from priorstudio.core.teach.animation import (
     mp4_encoder,
 )
 from priorstudio.core.teach.history import Frame, FrameHistory
+from priorstudio.gui import qt_compat  # noqa: F401  (first: guards a PySide6 refcount bug)
 from priorstudio.gui.teach.common import ImagePane
 
 EXPORTS = {

@@ -28,6 +28,7 @@ from priorstudio.core.teach.inspector import (
     leading_singular_values,
     participation_ratio,
 )
+from priorstudio.gui import qt_compat  # noqa: F401  (first: guards a PySide6 refcount bug)
 from priorstudio.gui.teach.common import BackgroundCall, DenoiserFactory, ImagePane
 
 

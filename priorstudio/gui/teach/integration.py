@@ -33,6 +33,7 @@ from priorstudio.core.samplers.base import StepRecord
 from priorstudio.core.samplers.implicit_prior import RESTORE_PRESET, ImplicitPriorParams
 from priorstudio.core.teach.history import DEFAULT_MAX_BYTES, Frame, FrameHistory
 from priorstudio.core.teach.inspector import ScoreTap
+from priorstudio.gui import qt_compat  # noqa: F401  (first: guards a PySide6 refcount bug)
 from priorstudio.gui.teach.common import ImagePane
 from priorstudio.gui.teach.explain_panel import ExplainPanel
 from priorstudio.gui.teach.gallery import BetaComparisonWidget, GalleryWidget

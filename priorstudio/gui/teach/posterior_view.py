@@ -18,6 +18,7 @@ from torch import Tensor
 
 from priorstudio.core.errors import PriorStudioError
 from priorstudio.core.teach.posterior import PosteriorSummary, posterior_stream, posterior_summary
+from priorstudio.gui import qt_compat  # noqa: F401  (first: guards a PySide6 refcount bug)
 from priorstudio.gui.teach.common import DenoiserFactory, ImagePane, shutdown_run
 from priorstudio.gui.worker import RunController, StepScalars
 
