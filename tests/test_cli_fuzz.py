@@ -12,6 +12,7 @@ import argparse
 import itertools
 import math
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,8 @@ from priorstudio.core.errors import PriorStudioError
 
 EXIT_CODES = {0, 1, 2, 3, 4, 5, 6, 7, 8, 130}
 MISSING = "/nonexistent/priorstudio-fuzz"
+#: An output path in a folder that exists; never written, since every command here fails before saving.
+OUT = str(Path(tempfile.gettempdir()) / "priorstudio-fuzz-never-written.png")
 #: Examples per property; raise it for a deeper local run: PRIORSTUDIO_FUZZ_EXAMPLES=2000 pytest tests/test_cli_fuzz.py
 FUZZ = settings(
     max_examples=int(os.environ.get("PRIORSTUDIO_FUZZ_EXAMPLES", "60")),
@@ -149,7 +152,7 @@ def _run_main(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
 
 
 _restore_missing_input = _well_formed("restore", COMMANDS["restore"], [MISSING + ".png", "-o"]).map(
-    lambda argv: [*argv[:3], MISSING + "-out.png", *argv[3:]]
+    lambda argv: [*argv[:3], OUT, *argv[3:]]
 )
 
 
@@ -287,14 +290,14 @@ def test_bench_speed_sizes_that_are_not_numbers(capsys: pytest.CaptureFixture[st
 @pytest.mark.parametrize("block", ["nan", "inf"])
 def test_restore_block_not_finite(block: str, folder_with_model: Path, capsys) -> None:
     image, model = folder_with_model / "a.png", folder_with_model / "tiny.pt"
-    argv = ["restore", str(image), "-o", MISSING + ".png", "--model", str(model), "--task", "inpaint"]
+    argv = ["restore", str(image), "-o", OUT, "--model", str(model), "--task", "inpaint"]
     assert cli.main([*argv, "--block", block]) == 2
 
 
 @CRASH
 def test_restore_seed_beyond_64_bits(folder_with_model: Path, capsys: pytest.CaptureFixture[str]) -> None:
     image, model = folder_with_model / "a.png", folder_with_model / "tiny.pt"
-    argv = ["restore", str(image), "-o", MISSING + ".png", "--model", str(model)]
+    argv = ["restore", str(image), "-o", OUT, "--model", str(model)]
     assert cli.main([*argv, "--seed", str(2**70)]) == 2
 
 
@@ -306,4 +309,4 @@ def test_known_outcomes() -> None:
     with pytest.raises(SystemExit) as info:
         PARSER.parse_args(["--version"])
     assert info.value.code == 0
-    assert cli.main(["restore", MISSING + ".png", "-o", str(Path(MISSING) / "x.png")]) == 3
+    assert cli.main(["restore", MISSING + ".png", "-o", OUT]) == 3

@@ -234,7 +234,6 @@ def test_mask_wrong_size(cli, tmp_path: Path, photo: Path, models) -> None:
     expect_error(inpaint(cli, tmp_path, photo, models["gray"], mask), 4, "12", "16", "size|×")
 
 
-@pytest.mark.xfail(strict=True, reason="load_mask reads any image by luminance (imageio change proposed)")
 def test_mask_wrong_mode(cli, tmp_path: Path, photo: Path, models) -> None:
     colours = np.random.default_rng(3).integers(0, 256, (16, 16, 3), dtype=np.uint8)
     mask = write_png(tmp_path / "m.png", colours)
