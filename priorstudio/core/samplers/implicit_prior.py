@@ -49,9 +49,11 @@ from priorstudio.core.operators.base import Operator
 from priorstudio.core.operators.identity import Identity
 from priorstudio.core.samplers.base import StepRecord, StopReason
 
-#: σ_t must also have grown by this factor over a streak of ``divergence_patience`` rising steps before
-#: the run is called diverged: on small images σ_t is a noisy estimate and can rise a few steps in a row
-#: by chance, while a denoiser that amplifies noise makes it grow without bound.
+#: σ_t must also have grown by this factor over a streak of ``divergence_patience`` rising steps before a
+#: sample is called diverged. σ_t is measured from the image itself, so on small images it wanders: with
+#: β = 0.01, pure noise shows a streak of 10 rising steps in 17% of 8×8 runs, 11% of 16×16 and 3% of
+#: 32×32 ones (grown by up to 4.5×, 2.0× and 1.4×), while a denoiser that amplifies noise makes σ_t grow
+#: without bound. Below 16×16 pixels use a patience of 20 (no such streak in 20,000 simulated 8×8 runs).
 DIVERGENCE_GROWTH = 2.0
 
 #: With at most this many samples, every record also carries each sample's σ_t as ``sigma_k``.
@@ -129,7 +131,7 @@ class ImplicitPriorParams:
         default=10,
         metadata={
             "label": "divergence patience",
-            "help": "stop a sample whose σ_t keeps growing for this many steps in a row",
+            "help": "stop a sample whose σ_t rises this many steps in a row and doubles (use 20 below 16×16 pixels)",
             "min": 2,
             "max": 1000,
         },
@@ -458,18 +460,15 @@ class ImplicitPriorRun(Iterator[StepRecord]):
         return extra
 
     def _metrics(self, estimate: Tensor) -> tuple[float, float]:
-        from priorstudio.core.metrics import psnr, ssim
+        """Mean PSNR and SSIM over the samples whose estimate is finite (NaN when none is)."""
+        from priorstudio.core.metrics import psnr_batch, ssim_batch
 
-        x = estimate.detach().clamp(0, 1).to("cpu", torch.float32)
-        ref = self.truth.to("cpu", torch.float32)
-        ps, ss = [], []
-        for k in range(self.batch):
-            if bool(torch.isfinite(x[k]).all()):
-                ps.append(float(psnr(x[k], ref[k])))
-                ss.append(float(ssim(x[k], ref[k])))
-        if not ps:
+        x = estimate.detach().to("cpu", torch.float32)
+        ok = torch.isfinite(x).flatten(1).all(1)
+        if not bool(ok.any()):
             return math.nan, math.nan
-        return sum(ps) / len(ps), sum(ss) / len(ss)
+        x, ref = x[ok].clamp(0, 1), self.truth.to("cpu", torch.float32)[ok]
+        return float(psnr_batch(x, ref).mean()), float(ssim_batch(x, ref).mean())
 
 
 def implicit_prior_sampler(
