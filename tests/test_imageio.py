@@ -461,6 +461,38 @@ def test_corrupt_png_data(tmp_path: Path) -> None:
         load_image(tmp_path / "c.png")
 
 
+def test_png_header_promising_more_rows_than_the_data_holds(tmp_path: Path) -> None:
+    """Pillow would load such a file as a huge, mostly blank picture; it is refused before decoding."""
+    data = png_bytes(rand8(9, 12, 1), 8, 0, size=(12, 3_000_000))
+    (tmp_path / "tall.png").write_bytes(data)
+    with pytest.raises(InputImageError, match="ends before the last row"):
+        load_image(tmp_path / "tall.png")
+    for interlace in (False, True):  # the exact byte count, interlaced or not, passes
+        ok = png_bytes(rand16(7, 5, 3), 16, 2, interlace=interlace)
+        assert load_image(_write(tmp_path / "ok.png", ok)).shape == (3, 7, 5)
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def test_tiff_strips_not_covering_the_image(tmp_path: Path) -> None:
+    Image.fromarray(rand8(8, 4, 3)).save(tmp_path / "ok.tif")
+    data = bytearray((tmp_path / "ok.tif").read_bytes())
+    order = "<" if data[:2] == b"II" else ">"
+    (ifd,) = struct.unpack_from(order + "I", data, 4)
+    (count,) = struct.unpack_from(order + "H", data, ifd)
+    for k in range(count):
+        entry = ifd + 2 + 12 * k
+        tag, kind = struct.unpack_from(order + "HH", data, entry)
+        if tag == 257:  # ImageLength: claim 100000 rows
+            struct.pack_into(order + ("H" if kind == 3 else "I"), data, entry + 8, 100_000)
+    (tmp_path / "tall.tif").write_bytes(bytes(data))
+    with pytest.raises(InputImageError, match="cover only part"):
+        load_image(tmp_path / "tall.tif")
+
+
 def test_truncated_file_still_has_header_info(tmp_path: Path) -> None:
     """load_image_info reads only the header: it answers for a file whose pixels are cut off."""
     data = _good_png()

@@ -366,6 +366,71 @@ def _orient(a: np.ndarray, orientation: int) -> np.ndarray:
     return a
 
 
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+_ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+
+
+def _png_pixel_data_short(data: bytes) -> str | None:
+    """Why a PNG's pixel data inflates to fewer bytes than its header promises, or None when it does not.
+
+    Pillow treats a deflate stream that ends early, but cleanly, as a finished image and leaves the rest
+    blank; a header that lies about the height (a tiny file declaring millions of rows) would load as a
+    huge empty picture. Counting the inflated bytes (streamed, never held) catches it.
+    """
+    view = memoryview(data)
+    if len(view) < 33 or bytes(view[12:16]) != b"IHDR":
+        return None
+    width, height, depth, color_type, _, _, interlace = struct.unpack_from(">IIBBBBB", view, 16)
+    channels = _PNG_CHANNELS.get(color_type)
+    if channels is None:
+        return None
+    bits = depth * channels
+    passes = _ADAM7 if interlace else ((0, 0, 1, 1),)
+    expected = 0
+    for x0, y0, dx, dy in passes:
+        pw, ph = (width - x0 + dx - 1) // dx, (height - y0 + dy - 1) // dy
+        if pw > 0 and ph > 0:
+            expected += ph * (1 + (pw * bits + 7) // 8)
+    inflater = zlib.decompressobj()
+    produced = 0
+    pos = 8
+    while pos + 8 <= len(view):
+        (length,) = struct.unpack_from(">I", view, pos)
+        kind = bytes(view[pos + 4 : pos + 8])
+        if kind == b"IDAT":
+            chunk = view[pos + 8 : pos + 8 + length]
+            while chunk:
+                try:
+                    produced += len(inflater.decompress(chunk, 1 << 20))
+                except zlib.error:
+                    return None  # damaged, not short: Pillow's decoder reports it in its own words
+                if produced >= expected:
+                    return None
+                chunk = inflater.unconsumed_tail
+        elif kind == b"IEND":
+            break
+        pos += 12 + length
+    if produced >= expected:
+        return None
+    return "the pixel data ends before the last row" if inflater.eof else "image file is truncated"
+
+
+def _check_coverage(img: Image.Image, name: str) -> None:
+    """A TIFF whose strips or tiles do not cover the declared image is corrupt (Pillow would leave holes)."""
+    if img.format != "TIFF":
+        return
+    width, height = img.size
+    covered = 0
+    for tile in img.tile:
+        x0, y0, x1, y1 = tile.extents
+        covered += max(0, min(x1, width) - max(x0, 0)) * max(0, min(y1, height) - max(y0, 0))
+    if covered < width * height:
+        raise InputImageError(
+            f"{name}: the image data is truncated or corrupt (its strips cover only part of the declared "
+            f"{width}×{height} image)"
+        )
+
+
 def _decode(data: bytes, name: str, max_pixels: int) -> _Decoded:
     """Bytes → oriented :class:`_Decoded`, every failure an InputImageError."""
     if not isinstance(max_pixels, int) or max_pixels < 1:
@@ -373,6 +438,10 @@ def _decode(data: bytes, name: str, max_pixels: int) -> _Decoded:
     img = _open(data, name)
     try:
         width, height = _check_size(img, name, max_pixels)
+        _check_coverage(img, name)
+        short = _png_pixel_data_short(data) if img.format == "PNG" else None  # checked before allocating
+        if short:
+            raise InputImageError(f"{name}: the image data is truncated or corrupt ({short})")
         with _Guard():
             decoded = _decode_pixels(img, data, name)
             orientation = _orientation(img)
@@ -396,17 +465,20 @@ def _decode(data: bytes, name: str, max_pixels: int) -> _Decoded:
 
 
 def _to_tensor(decoded: _Decoded, mode: str) -> torch.Tensor:
+    """Composite, convert channels and clip in place where possible: large images need no extra copies."""
     values = decoded.values.astype(np.float32, copy=False)
+    if not values.flags.writeable:
+        values = values.copy()
     if decoded.alpha is not None:
         alpha = decoded.alpha[..., None].astype(np.float32, copy=False)
-        values = values * alpha + (1.0 - alpha)  # onto white
+        values *= alpha
+        values += 1.0 - alpha  # onto white
     if mode == "gray" and values.shape[-1] == 3:
-        values = values @ _LUMA
-        values = values[..., None]
+        values = (values @ _LUMA)[..., None]
     elif mode == "color" and values.shape[-1] == 1:
         values = np.repeat(values, 3, axis=-1)
-    chw = np.ascontiguousarray(np.clip(values, 0.0, 1.0).transpose(2, 0, 1), dtype=np.float32)
-    return torch.from_numpy(chw)
+    np.clip(values, 0.0, 1.0, out=values)
+    return torch.from_numpy(np.ascontiguousarray(values.transpose(2, 0, 1)))
 
 
 def _check_mode(mode: str) -> None:
