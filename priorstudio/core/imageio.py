@@ -16,7 +16,9 @@ Decisions worth knowing:
   ignored rather than refusing a photo that every viewer shows.
 * **Animated** files (GIF, APNG, WebP, multi-page TIFF) give their first frame.
 * **Limits.** Pillow's decompression-bomb warning is an error here, and images over ``max_pixels``
-  (default 64 Mi pixels, about 8192²) are refused before decoding.
+  (default 64 Mi pixels, about 8192²) are refused before decoding. PNG and TIFF files whose pixel data
+  covers less than the size their header declares are refused too (Pillow would fill the rest with
+  black); a JPEG whose data ends early but cleanly loads with the missing part gray, as viewers show it.
 
 Saving is atomic and refuses to replace an existing file unless ``overwrite=True``
 (see :mod:`priorstudio.core.atomic`). Pillow cannot write 16-bit colour PNG, so a small encoder here does.
