@@ -45,7 +45,7 @@ from torch import Tensor
 from priorstudio.core.errors import ParameterError
 from priorstudio.core.operators.base import Operator
 from priorstudio.core.samplers.base import StepRecord, StopReason
-from priorstudio.core.samplers.dip import StoppableRun
+from priorstudio.core.samplers.dip import StoppableRun, cpu_threads
 
 KERNELS = ("nlm", "ntk")
 #: Offsets processed together when computing or applying a filter (bounds the temporary memory).
@@ -110,6 +110,10 @@ class NonLocalFilter:
 
     def apply(self, x: Tensor) -> Tensor:
         """W x for images (C, H, W) or (B, C, H, W) of the filter's size: every channel with the same weights."""
+        with cpu_threads(1):
+            return self._apply(x)
+
+    def _apply(self, x: Tensor) -> Tensor:
         batched = x.dim() == 4
         xb = x if batched else x.unsqueeze(0)
         if tuple(xb.shape[-2:]) != self.image_hw:
@@ -160,8 +164,15 @@ def build_filter(
 
     ``sigma`` (NLM only): the guide's noise level; None estimates it (:func:`estimate_noise_sigma`).
     The NLM bandwidth is h = ``h_factor``·σ (at least 0.01, so a clean guide still averages similar
-    patches).
+    patches). Runs on one CPU thread (see ``cpu_threads``).
     """
+    with cpu_threads(1):
+        return _build_filter(guide, kernel, patch, window, sigma, h_factor)
+
+
+def _build_filter(
+    guide: Tensor, kernel: str, patch: int, window: int, sigma: float | None, h_factor: float
+) -> NonLocalFilter:
     if kernel not in KERNELS:
         raise ParameterError(f"kernel must be one of {', '.join(KERNELS)}, got {kernel!r}")
     for name, value in (("patch", patch), ("window", window)):
@@ -363,9 +374,10 @@ class TwicingRun(StoppableRun):
         for t in range(1, p.max_steps + 1):
             if p.refresh_every > 0 and t > 1 and (t - 1) % p.refresh_every == 0:
                 self.filter = self._build(z.clamp(0, 1))
-            r = self._residual(z)
-            step = self.filter.apply(r)
-            z = z + p.step_size * step
+            with cpu_threads(1):
+                r = self._residual(z)
+                step = self.filter.apply(r)
+                z = z + p.step_size * step
             last = t == p.max_steps or self._stop_requested
             record = StepRecord(t=t)
             n = math.sqrt(z.numel())
