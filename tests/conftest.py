@@ -18,6 +18,8 @@ import pytest
 
 try:  # Qt is optional for the core tests
     from PySide6 import QtCore
+
+    from priorstudio.gui import qt_compat  # noqa: F401  (guards a PySide6 refcount bug on Python < 3.12)
 except ImportError:  # pragma: no cover - Qt not installed
     QtCore = None  # type: ignore[assignment]
 

@@ -10,6 +10,7 @@ from types import TracebackType
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from priorstudio.core.errors import PriorStudioError
+from priorstudio.gui import qt_compat  # noqa: F401  (first: guards a PySide6 refcount bug)
 
 ORGANIZATION = "PriorStudio"
 APPLICATION = "PriorStudio"

@@ -20,6 +20,7 @@ import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
 
+from priorstudio.gui import qt_compat  # noqa: F401  (first: guards a PySide6 refcount bug)
 from priorstudio.gui.mask_model import Box, MaskModel
 
 VIEWS = ("observed", "estimate", "truth")
@@ -306,24 +307,34 @@ class ImageCanvas(QtWidgets.QGraphicsView):
             self._pane_a.setRect(QRectF(0, 0, w, h))
         self._pane_b.setVisible(split)
         self._divider_line.setVisible(split)
+        self._update_overlay()
 
     # -- mask ----------------------------------------------------------------------------------------------
     def set_mask_model(self, model: MaskModel | None) -> None:
         if self._overlay is not None:
             self._overlay.detach()
+            self._overlay.setParentItem(None)
             self.scene().removeItem(self._overlay)
             self._overlay = None
         self._mask = model
         if model is not None:
+            # a child of the first pane: clipped with it in the split view, above its layers
             self._overlay = MaskOverlay(model)
-            self._overlay.setZValue(10)
-            self._overlay.setVisible(self.mask_visible)
-            self.scene().addItem(self._overlay)
+            self._overlay.setParentItem(self._pane_a)
+            self._overlay.setZValue(1000)
+            self._update_overlay()
 
     def set_mask_visible(self, visible: bool) -> None:
         self.mask_visible = bool(visible)
+        self._update_overlay()
+
+    def mask_overlay_shown(self) -> bool:
+        return self._overlay is not None and self._overlay.isVisible()
+
+    def _update_overlay(self) -> None:
+        """The mask shows over the observed image and the truth, never over an estimate."""
         if self._overlay is not None:
-            self._overlay.setVisible(self.mask_visible)
+            self._overlay.setVisible(self.mask_visible and self._pane_a.view_name in ("observed", "truth"))
 
     def set_paint_enabled(self, enabled: bool) -> None:
         self.paint_enabled = bool(enabled)
@@ -426,6 +437,8 @@ class ImageCanvas(QtWidgets.QGraphicsView):
             return
         if button in (Qt.MouseButton.LeftButton, Qt.MouseButton.RightButton):
             if self.paint_enabled and self._mask is not None:
+                if not self.mask_overlay_shown() and self.mask_visible and not self.split:
+                    self.set_view("observed")  # painting shows the mask: switch to the image it is painted on
                 p = self.mapToScene(pos)
                 erase = True if button == Qt.MouseButton.RightButton else None
                 self._mask.begin_stroke(p.x(), p.y(), erase=erase)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from PySide6 import QtCore, QtWidgets
 
+from priorstudio.gui import qt_compat  # noqa: F401  (first: guards a PySide6 refcount bug)
 from priorstudio.gui.keymap import sheet_rows
 
 

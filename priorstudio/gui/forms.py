@@ -17,6 +17,8 @@ from typing import Any
 from PySide6 import QtWidgets
 from PySide6.QtCore import Signal
 
+from priorstudio.gui import qt_compat  # noqa: F401  (first: guards a PySide6 refcount bug)
+
 INT_LIMIT = 2**31 - 1
 
 

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 from PySide6.QtGui import QKeySequence
 
+from priorstudio.gui import qt_compat  # noqa: F401  (first: guards a PySide6 refcount bug)
+
 StandardKey = QKeySequence.StandardKey
 
 
@@ -58,8 +60,10 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("eraser", "&Eraser", "Mask", ("E",), "erase from the mask (or drag with the right button)", True),
     ActionSpec("brush_smaller", "Brush s&maller", "Mask", ("[",), "smaller brush"),
     ActionSpec("brush_larger", "Brush &larger", "Mask", ("]",), "larger brush"),
-    ActionSpec("brush_smaller10", "Brush much smaller", "Mask", ("Shift+[", "{"), "smaller brush, ×10 steps"),
-    ActionSpec("brush_larger10", "Brush much larger", "Mask", ("Shift+]", "}"), "larger brush, ×10 steps"),
+    ActionSpec(
+        "brush_smaller10", "Brush much smaller", "Mask", ("Shift+[", "{", "Shift+{"), "smaller brush, ×10 steps"
+    ),
+    ActionSpec("brush_larger10", "Brush much larger", "Mask", ("Shift+]", "}", "Shift+}"), "larger brush, ×10 steps"),
     ActionSpec("mask_clear", "&Clear mask", "Mask", ("Ctrl+Shift+Backspace",), "empty the mask"),
     ActionSpec("mask_invert", "&Invert mask", "Mask", ("Ctrl+I",), "swap missing and known pixels"),
     ActionSpec("mask_random", "&Random pixels…", "Mask", (), "hide a random share of the pixels"),

@@ -35,7 +35,10 @@ from priorstudio.core.memory import check_run_fits, estimate_run_memory
 from priorstudio.core.runrecord import RunRecord
 from priorstudio.core.samplers import expected_iterations, ideal_sigma_schedule
 from priorstudio.core.samplers.base import StepRecord, StopReason
-from priorstudio.gui import keymap
+from priorstudio.gui import (
+    keymap,
+    qt_compat,  # noqa: F401  (first: guards a PySide6 refcount bug)
+)
 from priorstudio.gui.canvas import ImageCanvas
 from priorstudio.gui.dialogs import ShortcutSheet, ask_close, show_error
 from priorstudio.gui.mask_model import MaskModel
@@ -50,7 +53,7 @@ from priorstudio.gui.session import (
     format_duration,
     plan_run,
 )
-from priorstudio.gui.worker import Frame, FrameMailbox, RecordSink, RunController, StepScalars
+from priorstudio.gui.worker import Frame, FrameMailbox, MetricsTap, RecordSink, RunController, StepScalars
 
 REPAINT_MS = 33
 PREVIEW_DELAY_MS = 250
@@ -148,6 +151,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.canvas.strokeFinished.connect(self._on_stroke)
         self.canvas.cursorMoved.connect(self._on_cursor)
         self.canvas.zoomChanged.connect(lambda s: self.zoom_label.setText(f"{100 * s:.0f}%"))
+        self.canvas.viewChanged.connect(self._on_canvas_view)
         self.degradation = DegradationPanel()
         self.degradation.changed.connect(self._on_degradation_changed)
         self.algorithm = AlgorithmPanel(model_choice=not self.denoisers.injected)
@@ -289,6 +293,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.plots_dock)
         self.splitDockWidget(self.algorithm_dock, self.plots_dock, Qt.Orientation.Vertical)
         self.resize(1500, 950)
+        # the canvas gets what the panels do not need
+        self.resizeDocks([self.problem_dock, self.algorithm_dock], [290, 380], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.algorithm_dock, self.plots_dock], [420, 480], Qt.Orientation.Vertical)
 
     # ================================================================================================
     # errors
@@ -699,6 +706,11 @@ class MainWindow(QtWidgets.QMainWindow):
     def _result_is_photo(self) -> bool:
         return self.plan is not None and self.plan.is_crop
 
+    def _on_canvas_view(self, view: str) -> None:
+        action = self.actions.get(f"view_{view}")
+        if action is not None and not action.isChecked():
+            action.setChecked(True)  # its handler shows the view the canvas already shows: no loop
+
     def _set_view(self, view: str) -> None:
         self.actions[f"view_{view}"].setChecked(True)
         self.canvas.set_view(view)
@@ -827,9 +839,10 @@ class MainWindow(QtWidgets.QMainWindow):
         assert self.photo is not None and self.mask is not None
         settings = self.degradation.settings()
         method = self.algorithm.current_method()
-        params = self.algorithm.params(emit_every=1)
+        self.algorithm.params(emit_every=1)  # a bad value is reported before any work is done
         mask = self.mask.copy() if settings.task == "inpaint" else None
         plan = plan_run(self.photo, settings, mask)
+        params = self.algorithm.params(plan.problem.operator, emit_every=1)
         denoiser = None
         if method.needs_denoiser:
             try:
@@ -845,7 +858,9 @@ class MainWindow(QtWidgets.QMainWindow):
             )
         simulate = settings.mode == "simulate"
         truth = plan.problem.truth if simulate else None
-        stream = method.stream(denoiser=denoiser, problem=plan.problem, params=params, truth=truth)
+        # the worker measures PSNR/SSIM itself (SSIM on a time budget), so the sampler runs at full speed
+        stream = method.stream(denoiser=denoiser, problem=plan.problem, params=params, truth=None)
+        metrics = MetricsTap(truth) if truth is not None else None
 
         self.plan = plan
         self.result = None
@@ -887,7 +902,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self._set_view("estimate")
         sinks = [factory(plan) for factory in self.record_sink_factories]
         self.actions["pause"].setChecked(False)
-        self.controller.start(lambda: stream, max_fps=self.max_fps, sinks=sinks)
+        self.controller.start(lambda: stream, max_fps=self.max_fps, sinks=sinks, metrics=metrics)
         self.repaint_timer.start()
         self.run_label.setText(f"running on {plan.describe()}")
         self._update_actions()

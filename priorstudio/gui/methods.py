@@ -29,20 +29,30 @@ StreamFactory = Callable[..., StepStream]
 
 @dataclass(frozen=True)
 class MethodChoice:
-    """One method as the panel shows it."""
+    """One method as the panel shows it.
+
+    ``defaults(operator)`` gives the method's parameters for a task (the operator may be None): the form
+    starts from ``defaults(None)``, and a run starts from the defaults for its operator with the form's
+    values on top, so fields the form does not show (e.g. an optimizer's name) keep the method's choice.
+    """
 
     name: str
     label: str
     params_type: type
     run: StreamFactory
+    defaults: Callable[[Any], Any]
     needs_denoiser: bool = True
     presets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     description: str = ""
 
-    def make_params(self, values: Mapping[str, Any]) -> Any:
-        """The params dataclass from form values (unknown names ignored), validated."""
-        known = {f.name for f in dataclasses.fields(self.params_type)}
-        params = self.params_type(**{k: v for k, v in values.items() if k in known})
+    def default_values(self) -> dict[str, Any]:
+        return dataclasses.asdict(self.defaults(None))
+
+    def make_params(self, values: Mapping[str, Any], operator: Any = None) -> Any:
+        """The params dataclass: the defaults for ``operator``'s task, then ``values`` (unknown names ignored)."""
+        base = self.defaults(operator)
+        known = {f.name for f in dataclasses.fields(base)}
+        params = dataclasses.replace(base, **{k: v for k, v in values.items() if k in known})
         validate = getattr(params, "validate", None)
         if callable(validate):
             validate()
@@ -57,12 +67,13 @@ class MethodChoice:
             "params": params,
             "truth": truth,
             "init": problem.init,
+            "emit_every": 1,  # an image in every record: the worker decides how many to show
             "problem": problem,
             "observed": problem.observed,
         }
         signature = inspect.signature(self.run)
         takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.parameters.values())
-        extras = ("problem", "observed")  # passed only to a run that names them
+        extras = ("problem", "observed", "emit_every")  # passed only to a run that names them
         kwargs = {k: v for k, v in offered.items() if k in signature.parameters or (takes_any and k not in extras)}
         return self.run(**kwargs)
 
@@ -78,6 +89,7 @@ IMPLICIT_PRIOR = MethodChoice(
     label="Implicit prior (Kadkhodaie–Simoncelli)",
     params_type=ImplicitPriorParams,
     run=_implicit_prior_run,
+    defaults=lambda operator: ImplicitPriorParams.preset(RESTORE_PRESET),
     needs_denoiser=True,
     presets={"restore": dict(RESTORE_PRESET), "teach": dict(TEACH_PRESET)},
     description="stochastic ascent on the prior implicit in the blind denoiser",
@@ -92,18 +104,24 @@ def available_methods() -> dict[str, MethodChoice]:
     except ImportError:
         return methods
     for name, spec in getattr(registry, "METHODS", {}).items():
-        if name in methods or name in ("implicit_prior", "implicit-prior"):
+        if name in methods:
             continue
         try:
+            params_type = getattr(spec, "params_class", None) or spec.params_type
+            if not isinstance(params_type, type):
+                params_type = params_type()
+            default_params = getattr(spec, "default_params", None)
+            defaults = default_params if callable(default_params) else (lambda operator, t=params_type: t())
             methods[name] = MethodChoice(
                 name=str(getattr(spec, "name", name)),
                 label=str(getattr(spec, "label", name)),
-                params_type=spec.params_type,
+                params_type=params_type,
                 run=spec.run,
+                defaults=defaults,
                 needs_denoiser=bool(getattr(spec, "needs_denoiser", True)),
                 presets=dict(getattr(spec, "presets", {}) or {}),
                 description=str(getattr(spec, "description", "")),
             )
-        except AttributeError:  # an entry without params_type or run cannot be driven: leave it out
+        except (AttributeError, TypeError):  # an entry we cannot drive is left out; the rest stay
             continue
     return methods

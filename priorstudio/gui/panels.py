@@ -15,6 +15,7 @@ from PySide6.QtCore import Signal
 
 from priorstudio.core.denoisers import available_models
 from priorstudio.core.operators import TASKS, box_kernel, gaussian_kernel, motion_kernel
+from priorstudio.gui import qt_compat  # noqa: F401  (first: guards a PySide6 refcount bug)
 from priorstudio.gui.forms import FieldSpec, ParamsForm, fields_of_dataclass, fields_of_task
 from priorstudio.gui.mask_model import MAX_RADIUS, MIN_RADIUS, MaskModel
 from priorstudio.gui.methods import MethodChoice, available_methods
@@ -212,9 +213,9 @@ class DegradationPanel(QtWidgets.QWidget):
         self.task_form.set_specs(fields_of_task(info.params))
         self.kernel_box.setVisible(self.task_name() == "blur")
         self.mask_hint.setVisible(self.task_name() == "inpaint")
-        if self.task_name() == "denoise" and not self._noise_touched and self.noise.value() == 0:
+        if not self._noise_touched:  # a sensible default until the user sets one: 25/255 to denoise, else none
             blocked = self.noise.blockSignals(True)
-            self.noise.setValue(25.0)
+            self.noise.setValue(25.0 if self.task_name() == "denoise" else 0.0)
             self.noise.blockSignals(blocked)
         self.changed.emit()
 
@@ -301,6 +302,7 @@ class AlgorithmPanel(QtWidgets.QWidget):
     def _on_method(self, *_args: object) -> None:
         m = self.current_method()
         self.form.set_specs(fields_of_dataclass(m.params_type, skip=self.HIDDEN_FIELDS))
+        self.form.set_values(m.default_values())
         for name, button in self.preset_buttons.items():
             button.setEnabled(name in m.presets)
         self.changed.emit()
@@ -310,7 +312,7 @@ class AlgorithmPanel(QtWidgets.QWidget):
         preset = m.presets.get(name)
         if preset is None:
             return
-        self.form.reset()
+        self.form.set_values(m.default_values())
         self.form.set_values(preset)
         self.changed.emit()
 
@@ -320,9 +322,10 @@ class AlgorithmPanel(QtWidgets.QWidget):
     def set_values(self, values: Mapping[str, Any]) -> None:
         self.form.set_values(values)
 
-    def params(self, **forced: Any) -> Any:
-        """The method's params dataclass, validated (ParameterError names a bad field)."""
-        return self.current_method().make_params({**self.values(), **forced})
+    def params(self, operator: Any = None, **forced: Any) -> Any:
+        """The method's params for ``operator``'s task with the form's values, validated (ParameterError
+        names a bad field)."""
+        return self.current_method().make_params({**self.values(), **forced}, operator)
 
     # -- model -------------------------------------------------------------------------------------------
     def refresh_models(self, current: str | None = None) -> None:

@@ -15,6 +15,8 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 
+from priorstudio.gui import qt_compat  # noqa: F401  (first: guards a PySide6 refcount bug)
+
 SERIES = ("sigma", "residual_norm", "data_error", "psnr", "ssim")
 
 

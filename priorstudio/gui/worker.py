@@ -27,10 +27,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QObject, QThread, Signal, Slot
+import torch
+from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
 from priorstudio.core.errors import PriorStudioError
 from priorstudio.core.samplers.base import StepRecord, StepStream, StopReason
+from priorstudio.gui import qt_compat  # noqa: F401  (first: guards a PySide6 refcount bug)
 
 RecordSink = Callable[[StepRecord], None]
 
@@ -68,6 +70,39 @@ def display_copy(image: Any) -> np.ndarray:
     out = np.empty(arr.shape, dtype=np.float32)  # always a new buffer, never a view of the sampler's
     np.clip(arr, 0.0, 1.0, out=out)
     return out
+
+
+class MetricsTap:
+    """PSNR every step and SSIM within a time budget, against the truth, for records that carry an image.
+
+    The sampler could compute both itself, but SSIM costs as much as a denoiser call on a small model;
+    computing it on every step would halve the speed the user came to watch. So SSIM is computed only
+    while it takes at most ``ssim_share`` of the run's time (and always on the last step); the steps in
+    between carry no SSIM (a gap in the plot, an empty CSV cell). Values the method reports are kept.
+    """
+
+    def __init__(self, truth: Any, *, ssim_share: float = 0.05) -> None:
+        self.truth = truth.detach().to("cpu", dtype=torch.float32)
+        if self.truth.dim() == 3:
+            self.truth = self.truth.unsqueeze(0)
+        self.ssim_share = float(ssim_share)
+        self._ssim_cost = 0.0
+        self._last_ssim = -math.inf
+
+    def __call__(self, record: StepRecord) -> None:
+        from priorstudio.core.metrics import psnr, ssim
+
+        if record.image is None:
+            return
+        x = record.image[:1].detach().to("cpu", torch.float32).clamp(0.0, 1.0)
+        if record.psnr is None:
+            record.psnr = float(psnr(x, self.truth))
+        now = time.perf_counter()
+        due = self.ssim_share > 0 and now - self._last_ssim >= self._ssim_cost / self.ssim_share
+        if record.ssim is None and (record.is_last or due):
+            record.ssim = float(ssim(x, self.truth))
+            self._last_ssim = time.perf_counter()
+            self._ssim_cost = self._last_ssim - now
 
 
 class FrameMailbox:
@@ -120,9 +155,11 @@ class SamplerWorker(QObject):
         max_fps: float = 30.0,
         sinks: Iterable[RecordSink] = (),
         start_paused: bool = False,
+        metrics: MetricsTap | None = None,
     ) -> None:
         super().__init__()
         self._make_stream = make_stream
+        self._metrics = metrics
         self.min_frame_interval = 1.0 / max_fps if max_fps > 0 else 0.0
         self._sinks = list(sinks)
         self._cond = threading.Condition()
@@ -181,6 +218,8 @@ class SamplerWorker(QObject):
                     break
                 self.steps_done += 1
                 last = record
+                if self._metrics is not None:
+                    self._metrics(record)
                 for sink in self._sinks:
                     sink(record)
                 if record.image is not None:
@@ -259,6 +298,7 @@ class RunController(QObject):
         super().__init__(parent)
         self._thread: QThread | None = None
         self._worker: SamplerWorker | None = None
+        self._detached = False
 
     @property
     def worker(self) -> SamplerWorker | None:
@@ -277,11 +317,13 @@ class RunController(QObject):
         max_fps: float = 30.0,
         sinks: Iterable[RecordSink] = (),
         start_paused: bool = False,
+        metrics: MetricsTap | None = None,
     ) -> SamplerWorker:
         if self.is_running():
             raise RuntimeError("a run is already going")
         self._cleanup()
-        worker = SamplerWorker(make_stream, max_fps=max_fps, sinks=sinks, start_paused=start_paused)
+        self._detached = False
+        worker = SamplerWorker(make_stream, max_fps=max_fps, sinks=sinks, start_paused=start_paused, metrics=metrics)
         thread = QThread()
         thread.setObjectName("priorstudio-sampler")
         worker.moveToThread(thread)
@@ -290,9 +332,10 @@ class RunController(QObject):
         worker.frame.connect(self.frame)
         worker.paused.connect(self.paused)
         worker.resumed.connect(self.resumed)
-        # the thread quits as soon as the worker is done; our handlers run after it stops
-        worker.finished.connect(thread.quit)
-        worker.failed.connect(thread.quit)
+        # the thread quits as soon as the worker is done, called from the worker thread itself (QThread.quit is
+        # thread-safe): a queued quit would never arrive while the GUI thread waits in shutdown()
+        worker.finished.connect(thread.quit, Qt.ConnectionType.DirectConnection)
+        worker.failed.connect(thread.quit, Qt.ConnectionType.DirectConnection)
         worker.finished.connect(self._on_finished)
         worker.failed.connect(self._on_failed)
         self._thread, self._worker = thread, worker
@@ -313,9 +356,13 @@ class RunController(QObject):
             self._worker.request_stop()
 
     def shutdown(self, timeout_ms: int = 30_000) -> bool:
-        """Stop the run and wait for the thread to end; True when it did (or none was running)."""
+        """Stop the run and wait for the thread to end; True when it did (or none was running).
+
+        The run's last signals, still queued, are dropped: whoever shuts down is no longer listening.
+        """
         if self._thread is None:
             return True
+        self._detached = True
         self.stop()
         done = self._thread.wait(timeout_ms)
         if done:
@@ -324,12 +371,16 @@ class RunController(QObject):
 
     @Slot(object)
     def _on_finished(self, record: StepRecord) -> None:
+        if self._detached:
+            return
         self._join()
         self.finished.emit(record)
         self.runningChanged.emit(False)
 
     @Slot(str)
     def _on_failed(self, message: str) -> None:
+        if self._detached:
+            return
         self._join()
         self.failed.emit(message)
         self.runningChanged.emit(False)

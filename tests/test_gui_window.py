@@ -1,0 +1,436 @@
+"""The main window, offscreen, with a tiny random-weight denoiser: open, paint, undo, run, pause, stop, close."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+pytest.importorskip("pytestqt")
+
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from priorstudio.core.denoisers import BiasFreeUNet, Denoiser
+from priorstudio.core.samplers.base import StopReason
+from priorstudio.gui import keymap
+from priorstudio.gui.main_window import MainWindow
+
+pytestmark = pytest.mark.gui
+
+Qt = QtCore.Qt
+
+
+def tiny_denoiser(channels: int) -> Denoiser:
+    torch.manual_seed(0)
+    return Denoiser(BiasFreeUNet(channels, (8, 16)), fast=False, device="cpu")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """Tiny models run fastest on one thread, and a busy machine makes two threads wait for each other."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def photo(tmp_path):
+    """A 48×64 colour test photo with some structure."""
+    y, x = np.mgrid[0:48, 0:64]
+    rgb = np.stack([x / 63, y / 47, 0.5 + 0.4 * np.sin(x / 5.0) * np.cos(y / 7.0)], axis=-1)
+    path = tmp_path / "photo.png"
+    Image.fromarray((rgb * 255).round().astype(np.uint8)).save(path)
+    return path
+
+
+@pytest.fixture
+def window(qtbot, settings):
+    errors: list[tuple[str, str]] = []
+    w = MainWindow(denoiser_factory=tiny_denoiser, settings=settings, error_sink=lambda t, m: errors.append((t, m)))
+    w.errors = errors
+    w.confirm_close = lambda reason: "discard"
+    qtbot.addWidget(w)
+    w.resize(1200, 800)
+    w.show()
+    qtbot.waitExposed(w)
+    yield w
+    w.shutdown()
+
+
+def quick_params(window: MainWindow, **values) -> None:
+    """A short, fast run: β = 0.5 (teach preset), σ_L high enough to converge in tens of steps."""
+    window.algorithm.apply_preset("teach")
+    window.algorithm.set_values({"sigma_L": 0.05, "max_steps": 60, **values})
+
+
+def view_point(window: MainWindow, x: float, y: float) -> QtCore.QPoint:
+    return window.canvas.mapFromScene(QtCore.QPointF(x, y))
+
+
+def send_mouse(widget, kind, pos: QtCore.QPoint, button, buttons) -> None:
+    """A real QMouseEvent with the buttons held (qtbot.mouseMove cannot carry buttons)."""
+    local = QtCore.QPointF(pos)
+    event = QtGui.QMouseEvent(kind, local, widget.mapToGlobal(local), button, buttons, Qt.KeyboardModifier.NoModifier)
+    QtWidgets.QApplication.sendEvent(widget, event)
+
+
+def drag(window: MainWindow, points, button=Qt.MouseButton.LeftButton) -> None:
+    viewport = window.canvas.viewport()
+    pts = [view_point(window, x, y) for x, y in points]
+    send_mouse(viewport, QtCore.QEvent.Type.MouseButtonPress, pts[0], button, button)
+    for p in pts[1:]:
+        send_mouse(viewport, QtCore.QEvent.Type.MouseMove, p, Qt.MouseButton.NoButton, button)
+    send_mouse(viewport, QtCore.QEvent.Type.MouseButtonRelease, pts[-1], button, Qt.MouseButton.NoButton)
+
+
+def run_to_end(qtbot, window: MainWindow, timeout: int = 20_000):
+    with qtbot.waitSignal(window.runFinished, timeout=timeout) as blocker:
+        assert window.start_run(), window.errors
+    return blocker.args[0]
+
+
+# -- opening ---------------------------------------------------------------------------------------------
+def test_open_image_shows_it_and_remembers_it(window, photo, tmp_path, settings):
+    assert window.open_path(photo)
+    assert tuple(window.photo.shape) == (3, 48, 64)
+    assert window.canvas.image_size() == (48, 64)
+    assert window.canvas.has_view("observed") and window.canvas.has_view("truth")
+    assert "photo.png" in window.windowTitle()
+    assert window._recent_files()[0] == str(photo)
+    assert [a.text() for a in window.recent_menu.actions()] == [str(photo)]
+    # a bad file: a dialog, the photo stays, the application goes on
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    assert not window.open_path(bad)
+    assert window.errors and "bad.png" in window.errors[-1][1]
+    assert tuple(window.photo.shape) == (3, 48, 64)
+
+
+def test_gray_drop_and_paste(window, photo, tmp_path, qtbot):
+    gray = tmp_path / "gray.png"
+    Image.fromarray((np.arange(40 * 30).reshape(30, 40) % 256).astype(np.uint8), mode="L").save(gray)
+    mime = QtCore.QMimeData()
+    mime.setUrls([QtCore.QUrl.fromLocalFile(str(gray))])
+    drop = QtGui.QDropEvent(
+        QtCore.QPointF(10, 10),
+        Qt.DropAction.CopyAction,
+        mime,
+        Qt.MouseButton.LeftButton,
+        Qt.KeyboardModifier.NoModifier,
+    )
+    window.dropEvent(drop)
+    assert tuple(window.photo.shape) == (1, 30, 40)
+    QtWidgets.QApplication.clipboard().setImage(QtGui.QImage(str(photo)))
+    window.actions["paste"].trigger()
+    assert tuple(window.photo.shape) == (3, 48, 64) and window.photo_path is None
+
+
+# -- painting --------------------------------------------------------------------------------------------
+def test_real_mouse_drag_paints_and_undo_redo(window, photo, qtbot):
+    window.open_path(photo)
+    window.degradation.set_task("inpaint")
+    assert window.canvas.paint_enabled
+    window.mask.set_radius(2)
+    drag(window, [(10, 24), (20, 24), (30, 24), (40, 24)])
+    m = window.mask.array
+    assert m[24, 10:41].all(), "the stroke must cover the whole drag"
+    assert not m[:15].any() and not m[35:].any()
+    assert window.mask.undo_depth == 1 and window.actions["undo"].isEnabled()
+    painted = window.mask.copy()
+    # right-drag erases part of it: a second undo step
+    drag(window, [(25, 24), (35, 24)], button=Qt.MouseButton.RightButton)
+    assert not window.mask.array[24, 27:33].any()
+    window.actions["undo"].trigger()
+    assert np.array_equal(window.mask.array, painted)
+    window.actions["undo"].trigger()
+    assert not window.mask.any() and not window.actions["undo"].isEnabled()
+    window.actions["redo"].trigger()
+    assert np.array_equal(window.mask.array, painted)
+
+
+def test_brush_keys_and_outline_follow_zoom(window, photo, qtbot):
+    window.open_path(photo)
+    window.degradation.set_task("inpaint")
+    window.canvas.setFocus()
+    r0 = window.mask.radius
+    qtbot.keyClick(window.canvas, Qt.Key.Key_BracketRight)
+    assert window.mask.radius > r0
+    r1 = window.mask.radius
+    qtbot.keyClick(window.canvas, Qt.Key.Key_BraceLeft, Qt.KeyboardModifier.ShiftModifier)  # Shift+[ : ×10
+    assert window.mask.radius < r1 / 2
+    assert window.mask_tools.size.value() == round(2 * window.mask.radius)
+    # the outline is drawn in image pixels: its on-screen size follows the zoom
+    window.canvas.update_brush_outline(QtCore.QPointF(20, 20))
+    rect = window.canvas.brush_outline_rect()
+    assert rect.width() == pytest.approx(2 * window.mask.radius)
+    before = window.canvas.mapFromScene(rect).boundingRect().width()
+    window.canvas.zoom_by(2.0)
+    after = window.canvas.mapFromScene(window.canvas.brush_outline_rect()).boundingRect().width()
+    assert after == pytest.approx(2 * before, rel=0.15)
+
+
+def test_mask_commands_import_export(window, photo, tmp_path):
+    window.open_path(photo)
+    window.generate_mask("block", 0.25)
+    assert window.degradation.task_name() == "inpaint" and window.mask.any()
+    block = window.mask.copy()
+    out = window.export_mask(tmp_path / "m.png")
+    window.actions["mask_invert"].trigger()
+    assert np.array_equal(window.mask.array, ~block)
+    window.actions["mask_clear"].trigger()
+    assert not window.mask.any()
+    window.import_mask(out)
+    assert np.array_equal(window.mask.array, block)
+    window.generate_mask("random", 0.3, seed=2)
+    assert window.mask.fraction() == pytest.approx(0.3, abs=0.01)
+
+
+# -- running ---------------------------------------------------------------------------------------------
+def test_run_to_completion_updates_canvas_plots_and_record(window, photo, qtbot, tmp_path):
+    window.open_path(photo)
+    window.generate_mask("block", 0.3)
+    quick_params(window)
+    hole = window.mask.copy()
+    before = window.canvas.layer("estimate", "photo").image.copy()
+    record = run_to_end(qtbot, window)
+    assert record.stop_reason in (StopReason.CONVERGED, StopReason.STEP_CAP)
+    assert not window.is_running()
+    steps = record.t
+    # plots: one point per step for σ, residual, data error and PSNR; SSIM on a time budget (≥ the last step)
+    assert window.plots.series.n == steps
+    assert window.plots.point_count("sigma") == steps
+    assert window.plots.point_count("psnr") == steps
+    assert 1 <= window.plots.point_count("ssim") <= steps
+    assert window.plots.ideal.getData()[0] is not None and len(window.plots.ideal.getData()[0]) > 10
+    assert "t = " in window.plots.readout_text()
+    # canvas: the estimate view shows the blended result; only the hole changed
+    assert window.frames_shown >= 1
+    assert window.canvas.current_view == "estimate"
+    result = window.result
+    assert tuple(result.shape) == (3, 48, 64)
+    assert torch.equal(result[:, ~torch.from_numpy(hole)], window.photo[:, ~torch.from_numpy(hole)])
+    after = window.canvas.layer("estimate", "photo").image
+    assert after != before
+    assert window.progress_bar.value() > 0 and "step" in window.progress_bar.format()
+    assert "PSNR" in window.run_label.text()
+    # save the result (8 and 16 bit) and the run record (JSON + CSV)
+    p8 = window.save_result(tmp_path / "r8.png")
+    p16 = window.save_result(tmp_path / "r16.png", bit_depth=16)
+    assert Image.open(p8).size == (64, 48)
+    assert p8.read_bytes()[24] == 8 and p16.read_bytes()[24] == 16  # the PNG header's bit depth
+    assert window.result_saved
+    j, c = window.save_run_record(tmp_path / "run.json")
+    data = json.loads(j.read_text())
+    assert data["task"] == "inpaint" and len(data["steps"]) == steps
+    assert c.read_text().count("\n") == steps + 1
+    window.actions["copy_result"].trigger()
+    assert not QtWidgets.QApplication.clipboard().image().isNull()
+
+
+def test_simulate_other_task_at_working_size_and_restore_mode(window, photo, qtbot):
+    window.open_path(photo)
+    window.degradation.set_task("super_resolution")
+    window.degradation.task_form.set_values({"factor": 2})
+    window.degradation.set_working_side(256)
+    window.update_preview()
+    assert "Run on 64×48" in window.degradation.cost.text() and "steps" in window.degradation.cost.text()
+    quick_params(window, max_steps=15)
+    record = run_to_end(qtbot, window)
+    assert record.psnr is not None and tuple(window.result.shape) == (3, 48, 64)
+    # restore mode: the photo is the low-resolution input; the result is twice as large
+    window.degradation.set_mode("restore")
+    record = run_to_end(qtbot, window)
+    assert record.psnr is None and tuple(window.result.shape) == (3, 96, 128)
+    assert not window.plots.p_psnr.isVisible()
+
+
+def test_pause_step_resume_stop_keeps_the_partial_result(window, photo, qtbot):
+    window.open_path(photo)
+    window.generate_mask("block", 0.3)
+    quick_params(window, sigma_L=1e-4, max_steps=100_000, beta=0.01)
+    assert window.start_run()
+    qtbot.waitUntil(lambda: window.plots.series.n >= 3, timeout=10_000)
+    with qtbot.waitSignal(window.controller.paused, timeout=5_000):
+        window.actions["pause"].trigger()
+    assert window.actions["step"].isEnabled()
+    qtbot.wait(50)
+    n = window.plots.series.n
+    qtbot.wait(300)
+    assert window.plots.series.n == n, "paused: no steps"
+    with qtbot.waitSignal(window.controller.paused, timeout=5_000):
+        window.actions["step"].trigger()
+    qtbot.waitUntil(lambda: window.plots.series.n == n + 1, timeout=5_000)
+    window.actions["pause"].trigger()  # resume
+    qtbot.waitUntil(lambda: window.plots.series.n >= n + 4, timeout=10_000)
+    assert not window.actions["step"].isEnabled()
+    with qtbot.waitSignal(window.runFinished, timeout=10_000) as blocker:
+        window.actions["stop"].trigger()
+    record = blocker.args[0]
+    assert record.stop_reason == StopReason.CANCELLED
+    assert window.result is not None and not window.result_saved
+    assert not window.is_running()
+
+
+def test_stop_while_paused(window, photo, qtbot):
+    window.open_path(photo)
+    window.generate_mask("block", 0.3)
+    quick_params(window, sigma_L=1e-4, max_steps=100_000, beta=0.01)
+    window.start_run()
+    with qtbot.waitSignal(window.controller.paused, timeout=10_000):
+        window.controller.pause(True)
+    with qtbot.waitSignal(window.runFinished, timeout=10_000) as blocker:
+        window.actions["stop"].trigger()
+    assert blocker.args[0].stop_reason == StopReason.CANCELLED
+
+
+def test_live_frames_keep_zoom_pan_and_levels(window, photo, qtbot):
+    window.open_path(photo)
+    window.generate_mask("block", 0.3)
+    quick_params(window, max_steps=40, sigma_L=1e-4)
+    window.level_low.setValue(0.1)
+    window.canvas.zoom_by(3.0, QtCore.QPoint(40, 40))
+    window.canvas.horizontalScrollBar().setValue(window.canvas.horizontalScrollBar().value() + 7)
+    transform = window.canvas.transform()
+    centre = window.canvas.mapToScene(window.canvas.viewport().rect().center())
+    run_to_end(qtbot, window)
+    assert window.frames_shown >= 2
+    assert window.canvas.transform() == transform
+    assert window.canvas.mapToScene(window.canvas.viewport().rect().center()) == centre  # the same photo point
+    assert window.canvas.levels == (0.1, 1.0)
+
+
+def test_closing_mid_run_stops_and_joins_the_thread(window, photo, qtbot):
+    window.open_path(photo)
+    window.generate_mask("block", 0.3)
+    quick_params(window, sigma_L=1e-4, max_steps=100_000, beta=0.01)
+    window.start_run()
+    qtbot.waitUntil(lambda: window.plots.series.n >= 1, timeout=10_000)
+    asked = []
+    window.confirm_close = lambda reason: asked.append(reason) or "cancel"
+    assert not window.close()
+    assert asked == ["running"] and window.is_running()
+    window.confirm_close = lambda reason: "discard"
+    thread = window.controller._thread
+    assert window.close()
+    assert not window.is_running() and not thread.isRunning()
+
+
+def test_close_asks_about_an_unsaved_result(window, photo, qtbot):
+    window.open_path(photo)
+    window.generate_mask("block", 0.3)
+    quick_params(window, max_steps=5)
+    run_to_end(qtbot, window)
+    asked = []
+    window.confirm_close = lambda reason: asked.append(reason) or "cancel"
+    assert not window.close()
+    assert asked == ["unsaved"]
+
+
+# -- views, keymap, settings, errors ---------------------------------------------------------------------
+def test_views_split_and_before_after(window, photo, qtbot):
+    window.open_path(photo)
+    window.generate_mask("block", 0.3)
+    quick_params(window, max_steps=5)
+    run_to_end(qtbot, window)
+    assert window.canvas.shown_view() == "estimate" and not window.canvas.mask_overlay_shown()
+    key = QtGui.QKeyEvent(QtCore.QEvent.Type.KeyPress, Qt.Key.Key_Backslash, Qt.KeyboardModifier.NoModifier, "\\")
+    QtWidgets.QApplication.sendEvent(window.canvas, key)
+    assert window.canvas.shown_view() == "observed"
+    key = QtGui.QKeyEvent(QtCore.QEvent.Type.KeyRelease, Qt.Key.Key_Backslash, Qt.KeyboardModifier.NoModifier, "\\")
+    QtWidgets.QApplication.sendEvent(window.canvas, key)
+    assert window.canvas.shown_view() == "estimate"
+    window.actions["split"].trigger()
+    assert window.canvas.split
+    x = window.canvas.mapFromScene(QtCore.QPointF(32, 24))
+    viewport = window.canvas.viewport()
+    send_mouse(viewport, QtCore.QEvent.Type.MouseButtonPress, x, Qt.MouseButton.LeftButton, Qt.MouseButton.LeftButton)
+    to = window.canvas.mapFromScene(QtCore.QPointF(16, 24))
+    send_mouse(viewport, QtCore.QEvent.Type.MouseMove, to, Qt.MouseButton.NoButton, Qt.MouseButton.LeftButton)
+    send_mouse(viewport, QtCore.QEvent.Type.MouseButtonRelease, to, Qt.MouseButton.LeftButton, Qt.MouseButton.NoButton)
+    assert window.canvas.divider == pytest.approx(0.25, abs=0.05)
+    assert window.mask.undo_depth == 1, "dragging the divider must not paint"
+    window.actions["view_truth"].trigger()
+    assert window.canvas.current_view == "truth"
+
+
+def test_keymap_feeds_actions_menus_and_sheet(window):
+    from priorstudio.gui.dialogs import ShortcutSheet
+
+    seen: dict[str, str] = {}
+    for spec in keymap.ACTIONS:
+        action = window.actions[spec.id]
+        for seq in action.shortcuts():
+            text = seq.toString()
+            assert text not in seen, f"{text} bound to both {seen[text]} and {spec.id}"
+            seen[text] = spec.id
+    menu_texts = {a.text() for m in window.menus.values() for a in m.actions()}
+    assert "&Run" in menu_texts and "S&top" in menu_texts
+    sheet = ShortcutSheet(window)
+    assert sheet.table.rowCount() == len(keymap.sheet_rows())
+    keys = [sheet.table.item(i, 1).text() for i in range(sheet.table.rowCount())]
+    assert any("F1" in k for k in keys) and any("\\" in k for k in keys) and any("Esc" in k for k in keys)
+    sheet.close()
+
+
+def test_bad_parameters_show_a_dialog_and_the_app_goes_on(window, photo, qtbot):
+    window.open_path(photo)
+    window.degradation.set_task("inpaint")
+    assert not window.start_run()  # empty mask
+    assert "mask" in window.errors[-1][1].lower()
+    window.generate_mask("block", 0.3)
+    window.algorithm.set_values({"sigma_L": 0.5, "sigma_0": 0.1})
+    assert not window.start_run()
+    assert "sigma_L" in window.errors[-1][1]
+    quick_params(window, max_steps=3)
+    run_to_end(qtbot, window)
+
+
+def test_no_bundled_model_is_said_clearly(qtbot, settings, photo, tmp_path, monkeypatch):
+    import priorstudio.core.denoisers.registry as registry
+
+    empty = tmp_path / "models"
+    empty.mkdir()
+    monkeypatch.setattr(registry, "models_dir", lambda: empty)
+    errors = []
+    w = MainWindow(settings=settings, error_sink=lambda t, m: errors.append(m))
+    qtbot.addWidget(w)
+    assert "No denoiser model is bundled" in w.algorithm.model_note.text()
+    w.open_path(photo)
+    w.generate_mask("block", 0.3)
+    assert not w.start_run()
+    assert "No denoiser model is bundled" in errors[-1]
+    w.shutdown()
+
+
+def test_settings_are_kept(qtbot, settings, photo):
+    w = MainWindow(denoiser_factory=tiny_denoiser, settings=settings)
+    qtbot.addWidget(w)
+    w.degradation.set_working_side(None)
+    w.degradation.set_task("spectral")
+    w.keep_overlay.setChecked(True)
+    w.close()
+    w2 = MainWindow(denoiser_factory=tiny_denoiser, settings=settings)
+    qtbot.addWidget(w2)
+    assert w2.degradation.working_side() is None
+    assert w2.degradation.task_name() == "spectral"
+    assert w2.keep_overlay.isChecked()
+    w2.close()
+
+
+def test_window_grab_is_not_blank(window, photo, qtbot):
+    window.open_path(photo)
+    window.generate_mask("block", 0.3)
+    quick_params(window, max_steps=8)
+    run_to_end(qtbot, window)
+    image = window.grab().toImage().convertToFormat(QtGui.QImage.Format.Format_RGB888)
+    arr = np.frombuffer(image.constBits(), np.uint8).reshape(image.height(), image.bytesPerLine())
+    assert arr.std() > 10
+    canvas = window.canvas.grab().toImage().convertToFormat(QtGui.QImage.Format.Format_RGB888)
+    c = np.frombuffer(canvas.constBits(), np.uint8).reshape(canvas.height(), canvas.bytesPerLine())
+    assert len(np.unique(c)) > 50, "the canvas shows the photo"
+    assert math.isfinite(window.plots.series.last("sigma"))
