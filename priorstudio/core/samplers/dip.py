@@ -531,6 +531,8 @@ class DIPRun(StoppableRun):
         self._average: Tensor | None = None
         self._last_good: Tensor | None = None
         self._es_announced = False
+        #: the step at which the early-stopping rule fired (0: not yet)
+        self.es_fired_at = 0
         for t in range(1, p.max_steps + 1):
             tune = 2 <= t < 2 + len(candidates)
             if tune:
@@ -583,6 +585,7 @@ class DIPRun(StoppableRun):
             record.extra["es_step"] = float(monitor.best_step)
             if monitor.fired and not self._es_announced:
                 self._es_announced = True
+                self.es_fired_at = t
                 record.message = f"early stopping: the output variance has not fallen since step {monitor.best_step}"
                 if p.early_stop == "stop":
                     final = self._final(t, monitor.best_image, StopReason.EARLY_STOP, record.message)
@@ -593,6 +596,10 @@ class DIPRun(StoppableRun):
         if emit:
             record.image = estimate.detach().to("cpu", torch.float32, copy=True)
         if last:
+            if monitor is not None:
+                record.extra["es_fired_at"] = float(self.es_fired_at) if self.es_fired_at else math.nan
+                if self.truth is not None and monitor.best_image is not None:
+                    record.extra["es_psnr"] = self._metrics(monitor.best_image, with_ssim=False)[0]
             record.stop_reason = StopReason.CANCELLED if self._stop_requested else StopReason.STEP_CAP
             record.message = record.message or (
                 "stopped on request" if self._stop_requested else f"{p.max_steps} steps done"

@@ -1,0 +1,270 @@
+"""Deep Image Prior: step protocol, determinism, fitting, early stopping, optimizers, operators, Lanczos."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from priorstudio.core.errors import ParameterError
+from priorstudio.core.operators import gaussian_kernel, make_operator
+from priorstudio.core.resample import LanczosDownsample, lanczos_downsample, lanczos_matrix
+from priorstudio.core.samplers.base import StopReason
+from priorstudio.core.samplers.dip import (
+    DIP_PRESETS,
+    DIPParams,
+    RunningVariance,
+    cpu_threads,
+    dip_params_for,
+    dip_sampler,
+)
+from priorstudio.core.samplers.dip_network import count_weights, input_code, skip_network
+
+TINY = {"width": 4, "depth": 2, "skip_channels": 2, "input_channels": 4, "threads": 1, "emit_every": 0}
+
+
+def smooth_image(c: int = 1, size: int = 16, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    low = torch.rand((1, c, 4, 4), generator=g)
+    return torch.nn.functional.interpolate(low, size=(size, size), mode="bilinear", align_corners=False)[0]
+
+
+def noisy_pair(c: int = 1, size: int = 16, sigma: float = 0.1):
+    x = smooth_image(c, size)
+    g = torch.Generator().manual_seed(1)
+    return x, x + sigma * torch.randn(x.shape, generator=g)
+
+
+def tiny(**changes) -> DIPParams:
+    return DIPParams(**{**TINY, **changes})
+
+
+# -- network ---------------------------------------------------------------------------------------------
+def test_reference_network_has_about_2_2_million_weights():
+    assert 2.1e6 < count_weights(skip_network()) < 2.3e6
+
+
+def test_network_keeps_odd_sizes_and_outputs_in_unit_range():
+    net = skip_network(4, 3, width=4, depth=3, skip_channels=2)
+    with torch.no_grad():
+        out = net(input_code(4, (19, 23), seed=0))
+    assert out.shape == (1, 3, 19, 23)
+    assert float(out.min()) > 0 and float(out.max()) < 1
+
+
+def test_input_code_is_seeded_uniform_noise():
+    a, b = input_code(32, (8, 8), seed=3), input_code(32, (8, 8), seed=3)
+    assert torch.equal(a, b) and a.shape == (1, 32, 8, 8)
+    assert float(a.min()) >= 0 and float(a.max()) < 0.1
+
+
+def test_too_small_image_for_depth_is_refused():
+    _, y = noisy_pair(size=8)
+    with pytest.raises(ParameterError, match="scales"):
+        dip_sampler(None, None, tiny(depth=4), init=y)
+
+
+# -- protocol --------------------------------------------------------------------------------------------
+def test_step_protocol_loss_psnr_and_final_image():
+    x, y = noisy_pair()
+    recs = list(dip_sampler(None, None, tiny(max_steps=6, metrics_every=2, emit_every=3), truth=x, init=y))
+    assert [r.t for r in recs] == list(range(1, 7))
+    assert all("loss" in r.extra and math.isfinite(r.extra["loss"]) for r in recs)
+    assert [r.t for r in recs if r.psnr is not None] == [2, 3, 4, 6]
+    assert [r.t for r in recs if r.image is not None] == [3, 6]
+    assert all(r.stop_reason is None for r in recs[:-1])
+    last = recs[-1]
+    assert last.stop_reason == StopReason.STEP_CAP and last.image.shape == (1, 1, 16, 16)
+    assert last.ssim is not None
+
+
+def test_same_seed_same_result_and_other_seed_differs():
+    _, y = noisy_pair()
+
+    def final(seed: int) -> torch.Tensor:
+        return list(dip_sampler(None, None, tiny(max_steps=4, seed=seed), init=y))[-1].image
+
+    assert torch.equal(final(0), final(0))
+    assert not torch.equal(final(0), final(1))
+
+
+def test_fit_loss_decreases_on_a_tiny_image():
+    _, y = noisy_pair()
+    recs = list(dip_sampler(None, None, tiny(max_steps=60, width=8, reg_noise_std=0.0), init=y))
+    losses = [r.extra["loss"] for r in recs]
+    assert sum(losses[-5:]) / 5 < 0.5 * sum(losses[:5]) / 5
+
+
+def test_gradient_descent_and_adam_both_run_and_differ():
+    _, y = noisy_pair()
+    adam = list(dip_sampler(None, None, tiny(max_steps=15), init=y))
+    gd = list(dip_sampler(None, None, tiny(max_steps=15, optimizer="gd", lr=2.0), init=y))
+    assert adam[-1].stop_reason == gd[-1].stop_reason == StopReason.STEP_CAP
+    assert gd[-1].extra["loss"] < gd[0].extra["loss"]
+    assert not torch.equal(adam[-1].image, gd[-1].image)
+
+
+def test_exponential_average_is_the_reported_estimate():
+    _, y = noisy_pair()
+    recs = list(dip_sampler(None, None, tiny(max_steps=3, ema=0.99, emit_every=1), init=y))
+    a1, a2 = recs[0].image, recs[1].image
+    # after one step the average moved by only 1% of the difference
+    assert (a2 - a1).abs().max() < 0.05 * max(float((a1 - y).abs().max()), 1e-3)
+
+
+def test_stop_ends_with_a_cancelled_record_that_has_the_image():
+    _, y = noisy_pair()
+    run = dip_sampler(None, None, tiny(max_steps=100), init=y)
+    first = next(run)
+    assert first.stop_reason is None
+    run.stop()
+    last = next(run)
+    assert last.stop_reason == StopReason.CANCELLED and last.image is not None
+    with pytest.raises(StopIteration):
+        next(run)
+
+
+def test_thread_count_is_restored_after_a_run():
+    before = torch.get_num_threads()
+    _, y = noisy_pair()
+    list(dip_sampler(None, None, tiny(max_steps=7, threads=0), init=y))
+    assert torch.get_num_threads() == before
+    with cpu_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+
+
+def test_denoising_needs_the_noisy_image():
+    with pytest.raises(ParameterError, match="init"):
+        dip_sampler(make_operator("denoise", (1, 16, 16)), torch.zeros(1, 0), tiny())
+
+
+@pytest.mark.parametrize(
+    "field_name,value", [("optimizer", "sgd"), ("lr", 0.0), ("max_steps", 0), ("early_stop", "yes"), ("ema", 1.0)]
+)
+def test_parameters_are_validated(field_name, value):
+    with pytest.raises(ParameterError, match=field_name):
+        tiny(**{field_name: value}).validate()
+
+
+def test_presets_follow_the_paper():
+    assert DIP_PRESETS["denoise"]["ema"] == 0.99
+    assert DIPParams.preset("sr4").max_steps == 2000 and DIPParams.preset("sr8").reg_noise_std == 0.05
+    sr8 = dip_params_for(LanczosDownsample((3, 64, 64), 8))
+    assert sr8.max_steps == 4000
+    assert dip_params_for(None).ema == 0.99
+    for name in DIP_PRESETS:
+        DIPParams.preset(name).validate()
+
+
+# -- every operator ----------------------------------------------------------------------------------------
+def _operators(shape):
+    _, h, w = shape
+    missing = torch.zeros(h, w, dtype=torch.bool)
+    missing[4:10, 5:11] = True
+    return [
+        make_operator("inpaint", shape, missing=missing),
+        make_operator("random_pixels", shape, fraction=0.5, seed=0),
+        make_operator("super_resolution", shape, factor=4),
+        make_operator("spectral", shape, fraction=0.2),
+        make_operator("compressive", shape, fraction=0.3, seed=0),
+        make_operator("blur", shape, kernel=gaussian_kernel(1.0)),
+        LanczosDownsample(shape, 4),
+    ]
+
+
+@pytest.mark.parametrize("index", range(7))
+def test_works_with_every_operator(index):
+    x = smooth_image(3)
+    op = _operators(tuple(x.shape))[index]
+    c = op.forward(x.unsqueeze(0))
+    recs = list(dip_sampler(op, c, tiny(max_steps=3, metrics_every=1), truth=x))
+    assert recs[-1].stop_reason == StopReason.STEP_CAP
+    assert recs[-1].image.shape == (1, 3, 16, 16)
+    assert all(math.isfinite(r.data_error) and math.isfinite(r.psnr) for r in recs)
+
+
+def test_flash_image_as_network_input():
+    flash = smooth_image(3, seed=5)
+    _, noflash = noisy_pair(3)
+    recs = list(dip_sampler(None, None, tiny(max_steps=3), init=noflash, net_input=flash))
+    assert recs[-1].image.shape == (1, 3, 16, 16)
+
+
+# -- early stopping ----------------------------------------------------------------------------------------
+def test_running_variance_finds_the_valley_and_fires():
+    """Outputs that settle (steps 1–40) and then drift with growing noise: the valley is near step 40."""
+    g = torch.Generator().manual_seed(0)
+    rule = RunningVariance(window=5, patience=20)
+    fired_at = None
+    base = torch.rand(1, 1, 8, 8, generator=g)
+    for t in range(1, 121):
+        wobble = 0.2 * math.exp(-t / 8) if t <= 40 else 0.002 * (t - 40)
+        x = base + wobble * torch.randn(base.shape, generator=g)
+        rule.update(x)
+        if rule.fired and fired_at is None:
+            fired_at = t
+    assert 35 <= rule.best_step <= 50
+    assert fired_at == rule.best_step + 20
+    assert rule.best_image is not None
+
+
+def test_running_variance_matches_a_direct_computation():
+    g = torch.Generator().manual_seed(2)
+    rule = RunningVariance(window=4, patience=100)
+    xs = [torch.rand(2, 3, generator=g) for _ in range(11)]
+    for t, x in enumerate(xs, start=1):
+        var = rule.update(x)
+        if t < 4:
+            assert math.isnan(var)
+        else:
+            w = torch.stack(xs[t - 4 : t]).double()
+            expected = float((w - w.mean(0)).pow(2).sum(dim=(1, 2)).mean()) / x.numel()
+            assert var == pytest.approx(expected, rel=1e-6, abs=1e-12)
+
+
+def test_early_stop_monitor_reports_and_stop_mode_ends_the_run():
+    x, y = noisy_pair()
+    common = {"max_steps": 80, "es_window": 2, "es_patience": 3}
+    monitored = list(dip_sampler(None, None, tiny(early_stop="monitor", **common), truth=x, init=y))
+    assert len(monitored) == 80 and "es_var" in monitored[-1].extra
+    assert "es_psnr" in monitored[-1].extra
+    fired = [r.t for r in monitored if r.message.startswith("early stopping")]
+    assert fired, "the rule should fire with a patience of 3 steps"
+    stopped = list(dip_sampler(None, None, tiny(early_stop="stop", **common), truth=x, init=y))
+    assert stopped[-1].stop_reason == StopReason.EARLY_STOP
+    assert stopped[-1].t == fired[0] and stopped[-1].image is not None
+
+
+# -- the Lanczos downsampler ---------------------------------------------------------------------------------
+def test_lanczos_rows_sum_to_one_and_keep_constants():
+    for n, s in ((16, 4), (17, 4), (40, 8), (9, 2)):
+        m = lanczos_matrix(n, s)
+        assert m.shape == (-(-n // s), n)
+        assert torch.allclose(m.sum(1), torch.ones(m.shape[0], dtype=m.dtype))
+    assert torch.allclose(lanczos_downsample(torch.full((3, 20, 24), 0.3), 4), torch.full((3, 5, 6), 0.3))
+
+
+@pytest.mark.parametrize("shape,factor", [((3, 17, 23), 4), ((1, 32, 32), 8), ((2, 10, 12), 2)])
+def test_lanczos_adjoint(shape, factor):
+    op = LanczosDownsample(shape, factor)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn((2, *shape), generator=g, dtype=torch.float64)
+    y = torch.randn((2, shape[0], *op.low_res_shape), generator=g, dtype=torch.float64)
+    lhs = (op.forward(x) * y).sum()
+    rhs = (x * op.adjoint(y)).sum()
+    assert float(lhs) == pytest.approx(float(rhs), rel=1e-12)
+    # the pseudo-inverse reproduces the measurement and is a minimum-norm solution (in range of the adjoint)
+    assert torch.allclose(op.forward(op.pinv(y)), y, atol=1e-10)
+    p = op.pinv(y)
+    assert torch.allclose(op.complement(p), torch.zeros_like(p), atol=1e-10)
+
+
+def test_lanczos_rejects_bad_factor_and_wrong_low_res_size():
+    with pytest.raises(ParameterError):
+        LanczosDownsample((1, 16, 16), 0)
+    op = LanczosDownsample((1, 16, 16), 4)
+    with pytest.raises(ParameterError, match="low-resolution"):
+        op.measurement_from_observed(torch.zeros(1, 1, 5, 5))
+    assert op.measurement_from_observed(torch.zeros(1, 1, 4, 4)).shape == (1, 1, 4, 4)
