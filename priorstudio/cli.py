@@ -16,12 +16,18 @@ from pathlib import Path
 from typing import Any
 
 from priorstudio import __version__
+from priorstudio.cli_args import parse_number_list
 from priorstudio.core.errors import ParameterError, PriorStudioError
 
 MODEL_NOTE = (
     "Bundled models are listed by `priorstudio models`; their training status and benchmark figures are in "
     "docs/models.md."
 )
+
+
+def _check_seed(seed: int) -> None:
+    if not 0 <= seed < 2**63:
+        raise ParameterError(f"--seed must be in [0, 2^63), got {seed}")
 
 
 # -- shared option groups ----------------------------------------------------------------------------
@@ -38,6 +44,7 @@ def _add_sampler_options(p: argparse.ArgumentParser, beta: float) -> None:
 
 
 def _sampler_params(args: argparse.Namespace, **overrides: Any):
+    _check_seed(args.seed)
     from priorstudio.core.samplers.implicit_prior import ImplicitPriorParams
 
     params = ImplicitPriorParams(
@@ -113,6 +120,9 @@ def _task_params(args: argparse.Namespace, image_hw: tuple[int, int]) -> dict[st
     if task == "inpaint":
         import torch
 
+        if not args.mask and not (math.isfinite(args.block) and 0 < args.block < 1):
+            raise ParameterError(f"--block must be a fraction in (0, 1), got {args.block}")
+
         if args.mask:
             from priorstudio.core.imageio import load_mask
 
@@ -143,6 +153,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     from priorstudio.core.runrecord import RunRecord
     from priorstudio.core.samplers.implicit_prior import implicit_prior_sampler
 
+    _check_seed(args.seed)
     if args.samples < 1:
         raise ParameterError("--samples must be at least 1")
     if args.std and args.samples < 2:
@@ -232,6 +243,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     from priorstudio.core.imageio import save_image
     from priorstudio.core.samplers.implicit_prior import implicit_prior_sampler
 
+    _check_seed(args.seed)
     if args.n < 1 or args.size < 8:
         raise ParameterError("need -n ≥ 1 and --size ≥ 8")
     channels = 3 if args.color else 1
@@ -270,7 +282,9 @@ def cmd_sample(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from priorstudio.core.denoisers.training import TrainConfig, train
 
-    widths = [int(w) for w in args.widths.split(",")]
+    widths = parse_number_list(args.widths, int, "--widths")
+    if args.threads is not None and args.threads < 1:
+        raise ParameterError(f"--threads must be at least 1, got {args.threads}")
     arch_config: dict[str, Any] = (
         {"widths": widths} if args.arch == "unet" else {"width": args.width, "depth": args.depth}
     )

@@ -243,8 +243,7 @@ def test_restore_parameter_checks_are_total(argv: list[str], small_image: torch.
         pass
 
 
-# -- crashes the fuzzing found; each turns into a failure (drop its mark) once fixed -----------------------
-CRASH = pytest.mark.xfail(strict=True, raises=(ValueError, RuntimeError, OverflowError), reason="crash not fixed yet")
+# -- inputs the fuzzing once crashed on: each must now be a clear parameter error ------------------------
 
 
 @pytest.fixture(scope="module")
@@ -260,13 +259,11 @@ def folder_with_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-@CRASH
 @pytest.mark.parametrize("widths", ["", "8,x", "8,,16"])
 def test_train_widths_that_are_not_numbers(widths: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["train", MISSING, "--out", MISSING + ".pt", "--widths", widths]) == 2
 
 
-@CRASH
 def test_train_negative_threads(capsys: pytest.CaptureFixture[str]) -> None:
     threads = torch.get_num_threads()
     try:
@@ -275,18 +272,15 @@ def test_train_negative_threads(capsys: pytest.CaptureFixture[str]) -> None:
         torch.set_num_threads(threads)
 
 
-@CRASH
 def test_bench_denoise_sigmas_that_are_not_numbers(folder_with_model: Path, capsys) -> None:
     argv = ["bench", "denoise", str(folder_with_model), "--model", str(folder_with_model / "tiny.pt")]
     assert cli.main([*argv, "--sigmas", "abc"]) == 2
 
 
-@CRASH
 def test_bench_speed_sizes_that_are_not_numbers(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["bench", "speed", "--sizes", "x"]) == 2
 
 
-@CRASH
 @pytest.mark.parametrize("block", ["nan", "inf"])
 def test_restore_block_not_finite(block: str, folder_with_model: Path, capsys) -> None:
     image, model = folder_with_model / "a.png", folder_with_model / "tiny.pt"
@@ -294,7 +288,6 @@ def test_restore_block_not_finite(block: str, folder_with_model: Path, capsys) -
     assert cli.main([*argv, "--block", block]) == 2
 
 
-@CRASH
 def test_restore_seed_beyond_64_bits(folder_with_model: Path, capsys: pytest.CaptureFixture[str]) -> None:
     image, model = folder_with_model / "a.png", folder_with_model / "tiny.pt"
     argv = ["restore", str(image), "-o", OUT, "--model", str(model)]

@@ -304,7 +304,6 @@ def test_param_fraction(cli, tmp_path: Path, photo: Path, models, task: str, fra
     expect_error(res, 2, "fraction", r"\(0, 1\]")
 
 
-@pytest.mark.xfail(strict=True, reason="--block is not range-checked yet (CLI patch proposed)")
 @pytest.mark.parametrize("block", ["0", "-0.5", "1.5"])
 def test_param_block_fraction(cli, tmp_path: Path, photo: Path, models, block: str) -> None:
     res = restore(cli, tmp_path, photo, models["gray"], "--task", "inpaint", "--block", block)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from priorstudio.cli_args import parse_number_list
 from priorstudio.core.denoisers import load_denoiser
 from priorstudio.core.denoisers.training import list_images
 from priorstudio.core.imageio import load_image
@@ -39,7 +40,7 @@ def run(args: argparse.Namespace) -> list[dict]:
     print(f"{args.folder.name}: {len(images)} {'color' if channels == 3 else 'gray'} images, {denoiser.description}")
     print(f"{'sigma':>5} {'PSNR':>7} {'SSIM':>7} {'noisy':>7} {'s/img':>6}")
     rows = []
-    for sigma in (float(s) for s in args.sigmas.split(",")):
+    for sigma in parse_number_list(args.sigmas, float, "--sigmas"):
         gen = torch.Generator().manual_seed(args.seed)
         p_out, s_out, p_in = [], [], []
         start = time.perf_counter()

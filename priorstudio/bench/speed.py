@@ -8,6 +8,7 @@ import time
 
 import torch
 
+from priorstudio.cli_args import parse_number_list
 from priorstudio.core.denoisers import BFCNN, BiasFreeUNet, Denoiser
 from priorstudio.core.denoisers.architectures import count_parameters
 from priorstudio.core.denoisers.registry import available_models, load_weights_file, network_from_blob
@@ -56,7 +57,7 @@ def run(args: argparse.Namespace) -> list[dict]:
         for channels in (int(c) for c in args.channels.split(",")):
             net = _network(arch.strip(), channels)
             plain, fast = Denoiser(net, fast=False), Denoiser(net, fast=True)
-            for size in (int(s) for s in args.sizes.split(",")):
+            for size in parse_number_list(args.sizes, int, "--sizes"):
                 y = torch.rand(1, channels, size, size)
                 plain_ms = _time_ms(plain, y, args.repeats)
                 fast_ms = _time_ms(fast, y, args.repeats)
