@@ -128,7 +128,7 @@ def test_torchrun_two_processes_agree(image_dir: Path, tmp_path: Path) -> None:
         "-m",
         "torch.distributed.run",
         "--nproc_per_node=2",
-        "--master_port=0",
+        "--standalone",
         "-m",
         "priorstudio",
         "train",
