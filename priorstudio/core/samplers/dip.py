@@ -56,7 +56,7 @@ OPTIMIZERS = ("adam", "gd")
 PRECISIONS = ("auto", "fp32", "bf16")
 EARLY_STOP_MODES = ("off", "monitor", "stop")
 #: Learning rate of plain gradient descent on the mean squared error (see ``DIP_PRESETS["gd"]``).
-GD_LR = 5.0
+GD_LR = 1.0
 
 
 @dataclass
@@ -503,29 +503,20 @@ class DIPRun(StoppableRun):
         self.optimizer.step()
         return out.detach(), loss.detach()
 
-    def _choose_threads(self, timings: dict[int, list[float]]) -> int:
-        best = min(timings, key=lambda k: min(timings[k]))
-        torch.set_num_threads(best)
-        return best
-
     # -- the loop ------------------------------------------------------------------------------------------
     def _run(self) -> Iterator[StepRecord]:
-        initial_threads = torch.get_num_threads()
-        try:
-            yield from self._loop(initial_threads)
-        finally:
-            if self.device.type == "cpu":
-                torch.set_num_threads(initial_threads)
-
-    def _loop(self, initial_threads: int) -> Iterator[StepRecord]:
+        """The steps. The thread count is set around each optimisation step only, so the caller's own
+        setting is in force whenever the run is suspended (between records)."""
         p = self.params
+        caller_threads = torch.get_num_threads()
         candidates: list[int] = []
+        chosen = 0  # 0: the caller's count
         if self.device.type == "cpu":
             if p.threads > 0:
-                torch.set_num_threads(p.threads)
-                self.threads = p.threads
-            elif p.fast and initial_threads > 1:
-                candidates = [1, 1, initial_threads, initial_threads]  # timed on steps 2–5
+                chosen = p.threads
+            elif p.fast and caller_threads > 1:
+                candidates = [1, 1, caller_threads, caller_threads]  # timed on steps 2–5
+        self.threads = chosen or caller_threads
         timings: dict[int, list[float]] = {}
         self.monitor = RunningVariance(p.es_window, p.es_patience) if p.early_stop != "off" else None
         self._average: Tensor | None = None
@@ -535,15 +526,15 @@ class DIPRun(StoppableRun):
         self.es_fired_at = 0
         for t in range(1, p.max_steps + 1):
             tune = 2 <= t < 2 + len(candidates)
-            if tune:
-                n = candidates[t - 2]
-                torch.set_num_threads(n)
-                start = time.perf_counter()
-            out, loss = self._step()
+            n = candidates[t - 2] if tune else chosen
+            start = time.perf_counter()
+            with cpu_threads(n):
+                out, loss = self._step()
             if tune:
                 timings.setdefault(n, []).append(time.perf_counter() - start)
                 if t == 1 + len(candidates):
-                    self.threads = self._choose_threads(timings)
+                    chosen = min(timings, key=lambda k: min(timings[k]))
+                    self.threads = chosen
             if p.fast:  # never yield inside the context: the caller's thread would inherit inference mode
                 with torch.inference_mode():
                     record = self._bookkeeping(t, out, loss)
@@ -596,6 +587,7 @@ class DIPRun(StoppableRun):
         if emit:
             record.image = estimate.detach().to("cpu", torch.float32, copy=True)
         if last:
+            record.extra["threads"] = float(self.threads)
             if monitor is not None:
                 record.extra["es_fired_at"] = float(self.es_fired_at) if self.es_fired_at else math.nan
                 if self.truth is not None and monitor.best_image is not None:
