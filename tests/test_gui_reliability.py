@@ -1,0 +1,347 @@
+"""The desktop app under bad input: a dialog for each case in docs/errors.md, and the app keeps working.
+
+Also determinism across front ends: the same seed, model and parameters give the same bytes in the app as
+on the command line.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+pytest.importorskip("pytestqt")
+
+from PySide6 import QtWidgets
+
+from priorstudio.cli import main as cli_main
+from priorstudio.core.denoisers import BiasFreeUNet, Denoiser
+from priorstudio.core.denoisers.registry import pack_weights, save_weights
+from priorstudio.core.imageio import encode_image
+from priorstudio.core.samplers.base import StopReason
+from priorstudio.gui.main_window import MainWindow
+
+pytestmark = pytest.mark.gui
+
+
+# -- files -----------------------------------------------------------------------------------------------
+def _png(path: Path, array: np.ndarray, mode: str | None = None) -> Path:
+    (Image.fromarray(array, mode) if mode else Image.fromarray(array)).save(path)
+    return path
+
+
+def _gray(h: int, w: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (h, w), dtype=np.uint8)
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+def _bomb(path: Path) -> Path:
+    ihdr = struct.pack(">IIBBBBB", 30000, 30000, 8, 0, 0, 0, 0)
+    body = zlib.compress(b"\x00" * 4097 * 4)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", body) + _chunk(b"IEND", b""))
+    return path
+
+
+def _huge_bmp(path: Path) -> Path:
+    buf = io.BytesIO()
+    Image.new("L", (4, 4)).save(buf, "BMP")
+    data = bytearray(buf.getvalue())
+    struct.pack_into("<ii", data, 18, 1_000_000, 1_000_000)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def bad_images(folder: Path) -> dict[str, Path]:
+    good = _png(folder / "good.png", _gray(64, 64)).read_bytes()
+    (folder / "empty.png").write_bytes(b"")
+    (folder / "cut.png").write_bytes(good[: len(good) // 2])
+    damaged = bytearray(good)
+    damaged[60:200] = bytes(range(140))
+    (folder / "bad.png").write_bytes(bytes(damaged))
+    (folder / "notes.png").write_text("not a picture\n")
+    return {
+        "img-missing": folder / "nope.png",
+        "img-zero-byte": folder / "empty.png",
+        "img-truncated": folder / "cut.png",
+        "img-corrupt": folder / "bad.png",
+        "img-not-an-image": folder / "notes.png",
+        "img-bomb-header": _bomb(folder / "bomb.png"),
+        "img-huge-declared-size": _huge_bmp(folder / "huge.bmp"),
+    }
+
+
+# -- the window --------------------------------------------------------------------------------------------
+def tiny_denoiser(channels: int) -> Denoiser:
+    torch.manual_seed(0)
+    return Denoiser(BiasFreeUNet(channels, (8, 16)), fast=True, device="cpu")
+
+
+def make_window(qtbot, settings, **kwargs) -> MainWindow:
+    errors: list[tuple[str, str]] = []
+    w = MainWindow(settings=settings, error_sink=lambda t, m: errors.append((t, m)), **kwargs)
+    w.errors = errors  # type: ignore[attr-defined]
+    w.confirm_close = lambda reason: "discard"
+    qtbot.addWidget(w)
+    w.resize(1000, 700)
+    w.show()
+    qtbot.waitExposed(w)
+    return w
+
+
+@pytest.fixture
+def window(qtbot, settings):
+    w = make_window(qtbot, settings, denoiser_factory=tiny_denoiser)
+    yield w
+    w.shutdown()
+
+
+def quick(window: MainWindow, **values) -> None:
+    window.algorithm.apply_preset("teach")
+    window.algorithm.set_values({"sigma_L": 0.05, "max_steps": 8, **values})
+
+
+def run_to_end(qtbot, window: MainWindow):
+    with qtbot.waitSignal(window.runFinished, timeout=30_000) as blocker:
+        assert window.start_run(), window.errors
+    return blocker.args[0]
+
+
+def last_error(window: MainWindow) -> tuple[str, str]:
+    assert window.errors, "expected an error dialog"
+    return window.errors[-1]
+
+
+def still_works(qtbot, window: MainWindow, photo: Path) -> None:
+    """The app goes on after an error: it opens a good photo and finishes a run on it."""
+    n = len(window.errors)
+    assert window.open_path(photo)
+    window.degradation.set_task("denoise")
+    quick(window)
+    record = run_to_end(qtbot, window)
+    assert record is not None and record.stop_reason in (StopReason.CONVERGED, StopReason.STEP_CAP)
+    assert window.result is not None and len(window.errors) == n
+
+
+@pytest.fixture
+def photo(tmp_path: Path) -> Path:
+    return _png(tmp_path / "photo.png", _gray(24, 32, seed=5))
+
+
+# -- images ------------------------------------------------------------------------------------------------
+def test_bad_images_show_a_dialog_and_keep_the_photo(window, qtbot, tmp_path: Path, photo: Path) -> None:
+    assert window.open_path(photo)
+    for case, path in bad_images(tmp_path).items():
+        n = len(window.errors)
+        assert not window.open_path(path), case
+        assert len(window.errors) == n + 1, case
+        title, message = last_error(window)
+        assert title == "Cannot open the image" and path.name in message, (case, message)
+        assert window.photo_path == str(photo) and tuple(window.photo.shape) == (1, 24, 32), case
+    still_works(qtbot, window, photo)
+
+
+def test_awkward_images_open_correctly_and_run(window, qtbot, tmp_path: Path) -> None:
+    a16 = (np.arange(16 * 24).reshape(16, 24) * 170 + 3).astype(np.uint16)
+    rgba = np.random.default_rng(1).integers(0, 256, (12, 16, 4), dtype=np.uint8)
+    Image.new("CMYK", (16, 12), (10, 200, 30, 5)).save(tmp_path / "print.jpg")
+    Image.fromarray(rgba[..., :3]).convert("P").save(tmp_path / "pal.png")
+    stored = np.zeros((10, 20), np.uint8)
+    stored[:, :4] = 255
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(stored).save(tmp_path / "phone.jpg", exif=exif, quality=95)
+    cases = {
+        "img-16bit": (_png(tmp_path / "deep.png", a16), (1, 16, 24)),
+        "img-alpha": (_png(tmp_path / "alpha.png", rgba, "RGBA"), (3, 12, 16)),
+        "img-cmyk": (tmp_path / "print.jpg", (3, 12, 16)),
+        "img-palette": (tmp_path / "pal.png", (3, 12, 16)),
+        "img-exif-rotated": (tmp_path / "phone.jpg", (1, 20, 10)),
+        "img-1x1": (_png(tmp_path / "dot.png", _gray(1, 1)), (1, 1, 1)),
+        "img-thin": (_png(tmp_path / "row.png", _gray(1, 300)), (1, 1, 300)),
+    }
+    for case, (path, shape) in cases.items():
+        assert window.open_path(path), (case, window.errors)
+        assert tuple(window.photo.shape) == shape, case
+        if case == "img-exif-rotated":
+            assert window.photo[0, :4].mean() > 0.8  # shown upright: the bright block on top
+    window.degradation.set_task("denoise")
+    quick(window)
+    for path in (tmp_path / "dot.png", tmp_path / "row.png"):
+        assert window.open_path(path)
+        record = run_to_end(qtbot, window)
+        assert record is not None and window.result is not None, window.errors
+        assert tuple(window.result.shape) == tuple(window.photo.shape)
+    assert window.errors == []
+
+
+# -- masks -------------------------------------------------------------------------------------------------
+def test_bad_masks_show_a_dialog_and_keep_the_painted_mask(
+    window, qtbot, tmp_path: Path, photo: Path, monkeypatch
+) -> None:
+    assert window.open_path(photo)
+    window.generate_mask("block", 0.25)
+    before = window.mask.copy()
+    colours = np.random.default_rng(3).integers(0, 256, (24, 32, 3), dtype=np.uint8)
+    (tmp_path / "junk.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(20))
+    cases = {
+        "mask-wrong-size": (_png(tmp_path / "small.png", np.full((8, 12), 255, np.uint8)), "12×8"),
+        "mask-wrong-mode": (_png(tmp_path / "photo-as-mask.png", colours), "black-and-white"),
+        "mask-not-an-image": (tmp_path / "junk.png", "junk.png"),
+    }
+    for case, (path, words) in cases.items():
+        n = len(window.errors)
+        monkeypatch.setattr(QtWidgets.QFileDialog, "getOpenFileName", lambda *a, p=path, **k: (str(p), ""))
+        window.actions["mask_import"].trigger()  # the real menu command, file dialog answered
+        assert len(window.errors) == n + 1, case
+        assert words in last_error(window)[1], (case, last_error(window))
+        assert np.array_equal(window.mask.copy(), before), case
+    still_works(qtbot, window, photo)
+
+
+@pytest.mark.parametrize("kind", ["mask-empty", "mask-full"])
+def test_empty_or_full_mask_refuses_to_run(window, qtbot, photo: Path, kind: str) -> None:
+    assert window.open_path(photo)
+    window.degradation.set_task("inpaint")
+    quick(window)
+    if kind == "mask-full":
+        window.mask.set_mask(np.ones(window.mask.shape, bool))
+    assert not window.start_run()
+    title, message = last_error(window)
+    assert title == "Cannot run"
+    assert ("empty" in message) if kind == "mask-empty" else ("whole image" in message or "paint" in message)
+    assert not window.is_running()
+    still_works(qtbot, window, photo)
+
+
+# -- parameters, memory, saving ----------------------------------------------------------------------------
+def test_parameters_out_of_range(window, qtbot, photo: Path) -> None:
+    assert window.open_path(photo)
+    window.degradation.set_task("denoise")
+    quick(window, sigma_0=0.05, sigma_L=0.5)  # σ_L ≥ σ_0: each within its own range, wrong together
+    assert not window.start_run()
+    assert "sigma_L" in last_error(window)[1]
+    # single-field ranges cannot be left: the spin boxes hold β in (0, 1], h₀ in (0, 1), sizes ≥ 1
+    window.algorithm.set_values({"beta": 0.0, "h_0": 1.5, "max_steps": -5})
+    values = window.algorithm.values()
+    assert 0 < values["beta"] <= 1 and 0 < values["h_0"] < 1 and values["max_steps"] >= 1
+    still_works(qtbot, window, photo)
+
+
+def test_run_too_large_for_memory_offers_a_size(window, qtbot, photo: Path, monkeypatch) -> None:
+    from priorstudio.core import memory
+
+    assert window.open_path(photo)
+    window.degradation.set_task("denoise")
+    quick(window)
+    monkeypatch.setattr(memory, "available_bytes", lambda device=None: 20 * 2**20)
+    assert not window.start_run()
+    title, message = last_error(window)
+    assert title == "Cannot run" and "available" in message
+    monkeypatch.undo()
+    still_works(qtbot, window, photo)
+
+
+def test_saving_into_a_missing_folder(window, qtbot, tmp_path: Path, photo: Path, monkeypatch) -> None:
+    still_works(qtbot, window, photo)
+    target = tmp_path / "gone" / "result.png"
+    monkeypatch.setattr(QtWidgets.QFileDialog, "getSaveFileName", lambda *a, **k: (str(target), "PNG 8-bit (*.png)"))
+    window.actions["save_as"].trigger()
+    assert "does not exist" in last_error(window)[1]
+    assert window.result is not None and not window.result_saved  # nothing lost: save again elsewhere
+    monkeypatch.setattr(
+        QtWidgets.QFileDialog, "getSaveFileName", lambda *a, **k: (str(tmp_path / "ok.png"), "PNG 8-bit (*.png)")
+    )
+    window.actions["save_as"].trigger()
+    assert (tmp_path / "ok.png").exists() and window.result_saved
+
+
+# -- weights (the real loading path, no injected denoiser) -------------------------------------------------
+def test_bad_weights_refuse_to_run(qtbot, settings, tmp_path: Path, photo: Path) -> None:
+    torch.manual_seed(0)
+    good = tmp_path / "tiny-gray.pt"
+    save_weights(good, BiasFreeUNet(1, (8, 16)))
+    save_weights(tmp_path / "tiny-color.pt", BiasFreeUNet(3, (8, 16)))
+    data = good.read_bytes()
+    (tmp_path / "half.pt").write_bytes(data[: len(data) // 2])
+    (tmp_path / "noise.pt").write_bytes(np.random.default_rng(0).bytes(4096))
+    torch.save(BiasFreeUNet(1, (8, 16)).state_dict(), tmp_path / "bare.pt")
+    blob = pack_weights(BiasFreeUNet(1, (8, 16)))
+    blob["arch_config"]["widths"] = [8, 32]
+    torch.save(blob, tmp_path / "odd.pt")
+    cases = {
+        "weights-missing": (tmp_path / "gone.pt", "not found"),
+        "weights-corrupt": (tmp_path / "noise.pt", "corrupt"),
+        "weights-truncated": (tmp_path / "half.pt", "truncated"),
+        "weights-wrong-channels": (tmp_path / "tiny-color.pt", "3-channel"),
+        "weights-mismatched-architecture": (tmp_path / "odd.pt", "do not match"),
+        "weights-not-priorstudio": (tmp_path / "bare.pt", "not a PriorStudio"),
+    }
+    window = make_window(qtbot, settings, model=str(good))
+    try:
+        assert window.open_path(photo)
+        window.degradation.set_task("denoise")
+        quick(window)
+        for case, (path, words) in cases.items():
+            window._on_model_changed(str(path))
+            assert not window.start_run(), case
+            assert words in last_error(window)[1], (case, last_error(window))
+            assert not window.is_running()
+        window._on_model_changed(str(good))
+        record = run_to_end(qtbot, window)
+        assert record is not None and window.result is not None
+    finally:
+        window.shutdown()
+
+
+# -- determinism across front ends ------------------------------------------------------------------------
+@pytest.mark.parametrize(("task", "cli_task"), [("denoise", "denoise"), ("super_resolution", "sr")])
+def test_app_and_cli_give_identical_bytes(qtbot, settings, tmp_path: Path, task: str, cli_task: str) -> None:
+    torch.manual_seed(0)
+    model = tmp_path / "tiny-gray.pt"
+    save_weights(model, BiasFreeUNet(1, (8, 16)))
+    photo = _png(tmp_path / "photo.png", _gray(20, 24, seed=9))
+    values = {"sigma_0": 1.0, "sigma_L": 0.02, "h_0": 0.05, "beta": 0.3, "seed": 17, "max_steps": 12}
+    extra = ["--factor", "2"] if task == "super_resolution" else []
+    out = tmp_path / "cli.png"
+    argv = ["restore", photo, "-o", out, "--task", cli_task, "--model", model, "--bit-depth", 16, "-q", *extra]
+    flags = ["--sigma0", 1.0, "--sigmaL", 0.02, "--h0", 0.05, "--beta", 0.3, "--seed", 17, "--max-steps", 12]
+    assert cli_main([str(a) for a in [*argv, *flags]]) == 0
+
+    window = make_window(qtbot, settings, model=str(model))
+    try:
+        assert window.open_path(photo)
+        window.degradation.set_mode("restore")
+        window.degradation.set_task(task)
+        window.degradation.set_working_side(None)
+        if task == "super_resolution":
+            window.degradation.task_form.set_values({"factor": 2})
+        window.algorithm.apply_preset("restore")
+        window.algorithm.set_values(values)
+        results = []
+        for _ in range(2):
+            run_to_end(qtbot, window)
+            results.append(encode_image(window.result, "PNG", bit_depth=16))
+    finally:
+        window.shutdown()
+    assert results[0] == results[1]  # the app repeats itself …
+    assert results[0] == out.read_bytes()  # … and agrees with the command line, byte for byte
+
+
+@pytest.mark.xfail(strict=True, raises=TypeError, reason="build_problem gets the seed twice (patch proposed)")
+@pytest.mark.parametrize("task", ["random_pixels", "compressive"])
+def test_seeded_tasks_can_be_planned(task: str) -> None:
+    """The app's degradation form gives these tasks a seed of their own; planning them must not fail."""
+    from priorstudio.gui.session import RunSettings, plan_run
+
+    settings = RunSettings(task=task, mode="simulate", task_params={"fraction": 0.2, "seed": 3})
+    plan = plan_run(torch.rand(1, 16, 16), settings)
+    assert plan.problem.operator.measurement_fraction() == pytest.approx(0.2, abs=0.02)
