@@ -77,11 +77,13 @@ def run_headless(denoiser: Denoiser, problem, params: ImplicitPriorParams) -> fl
     return n / (time.perf_counter() - start)
 
 
-def run_gui(denoiser: Denoiser, image: torch.Tensor, steps: int, timeout_s: float) -> dict:
+def run_gui(
+    denoiser: Denoiser, image: torch.Tensor, steps: int, timeout_s: float, screenshot: tuple[str, int] | None = None
+) -> dict:
     from PySide6 import QtCore
 
     from priorstudio.gui.app import make_application
-    from priorstudio.gui.main_window import MainWindow
+    from priorstudio.gui.main_window import REPAINT_MS, MainWindow
 
     app = make_application()
     folder = tempfile.mkdtemp(prefix="priorstudio-bench-")
@@ -107,13 +109,20 @@ def run_gui(denoiser: Denoiser, image: torch.Tensor, steps: int, timeout_s: floa
         last_t[0] = s.t
         if s.t in (100, 3000):
             mem[s.t] = rss_mb()
+        if screenshot is not None and s.t == screenshot[1]:  # after the next repaint: the window mid-run
+            QtCore.QTimer.singleShot(2 * REPAINT_MS, lambda: window.grab().save(screenshot[0]))
 
     stalls = [0.0]
     beat = [time.perf_counter()]
 
+    worst: list[tuple[float, int]] = []
+
     def heartbeat() -> None:
         now = time.perf_counter()
-        stalls[0] = max(stalls[0], now - beat[0] - HEARTBEAT_MS / 1000)
+        gap = now - beat[0] - HEARTBEAT_MS / 1000
+        stalls[0] = max(stalls[0], gap)
+        if gap > 0.02:
+            worst.append((gap, last_t[0]))
         beat[0] = now
 
     done: list = []
@@ -131,14 +140,16 @@ def run_gui(denoiser: Denoiser, image: torch.Tensor, steps: int, timeout_s: floa
     plan_problem = window.plan.problem
     beat[0] = time.perf_counter()
     timer.start()
-    deadline = time.perf_counter() + timeout_s
-    while not done and time.perf_counter() < deadline:
-        app.processEvents(QtCore.QEventLoop.ProcessEventsFlag.AllEvents, 50)
+    # a blocking event loop, as in the application (spinning processEvents would steal a core)
+    loop = QtCore.QEventLoop()
+    window.runFinished.connect(lambda _record: loop.quit())
+    QtCore.QTimer.singleShot(int(timeout_s * 1000), loop.quit)
+    if not done:
+        loop.exec()
     timer.stop()
     if not done:
         window.controller.stop()
-        while not done:
-            app.processEvents(QtCore.QEventLoop.ProcessEventsFlag.AllEvents, 50)
+        loop.exec()
     record = done[0]
     mem.setdefault(3000, rss_mb())  # fewer steps: the memory at the last one
     seconds = marks["end"] - marks["start"]
@@ -152,6 +163,8 @@ def run_gui(denoiser: Denoiser, image: torch.Tensor, steps: int, timeout_s: floa
         "mem_mb_100": mem.get(100, math.nan),
         "mem_mb_3000": mem[3000],
         "frames_dropped": window.mailbox.dropped,
+        "stalls_over_20ms": len(worst),
+        "worst_stalls": [(round(1000 * g, 1), t) for g, t in sorted(worst, reverse=True)[:5]],
         "frames_emitted": window.controller.worker.frames_emitted if window.controller.worker else None,
     }
     window.close()
@@ -168,17 +181,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--timeout", type=float, default=3600.0, help="give up on the GUI run after this long (s)")
     parser.add_argument("--json", default=None, help="write the figures to this file")
+    parser.add_argument("--screenshot", default=None, help="save a picture of the window mid-run (PNG)")
+    parser.add_argument("--screenshot-step", type=int, default=150, help="the step to take it at (default 150)")
+    parser.add_argument("--photo", default="astronaut.png", help="bundled sample to use (default astronaut.png)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    image = load_image(resource_path("samples", "astronaut.png"), mode="gray" if args.gray else "color")
+    image = load_image(resource_path("samples", args.photo), mode="gray" if args.gray else "color")
     image = resize(image, (args.size, args.size))
     denoiser, description = get_denoiser(args.model, image.shape[0])
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else math.nan
     print(f"model: {description}; torch threads {torch.get_num_threads()}; load average {load:.1f}")
 
-    gui = run_gui(denoiser, image, args.steps, args.timeout)
+    shot = (args.screenshot, args.screenshot_step) if args.screenshot else None
+    gui = run_gui(denoiser, image, args.steps, args.timeout, shot)
     problem = gui.pop("_problem")
     params = params_for(gui["steps"])
     headless = [run_headless(denoiser, problem, params), run_headless(denoiser, problem, params)]
@@ -192,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
         "steps": gui["steps"],
         "frames_shown": gui["frames_shown"],
         "frames_dropped": gui["frames_dropped"],
+        "stalls_over_20ms": gui["stalls_over_20ms"],
+        "worst_stalls_ms_at_step": gui["worst_stalls"],
         "headless_runs": [round(h, 3) for h in headless],
         "work_shape": list(problem.image_shape),
         "model": description,

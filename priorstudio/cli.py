@@ -300,11 +300,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         batch=args.batch,
         steps=args.steps,
         lr=args.lr,
+        lr_min=args.lr_min,
         sigma_max=args.sigma_max / 255,
         seed=args.seed,
         steps_per_epoch=args.epoch_steps,
         checkpoint_minutes=args.checkpoint_minutes,
         threads=args.threads,
+        init_from=str(args.init_from) if args.init_from else None,
     )
     result = train(cfg, resume=args.resume, show_progress=not args.quiet)
     if result["rank"] == 0:
@@ -435,7 +437,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--steps", type=int, default=6000)
     p.add_argument("--epoch-steps", type=int, default=500, help="validate every this many steps")
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (cosine decay to --lr-min)")
+    p.add_argument("--lr-min", type=float, default=1e-5)
+    p.add_argument(
+        "--init-from",
+        type=Path,
+        default=None,
+        help="fine-tune: start from this weights file (same architecture) instead of random weights",
+    )
     p.add_argument("--sigma-max", type=float, default=102.0, help="noise drawn from U[0, this]/255 (default 102 ≈ 0.4)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None)

@@ -434,3 +434,20 @@ def test_window_grab_is_not_blank(window, photo, qtbot):
     c = np.frombuffer(canvas.constBits(), np.uint8).reshape(canvas.height(), canvas.bytesPerLine())
     assert len(np.unique(c)) > 50, "the canvas shows the photo"
     assert math.isfinite(window.plots.series.last("sigma"))
+
+
+def test_methods_come_from_the_registry(window):
+    panel = window.algorithm
+    names = [panel.method.itemData(i) for i in range(panel.method.count())]
+    assert names[0] == "implicit_prior"
+    assert panel.preset_buttons["teach"].isEnabled()
+    registry = pytest.importorskip("priorstudio.core.samplers.registry")
+    for name in registry.METHODS:
+        assert name in names
+    if "dip_gd" in names:
+        panel.method.setCurrentIndex(names.index("dip_gd"))
+        assert "lr" in panel.form.widgets and not panel.preset_buttons["teach"].isEnabled()
+        params = panel.params(None, emit_every=1)
+        assert params.optimizer == "gd"  # a field the form does not show keeps the method's value
+        tips = [w.toolTip() for w in panel.form.widgets.values()]
+        assert all(t and "\n" not in t for t in tips)

@@ -154,6 +154,7 @@ def test_score_tap_records_each_call():
     denoiser = Denoiser(BFCNN(1, 8, 3), fast=False, device="cpu")
     tap = ScoreTap(denoiser)
     assert tap.channels == 1 and tap.device.type == "cpu" and tap.name == denoiser.name
+    assert tap.description == denoiser.description
     ys = [torch.rand(2, 1, 8, 8) for _ in range(3)]
     outs = [tap(y) for y in ys]
     assert tap.calls == 3 and len(tap.history) == 3

@@ -17,6 +17,7 @@ from PIL import Image
 
 from priorstudio.core.denoisers import load_denoiser, load_weights_file
 from priorstudio.core.denoisers.training import TrainConfig, checkpoint_path, train
+from priorstudio.core.errors import ParameterError
 
 TINY = {"widths": [8, 16]}
 
@@ -75,6 +76,41 @@ def test_resume_continues_exactly(image_dir: Path, tmp_path: Path) -> None:
     assert resumed["weights_sha256"] == straight["weights_sha256"]
     fresh = train(_cfg(image_dir, tmp_path / "c.pt", 4), show_progress=False, log=lambda s: None)
     assert fresh["weights_sha256"] != straight["weights_sha256"]
+
+
+def test_fine_tune_starts_from_weights_and_keeps_lineage(image_dir: Path, tmp_path: Path) -> None:
+    base = tmp_path / "base.pt"
+    train(_cfg(image_dir, base, 6), show_progress=False, log=lambda s: None)
+    # zero steps of fine-tuning would be the base itself: one step must move away from it, not from random
+    cfg = _cfg(image_dir, tmp_path / "ft.pt", 3)
+    cfg.init_from, cfg.lr = str(base), 1e-12
+    cfg.lr_min = 1e-12
+    train(cfg, show_progress=False, log=lambda s: None)
+    a, b = load_weights_file(base)["state_dict"], load_weights_file(tmp_path / "ft.pt")["state_dict"]
+    assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-6  # started from base (tiny lr: barely moved)
+    blob = load_weights_file(tmp_path / "ft.pt")
+    (entry,) = blob["training"]["lineage"]
+    assert entry["file"] == "base.pt" and entry["step"] == 6
+    assert blob["training"]["total_steps"] == 9
+    # a second fine-tune carries the whole history forward
+    cfg2 = _cfg(image_dir, tmp_path / "ft2.pt", 2)
+    cfg2.init_from = str(tmp_path / "ft.pt")
+    train(cfg2, show_progress=False, log=lambda s: None)
+    blob2 = load_weights_file(tmp_path / "ft2.pt")
+    assert [e["file"] for e in blob2["training"]["lineage"]] == ["base.pt", "ft.pt"]
+    assert blob2["training"]["total_steps"] == 11
+
+
+def test_fine_tune_refuses_another_architecture(image_dir: Path, tmp_path: Path) -> None:
+    base = tmp_path / "base.pt"
+    train(_cfg(image_dir, base, 2), show_progress=False, log=lambda s: None)
+    cfg = _cfg(image_dir, tmp_path / "ft.pt", 2)
+    cfg.init_from, cfg.arch_config = str(base), {"widths": [8, 16, 32]}
+    with pytest.raises(ParameterError, match=r"init-from base\.pt"):
+        train(cfg, show_progress=False, log=lambda s: None)
+    cfg.init_from = str(tmp_path / "missing.pt")
+    with pytest.raises(ParameterError, match="no weights file"):
+        train(cfg, show_progress=False, log=lambda s: None)
 
 
 def _env() -> dict[str, str]:

@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from priorstudio.core.denoisers.architectures import build_network, count_parameters
 from priorstudio.core.denoisers.inference import cpu_has_fast_bf16
-from priorstudio.core.denoisers.registry import pack_weights
+from priorstudio.core.denoisers.registry import load_weights_file, network_from_blob, pack_weights
 from priorstudio.core.errors import ParameterError
 from priorstudio.core.progress import ProgressBar, format_seconds
 
@@ -63,6 +63,7 @@ class TrainConfig:
     checkpoint_minutes: float = 5.0
     bf16: bool | None = None  # None: autocast where the CPU has native bf16
     threads: int | None = None
+    init_from: str | None = None  # fine-tune: start from this weights file (same architecture) instead of random
 
     def validate(self) -> None:
         if self.channels not in (1, 3):
@@ -73,6 +74,8 @@ class TrainConfig:
             raise ParameterError("sigma_max must be in (0, 1]")
         if not 0 < self.lr_min <= self.lr:
             raise ParameterError("need 0 < lr_min ≤ lr")
+        if self.init_from is not None and not Path(self.init_from).is_file():
+            raise ParameterError(f"--init-from: no weights file at {self.init_from}")
 
 
 def list_images(folder: str | Path) -> list[Path]:
@@ -193,6 +196,29 @@ def weights_digest(net: nn.Module) -> str:
     return h.hexdigest()
 
 
+def _load_init(net: nn.Module, cfg: TrainConfig) -> list[dict[str, Any]]:
+    """Load the weights a fine-tune starts from; return the lineage of runs behind them.
+
+    The file must describe the same architecture (a mismatch is an error, not a silent partial load), and
+    it must come from the same kind of data: its lineage is carried forward so the model card can state the
+    total steps and CPU time behind a model trained over several runs.
+    """
+    blob = load_weights_file(cfg.init_from)
+    want = {"channels": cfg.channels, **cfg.arch_config}
+    if blob["arch"] != cfg.arch or any(blob["arch_config"].get(k) != v for k, v in want.items()):
+        raise ParameterError(
+            f"--init-from {Path(cfg.init_from).name}: it holds a {blob['arch']} {blob['arch_config']}, "
+            f"but this run trains a {cfg.arch} {want}"
+        )
+    net.load_state_dict(network_from_blob(blob, Path(cfg.init_from).name).state_dict())
+    prev = dict(blob.get("training") or {})
+    lineage = list(prev.pop("lineage", []) or [])
+    entry = {k: prev[k] for k in ("step", "steps", "train_seconds", "lr", "patch", "batch", "world_size") if k in prev}
+    entry["data_hash"] = blob.get("data_hash", "")
+    entry["file"] = Path(cfg.init_from).name
+    return [*lineage, entry]
+
+
 def checkpoint_path(out: str | Path) -> Path:
     out = Path(out)
     return out.with_name(out.stem + ".ckpt.pt")
@@ -229,6 +255,7 @@ def train(
 
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
     net = build_network(cfg.arch, {"channels": cfg.channels, **cfg.arch_config}).to(device)
+    lineage = _load_init(net, cfg) if cfg.init_from else []
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     gen = torch.Generator().manual_seed(cfg.seed * 1000 + rank)
     step, history, cpu_seconds = 0, [], 0.0
@@ -278,6 +305,10 @@ def train(
                 "step": step,
                 "train_seconds": cpu_seconds,
                 "train_files": len(train_files),
+                # earlier runs this one fine-tunes, oldest first: the model's full training history
+                "lineage": lineage,
+                "total_train_seconds": cpu_seconds + sum(float(r.get("train_seconds", 0)) for r in lineage),
+                "total_steps": step + sum(int(r.get("step", 0)) for r in lineage),
             },
             "data_hash": digest,
             "validation": history[-1] if history else {},

@@ -294,6 +294,10 @@ class ScoreTap:
     def name(self) -> str:
         return str(getattr(self.denoiser, "name", "denoiser"))
 
+    @property
+    def description(self) -> str:
+        return str(getattr(self.denoiser, "description", self.name))
+
     def __call__(self, y: Tensor) -> Tensor:
         out = self.denoiser(y)
         self.calls += 1

@@ -1,0 +1,140 @@
+"""Run planning without Qt: the crop around a mask, working sizes, blending back, progress in log σ."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from priorstudio.core.errors import MaskError, ParameterError
+from priorstudio.gui.run_progress import RunProgress
+from priorstudio.gui.session import (
+    DenoiserProvider,
+    RunSettings,
+    estimate_cost,
+    fit_side,
+    format_duration,
+    inpaint_region,
+    plan_run,
+)
+
+
+def photo(c=3, h=300, w=800, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand((c, h, w), generator=g)
+
+
+def test_fit_side():
+    assert fit_side(300, 800, 512) == (192, 512)
+    assert fit_side(300, 800, None) == (300, 800)
+    assert fit_side(100, 50, 512) == (100, 50)
+
+
+def test_inpaint_region_is_the_mask_box_plus_margin_clipped():
+    mask = np.zeros((300, 800), bool)
+    mask[100:120, 10:50] = True
+    r = inpaint_region(mask)
+    assert (r.top, r.left) == (100 - 32, 0)  # margin ≥ 32 px, clipped at the left edge
+    assert (r.bottom, r.right) == (120 + 32, 50 + 32)
+    with pytest.raises(MaskError):
+        inpaint_region(np.zeros((5, 5), bool))
+
+
+def test_inpainting_runs_on_the_crop_and_blends_back_only_the_hole():
+    image = photo()
+    mask = np.zeros((300, 800), bool)
+    mask[140:160, 400:430] = True
+    plan = plan_run(image, RunSettings(task="inpaint", working_side=512), mask)
+    assert plan.is_crop and plan.work_shape == (3, 84, 94)
+    assert plan.region.height == 84 and plan.region.width == 94
+    estimate = torch.zeros((1, *plan.work_shape))  # a black "result"
+    out = plan.compose(image, estimate)
+    assert out.shape == image.shape
+    hole = torch.from_numpy(mask)
+    assert torch.all(out[:, hole] == 0)
+    assert torch.equal(out[:, ~hole], image[:, ~hole])
+
+
+def test_a_crop_larger_than_the_working_size_is_shrunk_and_the_result_scaled_back():
+    image = photo(1, 600, 600)
+    mask = np.zeros((600, 600), bool)
+    mask[100:500, 100:500] = True
+    plan = plan_run(image, RunSettings(task="inpaint", working_side=256), mask)
+    assert plan.work_shape == (1, 256, 256) and plan.region.width == 600
+    out = plan.compose(image, torch.ones((1, 1, 256, 256)))
+    assert torch.allclose(out[:, 100:500, 100:500], torch.ones(1, 400, 400), atol=1e-5)
+    assert torch.equal(out[:, :100], image[:, :100])
+    full = plan_run(image, RunSettings(task="inpaint", working_side=None), mask)
+    assert full.work_shape == (1, 600, 600)
+
+
+def test_other_tasks_use_the_working_size():
+    image = photo()
+    plan = plan_run(image, RunSettings(task="spectral", task_params={"fraction": 0.2}, working_side=256))
+    assert plan.work_shape == (3, 96, 256) and not plan.is_crop
+    assert plan.problem.truth is not None and tuple(plan.problem.truth.shape) == (3, 96, 256)
+    assert plan.scale == pytest.approx(256 / 800)
+    out = plan.compose(image, torch.rand(1, 3, 96, 256) * 3)
+    assert out.shape == (3, 96, 256) and float(out.max()) <= 1.0
+    full = plan_run(image, RunSettings(task="denoise", noise_sigma=0.1, working_side=None))
+    assert full.work_shape == (3, 300, 800) and full.problem.init is not None
+
+
+def test_super_resolution_restore_holds_the_output_to_the_working_size():
+    low = photo(3, 100, 200)
+    settings = RunSettings(task="super_resolution", mode="restore", task_params={"factor": 4}, working_side=512)
+    plan = plan_run(low, settings)
+    assert plan.work_shape == (3, 256, 512)
+    assert tuple(plan.problem.observed.shape) == (3, 64, 128)
+    plan = plan_run(low, RunSettings(task="super_resolution", mode="restore", task_params={"factor": 2}, working_side=None))
+    assert plan.work_shape == (3, 200, 400)
+
+
+def test_bad_settings_raise_user_errors():
+    with pytest.raises(MaskError):
+        plan_run(photo(), RunSettings(task="inpaint"), None)
+    with pytest.raises(ParameterError):
+        plan_run(photo(), RunSettings(task="spectral", working_side=4))
+    with pytest.raises(ParameterError):
+        plan_run(photo(), RunSettings(task="random_pixels", task_params={"fraction": 2.0}))
+
+
+def test_cost_estimate_and_provider():
+    from priorstudio.core.denoisers import BiasFreeUNet, Denoiser
+
+    made = []
+
+    def factory(c):
+        made.append(c)
+        return Denoiser(BiasFreeUNet(c, (8, 16)), fast=False, device="cpu")
+
+    provider = DenoiserProvider(factory=factory)
+    d = provider(3)
+    assert provider(3) is d and made == [3]  # cached
+    plan = plan_run(photo(3, 64, 64), RunSettings(task="compressive", task_params={"fraction": 0.3}))
+    cost = estimate_cost(plan, 100, d)
+    assert cost.steps == 100 and cost.seconds_per_step > 0 and cost.memory_bytes > 0
+    assert "100 steps" in cost.describe() and "memory" in cost.describe()
+    assert estimate_cost(plan, 50, None).describe() == "~50 steps"
+    assert format_duration(42) == "42 s" and format_duration(125) == "2 min 05 s"
+
+
+def test_progress_in_log_sigma_rate_and_eta():
+    p = RunProgress(sigma_L=0.01, max_steps=10_000)
+    now = 0.0
+    sigma = 1.0
+    for t in range(1, 51):  # σ halves every 10 steps, 20 steps per second
+        p.update(t, sigma, now)
+        sigma *= 0.5 ** (1 / 10)
+        now += 0.05
+    # σ_50 = 2^(−4.9): progress = log(σ0/σ)/log(σ0/σL)
+    expected = (4.9 * math.log(2)) / math.log(100)
+    assert p.fraction == pytest.approx(expected, rel=1e-6)
+    assert p.steps_per_second == pytest.approx(20, rel=0.01)
+    # steps left: log2(σ/σL)·10 = (log2(100) − 4.9)·10 ≈ 17.4 → ≈ 0.9 s
+    assert p.eta_seconds == pytest.approx((math.log2(100) - 4.9) * 10 / 20, rel=0.05)
+    capped = RunProgress(sigma_L=None, max_steps=100)
+    capped.update(25, math.nan, 0.0)
+    assert capped.fraction == pytest.approx(0.25)

@@ -1,0 +1,157 @@
+"""The run worker on its own: throttled fresh frames, every step's scalars, pause/step/stop, failures."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("pytestqt")
+
+from priorstudio.core.errors import ParameterError
+from priorstudio.core.samplers.base import StepRecord, StopReason
+from priorstudio.gui.worker import FrameMailbox, MetricsTap, RunController, display_copy
+
+pytestmark = pytest.mark.gui
+
+
+class FakeRun:
+    """A step stream like the sampler's: ``stop()`` makes the next record the last (CANCELLED)."""
+
+    def __init__(self, n: int, delay: float = 0.0, shared_buffer: bool = False) -> None:
+        self.n, self.delay = n, delay
+        self.buffer = torch.zeros(1, 1, 8, 8)
+        self.shared = shared_buffer
+        self._stop = False
+        self.t = 0
+
+    def stop(self) -> None:
+        self._stop = True
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> StepRecord:
+        if self.t >= self.n:
+            raise StopIteration
+        self.t += 1
+        if self.delay:
+            time.sleep(self.delay)
+        self.buffer.fill_(self.t / self.n)
+        image = self.buffer if self.shared else self.buffer.clone()
+        record = StepRecord(t=self.t, sigma=1.0 / self.t, image=image)
+        if self._stop:
+            record.stop_reason = StopReason.CANCELLED
+        elif self.t == self.n:
+            record.stop_reason = StopReason.CONVERGED
+        return record
+
+
+def generator_stream(n: int):
+    """A bare generator: no stop(); the worker ends it and keeps the newest estimate."""
+    for t in range(1, n + 1):
+        time.sleep(0.002)
+        yield StepRecord(t=t, sigma=1.0 / t, image=torch.full((1, 1, 4, 4), float(t)))
+
+
+def test_every_step_reported_frames_throttled_and_fresh(qtbot):
+    controller = RunController()
+    steps, frames = [], []
+    controller.step.connect(steps.append)
+    controller.frame.connect(frames.append)
+    run = FakeRun(400, shared_buffer=True)  # the producer reuses its buffer: frames must be copies
+    with qtbot.waitSignal(controller.finished, timeout=10_000) as blocker:
+        controller.start(lambda: run, max_fps=30)
+    assert blocker.args[0].t == 400 and blocker.args[0].stop_reason == StopReason.CONVERGED
+    assert [s.t for s in steps] == list(range(1, 401))
+    assert 1 <= len(frames) < 400 and frames[-1].final and frames[-1].t == 400
+    values = [float(f.image[0, 0]) for f in frames]
+    assert values == sorted(values) and values[0] < 1.0  # each frame kept its own values
+    assert frames[0].image.dtype == np.float32 and frames[0].image.flags["C_CONTIGUOUS"]
+    assert not controller.is_running()
+
+
+def test_frame_rate_cap(qtbot):
+    controller = RunController()
+    frames = []
+    controller.frame.connect(frames.append)
+    start = time.perf_counter()
+    with qtbot.waitSignal(controller.finished, timeout=20_000):
+        controller.start(lambda: FakeRun(60, delay=0.005), max_fps=10)  # ≥ 0.3 s of steps
+    elapsed = time.perf_counter() - start
+    assert len(frames) <= elapsed * 10 + 2  # at most 10 a second, plus the first and the last
+
+
+def test_pause_step_and_stop(qtbot):
+    controller = RunController()
+    steps = []
+    controller.step.connect(lambda s: steps.append(s.t))
+    with qtbot.waitSignal(controller.paused, timeout=5_000):
+        controller.start(lambda: FakeRun(10_000, delay=0.001), start_paused=True)
+    assert steps == [] and controller.is_paused()
+    with qtbot.waitSignal(controller.paused, timeout=5_000):
+        controller.step_once()
+    qtbot.waitUntil(lambda: steps == [1], timeout=5_000)
+    with qtbot.waitSignal(controller.resumed, timeout=5_000):
+        controller.pause(False)
+    qtbot.waitUntil(lambda: len(steps) > 5, timeout=5_000)
+    with qtbot.waitSignal(controller.finished, timeout=5_000) as blocker:
+        controller.stop()
+    assert blocker.args[0].stop_reason == StopReason.CANCELLED and blocker.args[0].image is not None
+
+
+def test_a_stream_without_stop_keeps_the_newest_estimate(qtbot):
+    controller = RunController()
+    controller.start(lambda: generator_stream(10_000))
+    qtbot.wait(50)
+    with qtbot.waitSignal(controller.finished, timeout=5_000) as blocker:
+        controller.stop()
+    record = blocker.args[0]
+    assert record.stop_reason == StopReason.CANCELLED and float(record.image.flatten()[0]) == record.t
+
+
+def test_errors_are_reported_not_raised(qtbot):
+    controller = RunController()
+
+    def bad():
+        yield StepRecord(t=1, sigma=1.0)
+        raise ParameterError("σ went the wrong way")
+
+    with qtbot.waitSignal(controller.failed, timeout=5_000) as blocker:
+        controller.start(bad)
+    assert "wrong way" in blocker.args[0]
+    with qtbot.waitSignal(controller.failed, timeout=5_000) as blocker:
+        controller.start(lambda: iter(()))
+    assert "before its first step" in blocker.args[0]
+
+
+def test_shutdown_joins_a_running_thread(qtbot):
+    controller = RunController()
+    controller.start(lambda: FakeRun(100_000, delay=0.001))
+    qtbot.wait(30)
+    assert controller.shutdown(5_000)
+    assert not controller.is_running()
+
+
+def test_mailbox_keeps_only_the_newest():
+    box = FrameMailbox()
+    assert box.take() is None
+    for t in range(5):
+        box.put(t)  # type: ignore[arg-type]
+    assert box.take() == 4 and box.take() is None and box.dropped == 4 and box.delivered == 1
+
+
+def test_metrics_tap_psnr_every_step_ssim_on_a_budget():
+    truth = torch.rand(1, 16, 16)
+    tap = MetricsTap(truth, ssim_share=0.05)
+    records = [StepRecord(t=t, image=(truth + 0.1).unsqueeze(0)) for t in range(1, 30)]
+    records[-1].stop_reason = StopReason.CONVERGED
+    for r in records:
+        tap(r)
+    assert all(r.psnr is not None for r in records)
+    with_ssim = [r for r in records if r.ssim is not None]
+    assert records[0].ssim is not None and records[-1].ssim is not None
+    assert len(with_ssim) < len(records)
+    assert display_copy(torch.full((1, 3, 2, 2), 2.0)).max() == 1.0
