@@ -88,7 +88,9 @@ def test_super_resolution_restore_holds_the_output_to_the_working_size():
     plan = plan_run(low, settings)
     assert plan.work_shape == (3, 256, 512)
     assert tuple(plan.problem.observed.shape) == (3, 64, 128)
-    plan = plan_run(low, RunSettings(task="super_resolution", mode="restore", task_params={"factor": 2}, working_side=None))
+    plan = plan_run(
+        low, RunSettings(task="super_resolution", mode="restore", task_params={"factor": 2}, working_side=None)
+    )
     assert plan.work_shape == (3, 200, 400)
 
 
