@@ -148,6 +148,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
     from priorstudio.core.denoisers import load_denoiser
     from priorstudio.core.imageio import load_image, save_image
+    from priorstudio.core.memory import check_run_fits, estimate_run_memory
     from priorstudio.core.metrics import psnr, ssim
     from priorstudio.core.problem import build_problem
     from priorstudio.core.runrecord import RunRecord
@@ -175,6 +176,9 @@ def cmd_restore(args: argparse.Namespace) -> int:
         **_task_params(args, tuple(image.shape[-2:])),
     )
     denoiser = load_denoiser(args.model, channels=image.shape[0], fast=not args.plain)
+    # refuse before the first step, with a size that would fit, rather than fail (or swap) mid-run
+    estimate = estimate_run_memory(problem.image_shape, denoiser, batch=args.samples, task=problem.task)
+    check_run_fits(estimate, problem.image_shape[-2:], what="restoring")
     params = _sampler_params(args, emit_every=0, final_projection=args.final_projection)
     init = problem.init.unsqueeze(0).expand(args.samples, -1, -1, -1) if problem.init is not None else None
     record = RunRecord.new(

@@ -6,6 +6,7 @@ on the command line.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import struct
 import zlib
@@ -336,12 +337,18 @@ def test_app_and_cli_give_identical_bytes(qtbot, settings, tmp_path: Path, task:
     assert results[0] == out.read_bytes()  # … and agrees with the command line, byte for byte
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError, reason="build_problem gets the seed twice (patch proposed)")
 @pytest.mark.parametrize("task", ["random_pixels", "compressive"])
 def test_seeded_tasks_can_be_planned(task: str) -> None:
     """The app's degradation form gives these tasks a seed of their own; planning them must not fail."""
     from priorstudio.gui.session import RunSettings, plan_run
 
     settings = RunSettings(task=task, mode="simulate", task_params={"fraction": 0.2, "seed": 3})
-    plan = plan_run(torch.rand(1, 16, 16), settings)
+    image = torch.rand(1, 16, 16)
+    plan = plan_run(image, settings)
     assert plan.problem.operator.measurement_fraction() == pytest.approx(0.2, abs=0.02)
+
+    def measured(**changes) -> torch.Tensor:
+        return plan_run(image, dataclasses.replace(settings, **changes)).problem.operator.forward(image[None])
+
+    assert torch.equal(measured(), measured(seed=99))  # the run seed does not move the operator …
+    assert not torch.equal(measured(), measured(task_params={"fraction": 0.2, "seed": 4}))  # … its own seed does

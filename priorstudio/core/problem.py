@@ -9,6 +9,7 @@ Two modes:
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -69,13 +70,16 @@ def build_problem(
     mode: Mode = "simulate",
     noise_sigma: float = 0.0,
     seed: int = 0,
+    operator_seed: int | None = None,
     **task_params: Any,
 ) -> Problem:
     """Build the problem for ``image`` (C, H, W) in [0, 1].
 
     ``noise_sigma`` (on the [0, 1] scale) adds Gaussian noise to the simulated measurement; for the
     denoising task in simulate mode it is the noise level to remove. ``task_params`` go to the operator
-    factory (``missing`` for inpainting, ``fraction``, ``factor``, ``kernel``…).
+    factory (``missing`` for inpainting, ``fraction``, ``factor``, ``kernel``…). ``seed`` drives the simulated
+    noise; ``operator_seed`` is the seed of a random operator (which pixels are kept, which projections
+    are measured), kept apart so the two can be varied independently.
     """
     if image.dim() != 3:
         raise ParameterError(f"expected one image (C, H, W), got shape {tuple(image.shape)}")
@@ -85,6 +89,8 @@ def build_problem(
         raise ParameterError(f"noise level must be in [0, 255] on the 0–255 scale, got {noise_sigma * 255:g}")
     task = canonical_task(task)
     image = image.float()
+    if operator_seed is not None:
+        task_params = {**task_params, "seed": int(operator_seed)}
     gen = torch.Generator().manual_seed(int(seed))
     if mode == "simulate":
         op = make_operator(task, tuple(image.shape), **task_params)
@@ -98,7 +104,10 @@ def build_problem(
     # restore: the image is the degraded observation
     shape = tuple(image.shape)
     if task == "super_resolution":
-        factor = int(task_params.get("factor", 4))
+        factor = task_params.get("factor", 4)
+        if isinstance(factor, bool) or not isinstance(factor, numbers.Integral) or factor < 1:  # check, then size
+            raise ParameterError(f"super-resolution factor must be a whole number ≥ 1, got {factor!r}")
+        factor = int(factor)
         shape = (shape[0], shape[1] * factor, shape[2] * factor)
     op = make_operator(task, shape, **task_params)
     c = op.measurement_from_observed(image.unsqueeze(0))

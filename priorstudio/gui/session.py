@@ -209,12 +209,15 @@ def plan_run(photo: Tensor, settings: RunSettings, mask: np.ndarray | None = Non
 
 
 def _build(image: Tensor, settings: RunSettings, params: dict[str, Any]) -> Problem:
+    params = dict(params)
+    operator_seed = params.pop("seed", None)  # the form's seed picks the operator; the run seed the noise
     return build_problem(
         image,
         settings.task,
         mode=settings.mode,  # type: ignore[arg-type]
         noise_sigma=settings.noise_sigma,
         seed=settings.seed,
+        operator_seed=operator_seed,
         **params,
     )
 

@@ -4,13 +4,19 @@ A weights file is a plain dict saved with ``torch.save`` and read with ``weights
 tensors, numbers, strings, lists and dicts; a file that tries to unpickle code is refused. Layout:
 
     {"format": "priorstudio-denoiser", "format_version": 1, "arch": "unet" | "bfcnn",
-     "arch_config": {...}, "state_dict": {...}, "training": {...}, "validation": {...}}
+     "arch_config": {...}, "state_dict": {...}, "state_sha256": "...", "training": {...}, "validation": {...}}
+
+``state_sha256`` is a checksum of the tensors: the zip archive torch writes does not check its stored
+members, so a file damaged inside its tensor data would otherwise load and denoise with garbage weights.
 """
 
 from __future__ import annotations
 
+import hashlib
 import pickle
+import re
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +54,16 @@ def default_model_name(channels: int) -> str:
     return (preferred or names)[0]
 
 
+def state_digest(state: Mapping[str, torch.Tensor]) -> str:
+    """SHA-256 over every tensor's name, dtype, shape and bytes: equal digests mean bit-identical weights."""
+    h = hashlib.sha256()
+    for name, v in sorted(state.items()):
+        t = v.detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
 def pack_weights(net: nn.Module, **metadata: Any) -> dict[str, Any]:
     """The dict that :func:`save_weights` writes: architecture, config, weights and metadata."""
     arch = getattr(net, "arch_name", None)
@@ -60,6 +76,7 @@ def pack_weights(net: nn.Module, **metadata: Any) -> dict[str, Any]:
         "arch": arch,
         "arch_config": dict(net.config),  # type: ignore[arg-type]
         "state_dict": state,
+        "state_sha256": state_digest(state),
         **metadata,
     }
 
@@ -71,6 +88,17 @@ def save_weights(path: str | Path, net: nn.Module, **metadata: Any) -> None:
     tmp = path.with_name(path.name + ".tmp")
     torch.save(pack_weights(net, **metadata), tmp)
     tmp.replace(path)
+
+
+def _unpickle_detail(exc: Exception) -> str:
+    """What the file tried to load, from torch's refusal, without its advice to load it unsafely.
+
+    torch's message explains how to bypass the check (``weights_only=False``) and carries terminal escape
+    codes; neither belongs in front of a user who was just protected from a file that runs code.
+    """
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+    found = re.search(r"Unsupported (global|operand)[^.\n]*", text)
+    return f": {found.group(0).strip()}" if found else ""
 
 
 def load_weights_file(path: str | Path) -> dict[str, Any]:
@@ -87,7 +115,7 @@ def load_weights_file(path: str | Path) -> dict[str, Any]:
     except pickle.UnpicklingError as exc:
         raise WeightsError(
             f"refused to load {path.name}: it contains objects other than plain weights "
-            f"(only tensors, numbers and strings are accepted). Details: {str(exc).splitlines()[0]}"
+            f"(only tensors, numbers and strings are accepted){_unpickle_detail(exc)}"
         ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError) as exc:
         raise WeightsError(f"weights file {path.name} is corrupt or truncated ({type(exc).__name__}: {exc})") from None
@@ -99,6 +127,15 @@ def load_weights_file(path: str | Path) -> dict[str, Any]:
         raise WeightsError(f"{path.name} names an unknown architecture {blob.get('arch')!r}")
     if not isinstance(blob.get("state_dict"), dict) or not isinstance(blob.get("arch_config"), dict):
         raise WeightsError(f"{path.name} lacks its weights or architecture configuration")
+    expected = blob.get("state_sha256")
+    if expected is not None:  # files written before checksums existed load without one
+        if not all(isinstance(v, torch.Tensor) for v in blob["state_dict"].values()):
+            raise WeightsError(f"{path.name} holds something other than tensors in its weights")
+        if state_digest(blob["state_dict"]) != expected:
+            raise WeightsError(
+                f"weights file {path.name} is corrupt: its weights do not match the checksum they were saved "
+                "with (the file was damaged after it was written); download or copy it again"
+            )
     return blob
 
 

@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from priorstudio.core.denoisers.architectures import build_network, count_parameters
 from priorstudio.core.denoisers.inference import cpu_has_fast_bf16
-from priorstudio.core.denoisers.registry import load_weights_file, network_from_blob, pack_weights
+from priorstudio.core.denoisers.registry import load_weights_file, network_from_blob, pack_weights, state_digest
 from priorstudio.core.errors import ParameterError
 from priorstudio.core.progress import ProgressBar, format_seconds
 
@@ -189,11 +189,7 @@ def _init_distributed() -> bool:
 
 def weights_digest(net: nn.Module) -> str:
     """SHA-256 of all weights and buffers: equal digests mean bit-identical networks."""
-    h = hashlib.sha256()
-    for name, v in sorted(net.state_dict().items()):
-        h.update(name.encode())
-        h.update(v.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
+    return state_digest(net.state_dict())
 
 
 def _load_init(net: nn.Module, cfg: TrainConfig) -> list[dict[str, Any]]:
