@@ -6,6 +6,7 @@ import os
 import sys
 import traceback
 from types import TracebackType
+from typing import Any
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
@@ -64,10 +65,14 @@ def run_app(image_path: str | None = None, model: str | None = None) -> int:
 
     window = MainWindow(model=model)
     window.show()
-    if image_path:
-        window.open_path(image_path)
-    else:
-        window.open_sample()
+    autosave = _start_autosave(window)
+    # work a crash or a kill left behind comes first; otherwise the photo asked for, or the sample
+    restored = autosave is not None and autosave.offer_restore()
+    if not restored:
+        if image_path:
+            window.open_path(image_path)
+        else:
+            window.open_sample()
     previous_hook = sys.excepthook
     sys.excepthook = _excepthook(window)
     try:
@@ -75,6 +80,20 @@ def run_app(image_path: str | None = None, model: str | None = None) -> int:
     finally:
         sys.excepthook = previous_hook
         window.shutdown()
+        if autosave is not None:
+            autosave.close()
+
+
+def _start_autosave(window: Any) -> Any:
+    """The window's autosave, or None (with a note on stderr) where its folder cannot be written."""
+    from priorstudio.core.autosave import AutosaveStore
+    from priorstudio.gui.autosave_controller import AutosaveController, autosave_folder
+
+    try:
+        return AutosaveController(window, AutosaveStore(autosave_folder()))
+    except OSError as exc:
+        print(f"priorstudio: autosave is off ({exc})", file=sys.stderr)
+        return None
 
 
 def main() -> int:  # pragma: no cover - convenience entry point

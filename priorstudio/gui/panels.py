@@ -202,6 +202,16 @@ class DegradationPanel(QtWidgets.QWidget):
         if "noise_255" in state:
             self.noise.setValue(float(state["noise_255"]))
             self._noise_touched = True
+        if "noise_seed" in state:
+            self.noise_seed.setValue(int(state["noise_seed"]))
+        if isinstance(state.get("task_params"), Mapping):  # after set_task: the form holds this task's fields
+            self.task_form.set_values(state["task_params"])
+        kernel = state.get("kernel")
+        if isinstance(kernel, Mapping):
+            index = self.kernel_kind.findData(kernel.get("kind"))
+            if index >= 0:
+                self.kernel_kind.setCurrentIndex(index)
+            self.kernel_form.set_values({k: v for k, v in kernel.items() if k != "kind"})
 
     def set_cost_text(self, text: str) -> None:
         self.cost.setText(text)
@@ -315,6 +325,14 @@ class AlgorithmPanel(QtWidgets.QWidget):
         self.form.set_values(m.default_values())
         self.form.set_values(preset)
         self.changed.emit()
+
+    def set_method(self, name: str) -> bool:
+        """Select a method by its registry name; False when this build does not offer it."""
+        index = self.method.findData(name)
+        if index < 0:
+            return False
+        self.method.setCurrentIndex(index)
+        return True
 
     def values(self) -> dict[str, Any]:
         return self.form.values()

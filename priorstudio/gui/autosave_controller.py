@@ -1,0 +1,161 @@
+"""Keep the user's work safe while the window is open, and offer it back after a crash or a kill.
+
+The Qt side of :mod:`priorstudio.core.autosave`: a timer asks the window for its ``session_state()`` every
+few seconds and writes it to this session's slot when something changed (photo, parameters or mask);
+at start, state that an earlier session left behind is offered back. A clean exit removes the slot.
+
+The folder is ``$PRIORSTUDIO_AUTOSAVE_DIR`` when set (tests, portable installs), else the platform's
+per-user application data folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PySide6 import QtCore, QtWidgets
+
+from priorstudio.core.autosave import AutosaveState, AutosaveStore, Orphan
+
+INTERVAL_MS = 3000
+ENV_FOLDER = "PRIORSTUDIO_AUTOSAVE_DIR"
+
+
+def autosave_folder() -> Path:
+    env = os.environ.get(ENV_FOLDER)
+    if env:
+        return Path(env)
+    base = QtCore.QStandardPaths.writableLocation(QtCore.QStandardPaths.StandardLocation.AppLocalDataLocation)
+    return Path(base or Path.home() / ".priorstudio") / "autosave"
+
+
+def _params_of(state: dict[str, Any]) -> dict[str, Any]:
+    return {k: state.get(k) for k in ("degradation", "algorithm", "model")}
+
+
+def describe_orphan(orphan: Orphan, state: AutosaveState) -> str:
+    """One short paragraph for the restore question: what would come back, and from when."""
+    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(state.saved_at or orphan.saved_at))
+    photo = Path(state.image_path).name if state.image_path else "no photo"
+    parts = [f"PriorStudio did not close normally. Work saved at {when} can be restored:", f"photo: {photo}"]
+    if state.mask is not None and state.mask.any():
+        parts.append(f"painted mask: {100 * float(state.mask.mean()):.1f}% of the image")
+    task = (state.params.get("degradation") or {}).get("task")
+    if task:
+        parts.append(f"task: {task}")
+    return "\n".join(parts)
+
+
+class AutosaveController(QtCore.QObject):
+    """Saves ``window.session_state()`` to an :class:`AutosaveStore` when it changes, on a timer."""
+
+    def __init__(self, window: Any, store: AutosaveStore, *, interval_ms: int = INTERVAL_MS) -> None:
+        super().__init__(window)
+        self.window = window
+        self.store = store
+        self.saves = 0
+        self._last_signature: str | None = None
+        self.timer = QtCore.QTimer(self)
+        self.timer.setInterval(interval_ms)
+        self.timer.timeout.connect(self.save_now)
+        self.timer.start()
+
+    def _signature(self, state: dict[str, Any]) -> str:
+        return json.dumps(
+            {"path": state.get("image_path"), "params": _params_of(state), "mask": state.get("mask_version")},
+            sort_keys=True,
+            default=str,
+        )
+
+    def save_now(self) -> bool:
+        """Write the session's state if it changed since the last save; True when something was written.
+
+        A failing disk must not take the user's session down with it: the error is kept in
+        ``last_error`` and the next tick tries again.
+        """
+        state = self.window.session_state()
+        if state.get("image_path") is None and state.get("mask") is None:
+            return False  # nothing the user made yet
+        signature = self._signature(state)
+        if signature == self._last_signature:
+            return False
+        try:
+            self.store.save(
+                AutosaveState(image_path=state.get("image_path"), params=_params_of(state), mask=state.get("mask"))
+            )
+        except OSError as exc:
+            self.last_error = str(exc)
+            return False
+        self._last_signature = signature
+        self.saves += 1
+        return True
+
+    def offer_restore(self, ask: Callable[[str], bool] | None = None) -> bool:
+        """Offer the newest orphaned state back; True when it was restored into the window.
+
+        ``ask`` gets the question's text and answers it (a dialog by default). Whatever the answer, the
+        orphaned slots are removed afterwards, so the question comes once, not at every start.
+        """
+        pending = self.store.pending()
+        if not pending:
+            return False
+        orphan = pending[0]
+        state = self.store.restore(orphan)
+        restored = False
+        if state is not None and (state.image_path or state.mask is not None):
+            ask = ask or self._ask_dialog
+            if ask(describe_orphan(orphan, state)):
+                restored = apply_state(self.window, state)
+        self.store.discard()
+        if restored:
+            self.save_now()
+        return restored
+
+    def _ask_dialog(self, text: str) -> bool:
+        answer = QtWidgets.QMessageBox.question(
+            self.window,
+            "Restore unsaved work?",
+            text,
+            QtWidgets.QMessageBox.StandardButton.Yes | QtWidgets.QMessageBox.StandardButton.No,
+            QtWidgets.QMessageBox.StandardButton.Yes,
+        )
+        return answer == QtWidgets.QMessageBox.StandardButton.Yes
+
+    def close(self) -> None:
+        """A clean exit: stop saving and remove this session's slot."""
+        self.timer.stop()
+        self.store.close()
+
+
+def apply_state(window: Any, state: AutosaveState) -> bool:
+    """Put an autosaved state back into the window: photo, panels, then the mask (if it fits the photo)."""
+    if state.image_path:
+        if not Path(state.image_path).is_file():
+            QtWidgets.QMessageBox.warning(
+                window, "Restore", f"The photo {state.image_path} is no longer there; nothing was restored."
+            )
+            return False
+        if not window.open_path(state.image_path):
+            return False
+    params = state.params or {}
+    algorithm = dict(params.get("algorithm") or {})
+    method = algorithm.pop("method", None)
+    if method:
+        window.algorithm.set_method(str(method))
+    if params.get("degradation"):
+        window.degradation.restore_state(params["degradation"])
+    window.algorithm.set_values(algorithm)
+    mask = state.mask
+    if mask is not None and window.mask is not None:
+        if tuple(mask.shape) == tuple(window.mask.shape):
+            window.mask.set_mask(np.asarray(mask, dtype=bool), "restore autosaved mask")
+        else:
+            QtWidgets.QMessageBox.warning(
+                window, "Restore", "The autosaved mask does not fit the photo any more; it was not restored."
+            )
+    return True

@@ -1,0 +1,189 @@
+"""The window's work survives a crash or a kill: autosaved on a timer, offered back at the next start."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+pytest.importorskip("pytestqt")
+
+from priorstudio.core.autosave import AutosaveStore
+from priorstudio.core.denoisers import BiasFreeUNet, Denoiser
+from priorstudio.gui.autosave_controller import AutosaveController, apply_state
+from priorstudio.gui.main_window import MainWindow
+
+
+def tiny_denoiser(channels: int) -> Denoiser:
+    torch.manual_seed(0)
+    return Denoiser(BiasFreeUNet(channels, (8, 16)), name="tiny")
+
+
+@pytest.fixture
+def photo(tmp_path: Path) -> Path:
+    y, x = np.mgrid[0:40, 0:56]
+    path = tmp_path / "photo.png"
+    Image.fromarray(((x * 4 + y * 2) % 256).astype(np.uint8)).save(path)
+    return path
+
+
+def make_window(qtbot, settings) -> MainWindow:
+    w = MainWindow(denoiser_factory=tiny_denoiser, settings=settings, error_sink=lambda t, m: None)
+    w.confirm_close = lambda reason: "discard"
+    qtbot.addWidget(w)
+    return w
+
+
+def dead_pid() -> int:
+    """The PID of a process that has exited: what a crashed session's slot names."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_work_comes_back_after_a_crash(qtbot, settings, tmp_path: Path, photo: Path) -> None:
+    folder = tmp_path / "autosave"
+    first = make_window(qtbot, settings)
+    try:
+        assert first.open_path(photo)
+        first.degradation.set_task("inpaint")
+        first.mask.central_block(0.3)
+        first.mask.begin_stroke(3, 3)
+        first.mask.stroke_to(12, 5)
+        first.mask.end_stroke()
+        first.algorithm.set_values({"beta": 0.25, "seed": 7})
+        painted = first.mask.copy()
+        # the crashed session: its slot names a process that no longer runs
+        crashed = AutosaveController(first, AutosaveStore(folder, pid=dead_pid()), interval_ms=60_000)
+        assert crashed.save_now()
+        assert not crashed.save_now()  # nothing changed: nothing written
+        crashed.timer.stop()
+    finally:
+        first.shutdown()
+
+    second = make_window(qtbot, settings)
+    try:
+        controller = AutosaveController(second, AutosaveStore(folder), interval_ms=60_000)
+        questions: list[str] = []
+        assert controller.offer_restore(lambda text: questions.append(text) or True)
+        assert "photo.png" in questions[0] and "mask" in questions[0]
+        assert second.photo_path == str(photo)
+        assert second.degradation.task_name() == "inpaint"
+        assert second.algorithm.values()["beta"] == pytest.approx(0.25)
+        assert second.algorithm.values()["seed"] == 7
+        assert np.array_equal(second.mask.copy(), painted)
+        assert second.mask.can_undo()  # the restore is one undo step, not a silent replacement
+        # asked once: the orphan is gone, and the live session now has its own slot
+        assert AutosaveStore(folder, pid=dead_pid()).pending() == []
+        controller.close()
+        assert not any(folder.iterdir())  # a clean exit leaves nothing behind
+    finally:
+        second.shutdown()
+
+
+def test_declining_discards_and_keeps_the_window_as_it_was(qtbot, settings, tmp_path: Path, photo: Path) -> None:
+    folder = tmp_path / "autosave"
+    first = make_window(qtbot, settings)
+    try:
+        first.open_path(photo)
+        first.mask.central_block(0.2)
+        crashed = AutosaveController(first, AutosaveStore(folder, pid=dead_pid()), interval_ms=60_000)
+        crashed.save_now()
+        crashed.timer.stop()
+    finally:
+        first.shutdown()
+    second = make_window(qtbot, settings)
+    try:
+        controller = AutosaveController(second, AutosaveStore(folder), interval_ms=60_000)
+        assert not controller.offer_restore(lambda text: False)
+        assert second.photo is None
+        assert not controller.offer_restore(lambda text: True)  # not asked twice
+        controller.close()
+    finally:
+        second.shutdown()
+
+
+def test_a_live_session_is_never_offered(qtbot, settings, tmp_path: Path, photo: Path) -> None:
+    folder = tmp_path / "autosave"
+    w = make_window(qtbot, settings)
+    try:
+        w.open_path(photo)
+        live = AutosaveController(w, AutosaveStore(folder), interval_ms=60_000)  # this very process: alive
+        assert live.save_now()
+        other = AutosaveStore(folder, pid=dead_pid())
+        assert other.pending() == []
+        live.close()
+    finally:
+        w.shutdown()
+
+
+def test_timer_saves_changes(qtbot, settings, tmp_path: Path, photo: Path) -> None:
+    w = make_window(qtbot, settings)
+    try:
+        controller = AutosaveController(w, AutosaveStore(tmp_path / "a"), interval_ms=20)
+        w.open_path(photo)
+        qtbot.waitUntil(lambda: controller.saves >= 1, timeout=5000)
+        w.mask.central_block(0.3)
+        qtbot.waitUntil(lambda: controller.saves >= 2, timeout=5000)
+        qtbot.wait(100)
+        assert controller.saves == 2  # no change, no write
+        controller.close()
+    finally:
+        w.shutdown()
+
+
+def test_missing_photo_restores_nothing(qtbot, settings, tmp_path: Path, photo: Path, monkeypatch) -> None:
+    from PySide6 import QtWidgets
+
+    from priorstudio.core.autosave import AutosaveState
+
+    warnings: list[str] = []
+    monkeypatch.setattr(QtWidgets.QMessageBox, "warning", lambda *a, **k: warnings.append(a[2]))
+    w = make_window(qtbot, settings)
+    try:
+        assert not apply_state(w, AutosaveState(image_path=str(tmp_path / "gone.png")))
+        assert "no longer there" in warnings[0]
+        # a mask that no longer fits the photo is refused with a message, the photo still opens
+        state = AutosaveState(image_path=str(photo), mask=np.ones((5, 5), bool))
+        assert apply_state(w, state)
+        assert "does not fit" in warnings[1] and not w.mask.any()
+    finally:
+        w.shutdown()
+
+
+def test_a_killed_app_is_offered_back(tmp_path: Path, photo: Path) -> None:
+    """The real program, killed with SIGKILL mid-session: its photo comes back at the next start."""
+    import os
+    import signal
+    import time
+
+    folder = tmp_path / "autosave"
+    env = {
+        **os.environ,
+        "QT_QPA_PLATFORM": "offscreen",
+        "PRIORSTUDIO_AUTOSAVE_DIR": str(folder),
+        "XDG_CONFIG_HOME": str(tmp_path / "config"),
+        "XDG_DATA_HOME": str(tmp_path / "data"),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "priorstudio", "gui", str(photo)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while not list(folder.glob("session-*/state.json")):
+            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+            assert time.monotonic() < deadline, "the app never autosaved"
+            time.sleep(0.2)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    (orphan,) = AutosaveStore(folder).pending()
+    assert orphan.image_path == str(photo)
