@@ -1,8 +1,8 @@
 """The command line: ``priorstudio`` alone opens the desktop app; subcommands run the engine headless.
 
 Errors a user can fix print one line on stderr and exit with a documented code (docs/errors.md):
-1 general, 2 bad parameter, 3 bad image, 4 bad mask, 5 bad weights, 6 too large for memory,
-7 bad run record, 130 interrupted.
+1 general, 2 bad parameter (or an output that exists), 3 bad image, 4 bad mask, 5 bad weights, 6 too large
+for memory, 7 bad run record, 8 cannot write a file, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -133,7 +133,9 @@ def _task_params(args: argparse.Namespace, image_hw: tuple[int, int]) -> dict[st
         missing[(h - bh) // 2 : (h - bh) // 2 + bh, (w - bw) // 2 : (w - bw) // 2 + bw] = True
         return {"missing": missing}
     if task in ("random_pixels", "compressive"):
-        return {"fraction": args.fraction}
+        if not 0 <= args.operator_seed < 2**63:
+            raise ParameterError(f"--operator-seed must be in [0, 2^63), got {args.operator_seed}")
+        return {"fraction": args.fraction, "seed": args.operator_seed}
     if task == "spectral":
         return {"fraction": args.fraction}
     if task == "super_resolution":
@@ -167,13 +169,15 @@ def cmd_restore(args: argparse.Namespace) -> int:
     noise = (
         args.noise if args.noise is not None else (25.0 if args.task == "denoise" and args.mode == "simulate" else 0.0)
     ) / 255
+    task_params = _task_params(args, tuple(image.shape[-2:]))
     problem = build_problem(
         image,
         args.task,
         mode=args.mode,
         noise_sigma=noise,
         seed=args.seed,
-        **_task_params(args, tuple(image.shape[-2:])),
+        operator_seed=task_params.pop("seed", None),
+        **task_params,
     )
     denoiser = load_denoiser(args.model, channels=image.shape[0], fast=not args.plain)
     # refuse before the first step, with a size that would fit, rather than fail (or swap) mid-run
@@ -245,22 +249,29 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
     from priorstudio.core.denoisers import load_denoiser
     from priorstudio.core.imageio import save_image
+    from priorstudio.core.memory import check_run_fits, estimate_run_memory
     from priorstudio.core.samplers.implicit_prior import implicit_prior_sampler
 
     _check_seed(args.seed)
     if args.n < 1 or args.size < 8:
         raise ParameterError("need -n ≥ 1 and --size ≥ 8")
     channels = 3 if args.color else 1
-    denoiser = load_denoiser(args.model, channels=channels, fast=not args.plain)
     params = _sampler_params(args, emit_every=0)
     out_dir = Path(args.output)
+    targets = [out_dir / f"sample_{params.seed}_{k:03d}.png" for k in range(args.n)]
+    targets += [Path(args.json)] if args.json else []
+    existing = [t for t in targets if t.exists()]
+    if existing and not args.overwrite:  # say so before the run, not after minutes of sampling
+        raise ParameterError(f"{existing[0]} exists; pass --overwrite to replace it")
+    denoiser = load_denoiser(args.model, channels=channels, fast=not args.plain)
+    estimate = estimate_run_memory((channels, args.size, args.size), denoiser, batch=args.n)
+    check_run_fits(estimate, (args.size, args.size), what=f"drawing {args.n} samples")
     out_dir.mkdir(parents=True, exist_ok=True)
     stream = implicit_prior_sampler(
         denoiser, None, None, params, batch=args.n, image_shape=(channels, args.size, args.size)
     )
     last, rows = _drive(stream, params, f"sample {args.n}×{args.size}²", args.quiet)
-    for k, img in enumerate(last.image.clamp(0, 1)):
-        path = out_dir / f"sample_{params.seed}_{k:03d}.png"
+    for img, path in zip(last.image.clamp(0, 1), targets, strict=False):
         save_image(img, path, overwrite=args.overwrite)
     if args.json:
         from priorstudio.core.runrecord import RunRecord
@@ -393,6 +404,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="without --mask: a central block of this fraction of each side",
     )
     p.add_argument("--fraction", type=float, default=0.1, help="kept fraction for pixels, lowpass and cs (default 0.1)")
+    p.add_argument(
+        "--operator-seed",
+        type=int,
+        default=0,
+        help="pixels, cs: the seed that picks the kept pixels or the projections (default 0)",
+    )
     p.add_argument("--factor", type=int, default=4, help="super-resolution factor (default 4)")
     p.add_argument(
         "--kernel",

@@ -405,6 +405,52 @@ def test_output_exists(cli, tmp_path: Path, photo: Path, models) -> None:
     assert out.read_bytes() != b"precious"
 
 
+def test_output_exists_sample(cli, tmp_path: Path, models, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`sample` refuses an existing output like `restore` does (exit 2), before any step is spent."""
+    from priorstudio.core.samplers import implicit_prior
+
+    folder = tmp_path / "samples"
+    folder.mkdir()
+    (folder / "sample_0_001.png").write_bytes(b"precious")
+    steps: list[int] = []
+    real = implicit_prior.implicit_prior_sampler
+    monkeypatch.setattr(implicit_prior, "implicit_prior_sampler", lambda *a, **k: steps.append(1) or real(*a, **k))
+    res = cli("sample", "-n", 2, "--size", 16, "-o", folder, "--model", models["gray"], "--max-steps", 3, "-q")
+    expect_error(res, 2, "sample_0_001.png", "exists", "--overwrite")
+    assert (folder / "sample_0_001.png").read_bytes() == b"precious" and not steps
+    res = cli(
+        "sample", "-n", 2, "--size", 16, "-o", folder, "--model", models["gray"], "--max-steps", 3, "-q", "--overwrite"
+    )
+    assert res.code == 0, res.err
+    assert (folder / "sample_0_001.png").read_bytes() != b"precious"
+
+
+def test_param_operator_seed(cli, tmp_path: Path, photo: Path, models) -> None:
+    outs = []
+    for seed in (0, 0, 5):
+        res = restore(
+            cli,
+            tmp_path,
+            photo,
+            models["gray"],
+            "--mode",
+            "simulate",
+            "--task",
+            "pixels",
+            "--operator-seed",
+            seed,
+            "--overwrite",
+        )
+        assert res.code == 0, res.err
+        outs.append((tmp_path / "out.png").read_bytes())
+    assert outs[0] == outs[1] and outs[0] != outs[2]
+    expect_error(
+        restore(cli, tmp_path, photo, models["gray"], "--task", "pixels", "--operator-seed", -1, "--overwrite"),
+        2,
+        "operator-seed",
+    )
+
+
 def test_output_folder_missing(cli, tmp_path: Path, photo: Path, models) -> None:
     out = tmp_path / "no-such-folder" / "out.png"
     res = cli("restore", photo, "-o", out, "--model", models["gray"], "--max-steps", 3, "-q")

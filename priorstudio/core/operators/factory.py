@@ -90,7 +90,7 @@ TASKS: dict[str, TaskInfo] = {
             (
                 TaskParam("kernel", None, "kernel", "kernel", "2-D blur kernel (normalised to sum 1)"),
                 TaskParam(
-                    "eps", DEFAULT_EPS, "float", "ε", "Tikhonov regularisation of the pseudo-inverse", 1e-8, 1.0, True
+                    "eps", DEFAULT_EPS, "float", "ε", "Tikhonov regularisation of the pseudo-inverse", 1e-6, 1.0, True
                 ),
             ),
         ),
