@@ -8,12 +8,15 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import pytest
 import torch
+from PySide6 import QtCore
 
 pytest.importorskip("pytestqt")
 
 from teach_oracle import IsotropicOracle
 
-from priorstudio.gui.teach.gallery import BetaComparisonWidget, GalleryWidget, tile_index
+from priorstudio.gui.teach.batch_view import detail, tile_index, tile_rect
+from priorstudio.gui.teach.beta_compare import BetaComparisonWidget
+from priorstudio.gui.teach.gallery import GalleryWidget
 
 pytestmark = pytest.mark.gui
 
@@ -28,6 +31,13 @@ def _small(controls, k=4, steps=400):
     controls.k.setValue(k)
     controls.size.setValue(16)
     controls.max_steps.setValue(steps)
+
+
+def test_tile_rect_and_index_agree():
+    for k in range(5):
+        x, y, w, h = tile_rect((4, 4), 5, k)
+        assert (w, h) == (4, 4)
+        assert tile_index((4, 4), 5, y, x) == k and tile_index((4, 4), 5, y + 3, x + 3) == k
 
 
 def test_tile_index():
@@ -62,6 +72,7 @@ def test_gallery_runs_fills_in_and_selects(qtbot, factory):
     # clicking sample 3 (bottom right) scrubs its run
     gallery.batch.pane.clicked.emit(20, 20)
     assert gallery.selected == 3
+    assert gallery.batch.marker.isVisible() and gallery.batch.marker.rect().topLeft() == QtCore.QPointF(18, 18)
     assert gallery.player.current_frame().t == last.t
     assert gallery.player.slider.maximum() == len(gallery.batch.history) - 1
     assert gallery.player.preview.image_shape() == (16, 16)
@@ -107,3 +118,90 @@ def test_beta_comparison(qtbot, factory):
     assert {"β1", "β", "ideal β1", "ideal β"} <= set(widget.plot.curve_keys())
     assert widget.left.rows[0]["gamma"] == 0.0 and widget.right.rows[0]["gamma"] > 0
     assert widget.run_button.isEnabled()
+
+
+def test_detail_measures_fine_structure():
+    flat = torch.full((2, 1, 6, 6), 0.3)
+    checker = ((torch.arange(6)[:, None] + torch.arange(6)[None, :]) % 2).float().expand(2, 1, 6, 6)
+    assert detail(flat) == 0.0 and detail(checker) == pytest.approx(1.0)
+
+
+def test_scrubbed_step_shows_each_samples_score_and_explains_it(qtbot, factory):
+    gallery = GalleryWidget(factory)
+    qtbot.addWidget(gallery)
+    gallery.show()
+    _small(gallery.controls, k=4)
+    assert not gallery.explain_button.isEnabled()
+    with qtbot.waitSignal(gallery.finished, timeout=30_000):
+        gallery.run()
+    batch = gallery.batch
+    steps = batch.last_steps()
+    assert len(steps) == 4 and max(steps) == batch.last.t
+    assert len(set(steps)) > 1  # the samples stop at different steps: the score lookup must follow
+    # unconstrained, σ_t = ‖f(y_t)‖/√N: every kept score of every sample has its own σ_t as its size
+    rows = {int(r["t"]): r for r in batch.rows}
+    checked = 0
+    for k in range(4):
+        for frame in batch.scores.history.frames():
+            if frame.t > steps[k]:
+                continue
+            t, score = batch.score_of(frame.t, k)
+            assert t == frame.t and score.shape == (1, 16, 16)
+            size = float(score.double().norm()) / 16
+            assert size == pytest.approx(rows[t][f"sigma_{k}"], rel=2e-3), (k, t)
+            checked += 1
+    assert checked > 20
+    # the pane shows the selected sample's score at the scrubbed step; a click on the σ plot scrubs
+    gallery.select(2)
+    gallery.plot.stepClicked.emit(5)
+    assert gallery.player.current_frame().t == 5 and gallery.plot.cursor.value() == 5
+    assert f"σ {rows[5]['sigma_2']:.4f}" in gallery.player.step_label.text()  # the sample's own σ_t
+    assert gallery.score_pane.image_shape() == (16, 16) and "step 5" in gallery.score_pane.title.text
+    assert gallery.explain_button.isEnabled()
+    text = gallery.explain()
+    assert "Miyasawa" in text and "Step t = 5 " in text
+    numbers = gallery.explain_dialog.panel.explanation.numbers
+    assert numbers["sigma"] == pytest.approx(rows[5]["sigma_2"])  # sample 3's own σ_t, not the batch mean
+    assert numbers["measured_next_sigma"] == pytest.approx(rows[6]["sigma_2"])
+    assert numbers["n_values"] == 256
+    gallery.player.seek(0)  # the open panel follows the scrub bar
+    assert gallery.explain_dialog.panel.explanation.numbers["t"] == 1
+    gallery.explain_dialog.close()
+
+
+def test_model_choice_fixes_the_channels(qtbot, tmp_path):
+    from priorstudio.core.denoisers import BiasFreeUNet
+    from priorstudio.core.denoisers.registry import save_weights
+    from priorstudio.gui.teach.batch_view import SynthesisControls
+
+    torch.manual_seed(0)
+    save_weights(tmp_path / "tiny-color.pt", BiasFreeUNet(3, (8, 16)))
+    (tmp_path / "broken.pt").write_bytes(b"not a weights file")
+    controls = SynthesisControls()
+    qtbot.addWidget(controls)
+    combo = controls.model
+    combo.clear()
+    combo.addItem("the window's model", None)
+    combo.addItem("tiny-color", str(tmp_path / "tiny-color.pt"))
+    combo.addItem("broken", str(tmp_path / "broken.pt"))
+    window_model = IsotropicOracle()
+    assert controls.denoiser(lambda channels: window_model) is window_model
+    combo.setCurrentIndex(1)
+    assert controls.color.isChecked() and not controls.color.isEnabled() and controls.channels() == 3
+    chosen = controls.denoiser(lambda channels: pytest.fail("the window's model was used"))
+    assert chosen.channels == 3 and chosen.name == "tiny-color"
+    assert controls.denoiser(lambda channels: None) is chosen  # loaded once
+    combo.setCurrentIndex(2)
+    assert combo.currentIndex() == 0 and controls.color.isEnabled()
+    assert not controls.model_note.isHidden() and "Cannot use that model" in controls.model_note.text()
+
+
+def test_beta_comparison_says_what_the_noise_did(qtbot, factory):
+    widget = BetaComparisonWidget(factory)
+    qtbot.addWidget(widget)
+    _small(widget.controls, k=2)
+    with qtbot.waitSignal(widget.finished, timeout=30_000):
+        widget.run()
+    text = widget.summary.text()
+    assert f"β = 1: {widget.left.last.t} steps" in text and f"β = 0.5: {widget.right.last.t} steps" in text
+    assert f"detail {detail(widget.left.samples()):.4f}" in text

@@ -50,6 +50,23 @@ def test_a_round_played_with_keys_and_buttons(qtbot):
     dialog.close()
 
 
+def test_rounds_add_up_to_a_running_score(qtbot):
+    dialog = RealOrSampledDialog(_no_denoiser)
+    qtbot.addWidget(dialog)
+    dialog.items_spin.setValue(4)
+    for seed in (0, 1):
+        dialog.seed_spin.setValue(seed)
+        dialog.new_round(sampled=[np.full((1, 16, 16), 0.5, np.float32) for _ in range(2)])
+        while dialog._current is not None:
+            dialog.answer(True)  # always "real": half right
+    assert dialog.rounds_played == 2
+    assert (dialog.tally.correct, dialog.tally.answered) == (4, 8)
+    assert (dialog.tally.real_called_real, dialog.tally.sampled_called_sampled) == (4, 0)
+    text = dialog.score_label.text()
+    assert "All 2 rounds together: 4 of 8 right" in text and "prior samples spotted 0 of 2" in text
+    dialog.close()
+
+
 def test_new_round_draws_the_prior_patches_in_the_background(qtbot):
     from teach_oracle import IsotropicOracle
 

@@ -37,6 +37,18 @@ def _strip_has_text(img: Image.Image, image_height: int) -> bool:
     return strip.size > 0 and strip.max() > 200 and np.median(strip) < 60
 
 
+def test_label_of_one_sample_shows_its_own_sigma():
+    h = FrameHistory()
+    h.push(3, torch.zeros(2, 1, 4, 4), {"sigma": 0.5, "sigma_0": 0.25, "sigma_1": 0.75})
+    batched = h.latest()
+    assert frame_label(batched, 1) == "step 3   sigma 0.7500"
+    assert frame_label(batched) == "step 3   sigma 0.5000"  # the whole batch: its mean
+    assert frame_label(batched, 5) == "step 3   sigma 0.5000"  # not reported: the mean
+    plain = FrameHistory()
+    plain.push(1, torch.zeros(1, 4, 4))
+    assert frame_label(plain.latest(), 0) == "step 1"
+
+
 @pytest.mark.parametrize("value", [0.0, 1.0])
 def test_label_is_readable_on_dark_and_light_frames(value):
     h = FrameHistory()

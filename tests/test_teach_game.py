@@ -69,6 +69,23 @@ def test_a_guesser_does_not_beat_chance():
     assert math.isnan(partial.score().accuracy)
 
 
+def test_rounds_pool_into_one_score():
+    perfect, guesser = _round(n=10, seed=1), _round(n=10, seed=2)
+    for i in range(10):
+        perfect.answer(i, float(perfect.patch(i).mean()) > 0.5)
+        guesser.answer(i, True)
+    a, b = perfect.score(), guesser.score()
+    both = a + b
+    assert (both.correct, both.answered) == (15, 20)
+    assert (both.real_called_real, both.real_answered) == (10, 10)
+    assert (both.sampled_called_sampled, both.sampled_answered) == (5, 10)
+    assert both.p_value == pytest.approx(binomial_tail(15, 20))  # pooled answers are one binomial test
+    assert a.beats_chance and not b.beats_chance and both.beats_chance
+    assert "prior samples spotted 5 of 10" in both.breakdown()
+    empty = _round().score()
+    assert (empty + a).correct == a.correct
+
+
 def test_statistics():
     assert binomial_tail(0, 5) == pytest.approx(1.0)
     assert binomial_tail(5, 5) == pytest.approx(1 / 32)

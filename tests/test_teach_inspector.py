@@ -10,6 +10,7 @@ from priorstudio.core.denoisers import BFCNN, BiasFreeUNet, Denoiser
 from priorstudio.core.errors import ParameterError
 from priorstudio.core.teach.inspector import (
     LocalLinearMap,
+    active_row,
     add_noise,
     crop_window,
     denoise_fp32,
@@ -17,6 +18,7 @@ from priorstudio.core.teach.inspector import (
     estimate_effective_dimensionality,
     explicit_jacobian,
     filter_display,
+    filter_sweep,
     jacobian_row,
     leading_singular_values,
     participation_ratio,
@@ -161,3 +163,64 @@ def test_score_tap_records_each_call():
     torch.testing.assert_close(outs[1], denoiser(ys[1]))
     torch.testing.assert_close(tap.score_at(2), outs[1] - ys[1], atol=2e-3, rtol=1e-2)  # float16 storage
     torch.testing.assert_close(tap.latest, outs[2] - ys[2])
+
+
+def test_filter_sweep_uses_one_noise_pattern_and_keeps_the_identity():
+    net = _shrinker()
+    x = torch.rand(1, 10, 10)
+    sigmas = [0.05, 0.2, 0.6]
+    rows = filter_sweep(net, x, (0, 4, 5), sigmas, seed=7)
+    assert rows.shape == (3, 1, 10, 10)
+    for row, s in zip(rows, sigmas):
+        y = add_noise(x, s, seed=7)  # the slider's image at that level
+        torch.testing.assert_close(row, jacobian_row(net, y, (0, 4, 5)))
+        assert float((row * y).sum()) == pytest.approx(float(denoise_fp32(net, y)[0, 4, 5]), abs=1e-5)
+    z = torch.randn(1, 10, 10)
+    torch.testing.assert_close(
+        filter_sweep(net, x, (0, 4, 5), [0.3], noise=z)[0], jacobian_row(net, x + 0.3 * z, (0, 4, 5))
+    )
+    with pytest.raises(ParameterError):
+        filter_sweep(net, x, (0, 4, 5), [])
+    with pytest.raises(ParameterError):
+        filter_sweep(net, x, (0, 4, 5), [0.1], noise=torch.zeros(1, 4, 4))
+
+
+def test_active_row_follows_the_samples_still_running():
+    last_steps = [5, 2, 9, 2]  # samples 1 and 3 stop after step 2, sample 0 after step 5
+    assert [active_row(last_steps, 1, k) for k in range(4)] == [0, 1, 2, 3]
+    assert [active_row(last_steps, 3, k) for k in range(4)] == [0, None, 1, None]
+    assert [active_row(last_steps, 7, k) for k in range(4)] == [None, None, 0, None]
+
+
+def test_score_tap_gives_each_sample_its_own_score_as_samples_stop():
+    """Fed the batches a sampler feeds it (only the samples still running), the tap finds sample k."""
+    from priorstudio.core.teach.inspector import ScoreTap
+
+    tap = ScoreTap(lambda y: 0.5 * y)  # score = −y/2: each row tells which sample and step it was
+    last_steps = [3, 1, 4]
+
+    def state(k: int, t: int) -> torch.Tensor:
+        return torch.full((1, 2, 2), float(10 * k + t))
+
+    for t in range(1, 5):
+        running = [k for k in range(3) if last_steps[k] >= t]
+        tap(torch.stack([state(k, t) for k in running]))
+    for k in range(3):
+        for t in range(1, last_steps[k] + 1):
+            step, score = tap.sample_score(t, k, last_steps)
+            assert step == t
+            torch.testing.assert_close(score, -0.5 * state(k, t))
+    step, score = tap.sample_score(4, 1, last_steps)  # after sample 1 stopped: its last score
+    assert step == 1 and float(score.mean()) == pytest.approx(-0.5 * 11)
+    with pytest.raises(ParameterError):
+        tap.sample_score(1, 3, last_steps)
+
+
+def test_score_tap_never_fails_a_run_over_its_memory_cap():
+    from priorstudio.core.teach.history import FrameHistory
+    from priorstudio.core.teach.inspector import ScoreTap
+
+    tap = ScoreTap(lambda y: y, FrameHistory(max_bytes=100, dtype="float16"))
+    out = tap(torch.zeros(1, 1, 16, 16))  # 512 bytes a frame: cannot be kept
+    assert out.shape == (1, 1, 16, 16) and tap.calls == 1 and len(tap.history) == 0
+    assert "memory cap" in tap.dropped and tap.latest is not None

@@ -54,3 +54,32 @@ def test_std_is_larger_inside_the_hole():
 def test_stream_needs_two_samples():
     with pytest.raises(ParameterError):
         posterior_stream(None, None, torch.zeros(1, 4), None, 1)
+
+
+def test_cli_writes_the_std_map_that_lights_up_the_hole(tmp_path):
+    """`priorstudio restore … --samples K --std STD.png`: zero spread on measured pixels, spread in the hole."""
+    from priorstudio.cli import main
+    from priorstudio.core.denoisers import BiasFreeUNet
+    from priorstudio.core.denoisers.registry import save_weights
+    from priorstudio.core.imageio import load_image, save_image
+
+    torch.manual_seed(0)
+    model = tmp_path / "tiny-gray.pt"
+    save_weights(model, BiasFreeUNet(1, (8, 16)))
+    photo = tmp_path / "photo.png"
+    save_image(torch.rand(1, 24, 24, generator=torch.Generator().manual_seed(1)), photo, bit_depth=16)
+    argv = [
+        "restore", photo, "-o", tmp_path / "mean.png", "--std", tmp_path / "std.png", "--samples", 3,
+        "--model", model, "--task", "inpaint", "--mode", "simulate", "--block", 0.5, "--beta", 0.5,
+        "--max-steps", 8, "--final-projection", "--bit-depth", 16, "-q",
+    ]  # fmt: skip
+    assert main([str(a) for a in argv]) == 0
+    std = load_image(tmp_path / "std.png", mode="gray")[0]
+    hole = torch.zeros(24, 24, dtype=torch.bool)
+    hole[6:18, 6:18] = True  # the central block of half of each side
+    assert float(std.max()) == pytest.approx(1.0, abs=1e-4)  # scaled to its maximum
+    assert float(std[~hole].max()) < 1e-3  # the data fix the measured pixels in every sample
+    assert float(std[hole].mean()) > 0.05
+    one = ["restore", str(photo), "-o", str(tmp_path / "x.png"), "--model", str(model), "-q"]
+    assert main([*one, "--std", str(tmp_path / "s.png")]) != 0  # a spread needs K ≥ 2
+    assert not (tmp_path / "s.png").exists() and not (tmp_path / "x.png").exists()

@@ -38,11 +38,13 @@ class EncoderUnavailableError(PriorStudioError):
 
 
 # -- rendering -------------------------------------------------------------------------------------------
-def frame_label(frame: Frame) -> str:
-    """'step 37   sigma 0.2345' (σ left out when the method does not report it)."""
+def frame_label(frame: Frame, sample: int | None = None) -> str:
+    """'step 37   sigma 0.2345' (σ left out when the method does not report it); with ``sample``, that
+    sample's own σ_t when the batch reported it."""
     label = f"step {frame.t}"
-    if math.isfinite(frame.sigma):
-        label += f"   sigma {frame.sigma:.4f}"
+    sigma = frame.sigma_of(sample)
+    if math.isfinite(sigma):
+        label += f"   sigma {sigma:.4f}"
     return label
 
 
@@ -108,7 +110,7 @@ def render_frame(frame: Frame, *, sample: int | None = None, min_width: int = 25
             raise ParameterError(f"sample {sample} is not in this batch of {data.shape[0]}")
         data = data[sample]
     image = enlarge(to_pil(tile(data)), min_width)
-    return with_label(image, frame_label(frame)) if label else image
+    return with_label(image, frame_label(frame, sample)) if label else image
 
 
 def _pick(history: FrameHistory | Sequence[Frame], max_frames: int) -> list[Frame]:

@@ -102,6 +102,27 @@ class Score:
     def beats_chance(self) -> bool:
         return self.answered > 0 and self.p_value < self.alpha
 
+    def __add__(self, other: Score) -> Score:
+        """Both scores pooled: every answer is a fair coin under guessing, so rounds add up to one test."""
+        if not isinstance(other, Score):
+            return NotImplemented
+        return Score(
+            correct=self.correct + other.correct,
+            answered=self.answered + other.answered,
+            real_called_real=self.real_called_real + other.real_called_real,
+            real_answered=self.real_answered + other.real_answered,
+            sampled_called_sampled=self.sampled_called_sampled + other.sampled_called_sampled,
+            sampled_answered=self.sampled_answered + other.sampled_answered,
+            alpha=self.alpha,
+        )
+
+    def breakdown(self) -> str:
+        """Which kind fooled the player: real patches called real, samples called sampled."""
+        return (
+            f"real photos recognised {self.real_called_real} of {self.real_answered}, "
+            f"prior samples spotted {self.sampled_called_sampled} of {self.sampled_answered}"
+        )
+
     def statement(self) -> str:
         """One or two sentences for the player."""
         if self.answered == 0:

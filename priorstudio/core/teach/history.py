@@ -51,6 +51,14 @@ class Frame:
         """σ_t of this step (NaN when the method does not report one)."""
         return float(self.scalars.get("sigma", float("nan")))
 
+    def sigma_of(self, sample: int | None) -> float:
+        """σ_t of one sample of a batch (its own ``sigma_k`` when the run reported it), else the batch's."""
+        if sample is not None:
+            own = self.scalars.get(f"sigma_{sample}")
+            if own is not None:
+                return float(own)
+        return self.sigma
+
     @property
     def nbytes(self) -> int:
         return int(self.data.nbytes)

@@ -21,14 +21,14 @@ would make the identity A(y)y = D(y) hold only to bf16 precision).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
 from priorstudio.core.denoisers.inference import Denoiser
-from priorstudio.core.errors import ParameterError
+from priorstudio.core.errors import ParameterError, ResourceLimitError
 from priorstudio.core.teach.history import FrameHistory
 
 NetLike = Denoiser | nn.Module | Callable[[Tensor], Tensor]
@@ -92,6 +92,29 @@ def jacobian_row(net: NetLike, y: Tensor, pixel: tuple[int, int, int]) -> Tensor
         out = f(x)
         (grad,) = torch.autograd.grad(out[0, c, i, j], x)
     return grad.reshape(y.shape).detach().cpu()
+
+
+def filter_sweep(
+    net: NetLike,
+    x: Tensor,
+    pixel: tuple[int, int, int],
+    sigmas: Sequence[float],
+    *,
+    noise: Tensor | None = None,
+    seed: int = 0,
+) -> Tensor:
+    """The adaptive filter at one pixel for y = x + σz at each σ, one z for all: (len(sigmas), C, H, W).
+
+    ``z`` is ``noise`` when given (e.g. a crop of the noise the slider adds to the whole image), else the
+    pattern :func:`add_noise` draws with ``seed``. Side by side the filters show what the noise-level
+    slider does: the filter averages over a wider neighbourhood as the noise grows.
+    """
+    if len(sigmas) == 0:
+        raise ParameterError("give at least one noise level")
+    z = noise if noise is not None else add_noise(torch.zeros_like(x), 1.0, seed)
+    if z.shape != x.shape:
+        raise ParameterError(f"the noise has shape {tuple(z.shape)}, the image {tuple(x.shape)}")
+    return torch.stack([jacobian_row(net, x + float(s) * z, pixel) for s in sigmas])
 
 
 def crop_window(shape: tuple[int, int], center: tuple[int, int], size: int) -> tuple[slice, slice]:
@@ -280,6 +303,8 @@ class ScoreTap:
         self.history = history if history is not None else FrameHistory(dtype="float16")
         self.calls = 0
         self.latest: Tensor | None = None
+        #: why the scores stopped being kept (a frame larger than the cap allows), or "" while they are
+        self.dropped = ""
 
     # the attributes the sampler and the GUI read from a Denoiser, stated explicitly
     @property
@@ -303,9 +328,46 @@ class ScoreTap:
         self.calls += 1
         score = (out - y).detach().to("cpu", torch.float32)
         self.latest = score
-        self.history.push(self.calls, score)
+        if not self.dropped:
+            try:
+                self.history.push(self.calls, score)
+            except ResourceLimitError as error:  # keeping scores is for display: never fail the run for it
+                self.dropped = str(error)
         return out
 
     def score_at(self, t: int) -> Tensor:
         """The kept score nearest step ``t`` (float32)."""
         return self.history.nearest(t).tensor()
+
+    def sample_score(self, t: int, k: int, last_steps: Sequence[int] | Tensor) -> tuple[int, Tensor] | None:
+        """(step, score (C, H, W)) of sample ``k`` of a batched run at the kept step nearest ``t``.
+
+        ``last_steps`` is each sample's last step (the run's ``steps``); a kept step after sample ``k``
+        stopped falls back to its last kept score. None when nothing of sample ``k`` was kept.
+        """
+        steps = [int(v) for v in torch.as_tensor(last_steps).tolist()]
+        if not 0 <= k < len(steps):
+            raise ParameterError(f"sample {k} is not in this batch of {len(steps)}")
+        frames = [f for f in self.history.frames() if f.t <= steps[k]]
+        if not frames:
+            return None
+        frame = min(frames, key=lambda f: (abs(f.t - t), f.t))
+        data = frame.tensor()
+        if data.dim() == 4:
+            row = active_row(steps, frame.t, k)
+            if row is None or row >= data.shape[0]:
+                return None
+            data = data[row]
+        return frame.t, data
+
+
+def active_row(last_steps: Sequence[int] | Tensor, t: int, k: int) -> int | None:
+    """The row of sample ``k`` in the batch the denoiser saw at step ``t`` (None if it had stopped by then).
+
+    The sampler calls the denoiser on the samples still running, in index order; sample i runs at step t
+    exactly when its last step is ≥ t.
+    """
+    steps = [int(v) for v in torch.as_tensor(last_steps).tolist()]
+    if steps[k] < t:
+        return None
+    return sum(1 for s in steps[:k] if s >= t)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -12,7 +13,9 @@ import torch
 from PySide6 import QtCore, QtWidgets
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
+from priorstudio.core.denoisers import available_models
 from priorstudio.core.denoisers.inference import Denoiser
+from priorstudio.core.errors import ParameterError, PriorStudioError
 from priorstudio.core.samplers.base import StepRecord
 from priorstudio.gui import qt_compat  # noqa: F401  (first: guards a PySide6 refcount bug)
 
@@ -76,6 +79,60 @@ class ImagePane(pg.GraphicsLayoutWidget):
         row, col = int(np.floor(p.y())), int(np.floor(p.x()))
         if 0 <= row < self._shape[0] and 0 <= col < self._shape[1]:
             self.clicked.emit(row, col)
+
+
+class ModelChoice(QtWidgets.QComboBox):
+    """Whose prior to draw from: the host window's model (the default) or a bundled model by name.
+
+    The gallery compares priors, so it may use another model than the window's. A bundled model is loaded
+    when it is picked (so a broken file is reported at once, not mid-run) and kept for the next run.
+    ``channelsChanged(int | None)`` gives the picked model's channels (None: the window's model, any).
+    """
+
+    channelsChanged = Signal(object)
+    failed = Signal(str)
+
+    def __init__(self, parent: QtWidgets.QWidget | None = None, models: Mapping[str, Path] | None = None) -> None:
+        super().__init__(parent)
+        self.addItem("the window's model", None)
+        for name, path in (available_models() if models is None else models).items():
+            self.addItem(name, str(path))
+        self.setToolTip("The denoiser whose prior is sampled: the main window's model, or a bundled one")
+        self._cache: dict[str, Denoiser] = {}
+        self.currentIndexChanged.connect(self._on_changed)
+
+    def loaded(self) -> Denoiser | None:
+        """The picked bundled model, loaded (None for the window's model); raises WeightsError."""
+        path = self.currentData()
+        if path is None:
+            return None
+        if path not in self._cache:
+            from priorstudio.core.denoisers import load_denoiser
+
+            self._cache[path] = load_denoiser(path)
+        return self._cache[path]
+
+    def denoiser(self, channels: int, fallback: DenoiserFactory) -> Denoiser:
+        """The denoiser for ``channels``-channel images: the picked model, or ``fallback(channels)``."""
+        model = self.loaded()
+        if model is None:
+            return fallback(channels)
+        if model.channels != channels:
+            raise ParameterError(f"{model.name} works on {model.channels}-channel images, not {channels}")
+        return model
+
+    @Slot(int)
+    def _on_changed(self, _index: int) -> None:
+        try:
+            model = self.loaded()
+        except PriorStudioError as error:
+            blocked = self.blockSignals(True)
+            self.setCurrentIndex(0)  # back to the window's model, then say why
+            self.blockSignals(blocked)
+            self.channelsChanged.emit(None)
+            self.failed.emit(str(error))
+            return
+        self.channelsChanged.emit(model.channels if model is not None else None)
 
 
 # -- background work -------------------------------------------------------------------------------------

@@ -15,17 +15,17 @@ from PySide6 import QtCore, QtGui, QtWidgets
 from PySide6.QtCore import Slot
 
 from priorstudio.core.teach.animation import tile
-from priorstudio.core.teach.game import RealOrSampledRound, real_patches
+from priorstudio.core.teach.game import RealOrSampledRound, Score, real_patches
 from priorstudio.gui import qt_compat  # noqa: F401  (first: guards a PySide6 refcount bug)
 from priorstudio.gui.teach.common import DenoiserFactory, ImagePane, shutdown_run
 from priorstudio.gui.worker import RunController, StepScalars
 
 
 def default_params() -> Any:
-    """Synthesis defaults of the sampler (β = 0.5)."""
-    from priorstudio.core.samplers.implicit_prior import ImplicitPriorParams
+    """The gallery's synthesis settings (β = 0.5), so the game's samples look like the gallery's."""
+    from priorstudio.core.samplers.implicit_prior import SYNTHESIS_PRESET, ImplicitPriorParams
 
-    return ImplicitPriorParams(beta=0.5)
+    return ImplicitPriorParams.preset(SYNTHESIS_PRESET)
 
 
 class RealOrSampledDialog(QtWidgets.QDialog):
@@ -42,6 +42,9 @@ class RealOrSampledDialog(QtWidgets.QDialog):
         self._params = params
         self.round: RealOrSampledRound | None = None
         self._current: int | None = None
+        #: every finished round of this session pooled (each answer is a coin toss under guessing)
+        self.tally = Score(0, 0, 0, 0, 0, 0)
+        self.rounds_played = 0
 
         self.size_spin = QtWidgets.QSpinBox()
         self.size_spin.setRange(16, 128)
@@ -167,7 +170,12 @@ class RealOrSampledDialog(QtWidgets.QDialog):
         score = self.round.score()
         if self._current is None:
             self._show_review()
-            self.score_label.setText(f"Round over. {score.statement()}")
+            self.tally = self.tally + score
+            self.rounds_played += 1
+            text = f"Round over. {score.statement()} ({score.breakdown()})"
+            if self.rounds_played > 1:
+                text += f"\nAll {self.rounds_played} rounds together: {self.tally.statement()}"
+            self.score_label.setText(text)
         else:
             self.pane.set_image(np.clip(self.round.patch(self._current), 0, 1))
             self.pane.set_title(f"item {self._current + 1} of {len(self.round)}")

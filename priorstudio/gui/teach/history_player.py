@@ -170,7 +170,9 @@ class HistoryPlayer(QtWidgets.QWidget):
             if self.preview is not None and not self._frames:
                 self.preview.clear_image()
             return
-        self.step_label.setText(f"{frame_label(frame).replace('sigma', 'σ')}  ({index + 1}/{len(self._frames)})")
+        self.step_label.setText(
+            f"{frame_label(frame, self._sample).replace('sigma', 'σ')}  ({index + 1}/{len(self._frames)})"
+        )
         if self.preview is not None:
             data = frame.image()
             if data.ndim == 4:

@@ -2,57 +2,35 @@
 
 Shows, for y = x + σz (σ from a slider, z fixed so only the level changes):
 the image (click a pixel), the patch around the pixel, the filter — row of A(y) at that pixel, zero at
-mid-gray — and the check row·y = D(y) at the pixel; the denoised image and the score f(y) = D(y) − y; and
-on demand the leading singular values of A(y) on a window around the pixel with the effective
-dimensionality they imply. Everything heavy runs in a background thread; requests that arrive while one
-runs are coalesced into the newest.
+mid-gray — and the check row·y = D(y) at the pixel; the denoised image and the score f(y) = D(y) − y; on
+demand the filter at several noise levels side by side, and the leading singular values of A(y) on a
+window around the pixel with the effective dimensionality they imply. Moving the slider recomputes what
+is shown. Everything heavy runs in a background thread; requests that arrive while one runs are
+coalesced into the newest.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import pyqtgraph as pg
+import torch
 from PySide6 import QtCore, QtWidgets
 from PySide6.QtCore import Slot
 from torch import Tensor
 
-from priorstudio.core.teach.inspector import (
-    add_noise,
-    crop_window,
-    denoise_fp32,
-    effective_dimensionality,
-    estimate_effective_dimensionality,
-    jacobian_row,
-    leading_singular_values,
-    participation_ratio,
+from priorstudio.core.teach.animation import tile
+from priorstudio.core.teach.inspector import add_noise, filter_display
+from priorstudio.core.teach.pixel import (
+    SWEEP_LEVELS,
+    FilterResult,
+    PixelSpectrum,
+    SweepResult,
+    pixel_filter,
+    pixel_spectrum,
+    pixel_sweep,
 )
 from priorstudio.gui import qt_compat  # noqa: F401  (first: guards a PySide6 refcount bug)
 from priorstudio.gui.teach.common import BackgroundCall, DenoiserFactory, ImagePane
-
-
-@dataclass
-class FilterResult:
-    pixel: tuple[int, int, int]
-    sigma: float
-    patch: Tensor  # (C, s, s) of y around the pixel
-    filter: Tensor  # (C, s, s) the row of A(y) around the pixel
-    output: float  # D(y) at the pixel
-    dot: float  # row · y over the compute window
-    denoised: Tensor  # (C, h, w) D(y) on the compute window
-    score: Tensor  # (C, h, w) D(y) − y on the compute window
-
-
-@dataclass
-class SpectrumResult:
-    pixel: tuple[int, int, int]
-    sigma: float
-    values: Tensor
-    n: int
-    d_lower: float
-    d_estimate: float
-    participation: float
 
 
 class InspectorDialog(QtWidgets.QDialog):
@@ -70,14 +48,19 @@ class InspectorDialog(QtWidgets.QDialog):
         self._pixel: tuple[int, int, int] | None = None
         self._pending_filter = False
         self._pending_spectrum = False
+        self._pending_sweep = False
         self.filter_result: FilterResult | None = None
-        self.spectrum_result: SpectrumResult | None = None
+        self.spectrum_result: PixelSpectrum | None = None
+        self.sweep_result: SweepResult | None = None
 
         self.image_pane = ImagePane("noisy image y — click a pixel")
         self.patch_pane = ImagePane("patch around the pixel")
         self.filter_pane = ImagePane("adaptive filter: row of A(y)", colormap="CET-D1")
         self.denoised_pane = ImagePane("D(y) (window)")
         self.score_pane = ImagePane("score f(y) = D(y) − y", colormap="CET-D1")
+        self.sweep_pane = ImagePane("", colormap="CET-D1")
+        self.sweep_pane.setMinimumHeight(110)
+        self.sweep_pane.setVisible(False)
         self.marker = pg.ScatterPlotItem(size=12, pen=pg.mkPen("r", width=2), brush=None, symbol="s")
         self.image_pane.view.addItem(self.marker)
         self.image_pane.clicked.connect(self.select_pixel)
@@ -85,10 +68,8 @@ class InspectorDialog(QtWidgets.QDialog):
         self.sigma_slider = QtWidgets.QSlider(QtCore.Qt.Orientation.Horizontal)
         self.sigma_slider.setRange(0, 100)
         self.sigma_slider.setValue(25)
-        self.sigma_slider.setTracking(False)  # recompute when released, not on every pixel of a drag
         self.sigma_slider.setToolTip("Noise level σ added to the image, on the 0–255 scale (same noise pattern)")
-        self.sigma_slider.valueChanged.connect(self._on_sigma)
-        self.sigma_slider.sliderMoved.connect(lambda v: self.sigma_label.setText(f"σ = {v}/255"))
+        self.sigma_slider.valueChanged.connect(self._on_sigma)  # while dragging: requests are coalesced
         self.sigma_label = QtWidgets.QLabel("σ = 25/255")
         self.view_size = QtWidgets.QSpinBox()
         self.view_size.setRange(9, 129)
@@ -118,6 +99,12 @@ class InspectorDialog(QtWidgets.QDialog):
             "Leading singular values of A(y) by a randomized SVD with Jacobian-vector products (matrix-free)"
         )
         self.svd_button.clicked.connect(self._request_spectrum)
+        self.sweep_button = QtWidgets.QPushButton("Filter vs noise level")
+        self.sweep_button.setToolTip(
+            "The filter at this pixel for σ = " + ", ".join(map(str, SWEEP_LEVELS)) + " (/255), the same noise "
+            "pattern scaled: it reaches further as the noise grows"
+        )
+        self.sweep_button.clicked.connect(self._request_sweep)
         self.spectrum_plot = pg.PlotWidget()
         self.spectrum_plot.setLogMode(y=True)
         self.spectrum_plot.setLabel("bottom", "index i")
@@ -135,6 +122,9 @@ class InspectorDialog(QtWidgets.QDialog):
         self._spectrum_call.done.connect(self._on_spectrum)
         self._spectrum_call.failed.connect(self._on_failed)
         self._spectrum_call.busyChanged.connect(lambda busy: self.svd_button.setEnabled(not busy))
+        self._sweep_call = BackgroundCall(self)
+        self._sweep_call.done.connect(self._on_sweep)
+        self._sweep_call.failed.connect(self._on_failed)
 
         controls = QtWidgets.QHBoxLayout()
         controls.addWidget(QtWidgets.QLabel("noise"))
@@ -150,10 +140,12 @@ class InspectorDialog(QtWidgets.QDialog):
         images.addWidget(self.filter_pane, 0, 2)
         images.addWidget(self.denoised_pane, 1, 1)
         images.addWidget(self.score_pane, 1, 2)
+        images.addWidget(self.sweep_pane, 2, 0, 1, 3)
         images.setColumnStretch(0, 2)
         images.setColumnStretch(1, 1)
         images.setColumnStretch(2, 1)
         svd_row = QtWidgets.QHBoxLayout()
+        svd_row.addWidget(self.sweep_button)
         svd_row.addWidget(self.svd_button)
         svd_row.addWidget(QtWidgets.QLabel("k"))
         svd_row.addWidget(self.k_spin)
@@ -176,9 +168,11 @@ class InspectorDialog(QtWidgets.QDialog):
         self._clean = image.detach().float().cpu()
         self._noisy_input = noisy
         self.sigma_slider.setEnabled(not noisy)
+        self.sweep_button.setEnabled(not noisy)  # a sweep adds noise to a clean image
         self._pixel = None
         self.marker.setData([], [])
-        self.filter_result = self.spectrum_result = None
+        self.filter_result = self.spectrum_result = self.sweep_result = None
+        self.sweep_pane.setVisible(False)
         self._update_y()
         self.info.setText("Click a pixel of the image.")
 
@@ -195,9 +189,11 @@ class InspectorDialog(QtWidgets.QDialog):
         self._pixel = (channel, row, col)
         self.marker.setData([col + 0.5], [row + 0.5])
         self._request_filter()
+        if not self.sweep_pane.isHidden():  # the strip is on screen: keep it at the clicked pixel
+            self._request_sweep()
 
     def busy(self) -> bool:
-        return self._filter_call.is_busy() or self._spectrum_call.is_busy()
+        return self._filter_call.is_busy() or self._spectrum_call.is_busy() or self._sweep_call.is_busy()
 
     # -- computations --------------------------------------------------------------------------------
     def _update_y(self) -> None:
@@ -228,7 +224,7 @@ class InspectorDialog(QtWidgets.QDialog):
         y, pixel, sigma = self._y, self._pixel, self.sigma()
         view, window = self.view_size.value(), self.window_size.value()
         denoiser = self._factory(int(y.shape[0]))
-        self._filter_call.start(lambda: _compute_filter(denoiser, y, pixel, sigma, view, window))
+        self._filter_call.start(lambda: pixel_filter(denoiser, y, pixel, sigma, view, window))
 
     @Slot()
     def _request_spectrum(self) -> None:
@@ -242,7 +238,35 @@ class InspectorDialog(QtWidgets.QDialog):
         k, window = self.k_spin.value(), self.svd_window.value()
         denoiser = self._factory(int(y.shape[0]))
         self.info.setText("Computing the leading singular values of A(y)…")
-        self._spectrum_call.start(lambda: _compute_spectrum(denoiser, y, pixel, sigma, k, window))
+        self._spectrum_call.start(lambda: pixel_spectrum(denoiser, y, pixel, sigma, k, window))
+
+    @Slot()
+    def _request_sweep(self) -> None:
+        if self._clean is None or self._pixel is None or self._noisy_input:
+            self.info.setText("Click a pixel first: the filters are those at that pixel.")
+            return
+        if self._sweep_call.is_busy():
+            self._pending_sweep = True
+            return
+        clean, pixel = self._clean, self._pixel
+        view, window = self.view_size.value(), self.window_size.value()
+        denoiser = self._factory(int(clean.shape[0]))
+        self._sweep_call.start(lambda: pixel_sweep(denoiser, clean, pixel, SWEEP_LEVELS, view, window))
+
+    @Slot(object)
+    def _on_sweep(self, result: SweepResult) -> None:
+        self.sweep_result = result
+        shown = [filter_display(f[0] if f.shape[0] == 1 else f.mean(0)) for f in result.filters]
+        strip = tile(torch.stack(shown).unsqueeze(1).numpy(), columns=len(shown), gap=2, fill=0.5)
+        self.sweep_pane.set_image(strip)
+        levels = ", ".join(map(str, result.levels))
+        self.sweep_pane.set_title(
+            f"filter at ({result.pixel[1]}, {result.pixel[2]}) for σ = {levels} /255 (each to its peak)"
+        )
+        self.sweep_pane.setVisible(True)
+        if self._pending_sweep:
+            self._pending_sweep = False
+            self._request_sweep()
 
     @Slot(object)
     def _on_filter(self, result: FilterResult) -> None:
@@ -261,7 +285,7 @@ class InspectorDialog(QtWidgets.QDialog):
             self._request_filter()
 
     @Slot(object)
-    def _on_spectrum(self, result: SpectrumResult) -> None:
+    def _on_spectrum(self, result: PixelSpectrum) -> None:
         self.spectrum_result = result
         values = result.values.numpy()
         self.spectrum_curve.setData(np.arange(1, len(values) + 1), np.maximum(values, 1e-12))
@@ -295,9 +319,10 @@ class InspectorDialog(QtWidgets.QDialog):
 
     def shutdown(self) -> None:
         """Wait for a computation in flight (the dialog's threads end with it)."""
-        self._pending_filter = self._pending_spectrum = False
+        self._pending_filter = self._pending_spectrum = self._pending_sweep = False
         self._filter_call.wait()
         self._spectrum_call.wait()
+        self._sweep_call.wait()
 
     def closeEvent(self, event) -> None:
         self.shutdown()
@@ -306,39 +331,3 @@ class InspectorDialog(QtWidgets.QDialog):
     def done(self, result: int) -> None:  # Esc / reject also ends the threads
         self.shutdown()
         super().done(result)
-
-
-def _compute_filter(denoiser, y: Tensor, pixel, sigma: float, view: int, window: int) -> FilterResult:
-    c, i, j = pixel
-    rows, cols = crop_window(tuple(y.shape[-2:]), (i, j), window)
-    win = y[:, rows, cols]
-    pi, pj = i - rows.start, j - cols.start
-    row = jacobian_row(denoiser, win, (c, pi, pj))
-    denoised = denoise_fp32(denoiser, win)
-    vr, vc = crop_window(tuple(win.shape[-2:]), (pi, pj), view)
-    return FilterResult(
-        pixel=pixel,
-        sigma=sigma,
-        patch=win[:, vr, vc].clone(),
-        filter=row[:, vr, vc].clone(),
-        output=float(denoised[c, pi, pj]),
-        dot=float((row.double() * win.double()).sum()),
-        denoised=denoised,
-        score=denoised - win,
-    )
-
-
-def _compute_spectrum(denoiser, y: Tensor, pixel, sigma: float, k: int, window: int) -> SpectrumResult:
-    _, i, j = pixel
-    rows, cols = crop_window(tuple(y.shape[-2:]), (i, j), window)
-    win = y[:, rows, cols].contiguous()
-    values = leading_singular_values(denoiser, win, k)
-    return SpectrumResult(
-        pixel=pixel,
-        sigma=sigma,
-        values=values,
-        n=int(win.numel()),
-        d_lower=effective_dimensionality(values),
-        d_estimate=estimate_effective_dimensionality(denoiser, win, probes=16),
-        participation=participation_ratio(values),
-    )

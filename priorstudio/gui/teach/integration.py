@@ -34,9 +34,10 @@ from priorstudio.core.samplers.implicit_prior import RESTORE_PRESET, ImplicitPri
 from priorstudio.core.teach.history import DEFAULT_MAX_BYTES, Frame, FrameHistory
 from priorstudio.core.teach.inspector import ScoreTap
 from priorstudio.gui import qt_compat  # noqa: F401  (first: guards a PySide6 refcount bug)
+from priorstudio.gui.teach.beta_compare import BetaComparisonWidget
 from priorstudio.gui.teach.common import ImagePane
 from priorstudio.gui.teach.explain_panel import ExplainPanel
-from priorstudio.gui.teach.gallery import BetaComparisonWidget, GalleryWidget
+from priorstudio.gui.teach.gallery import GalleryWidget
 from priorstudio.gui.teach.game_dialog import RealOrSampledDialog
 from priorstudio.gui.teach.history_player import HistoryPlayer
 from priorstudio.gui.teach.inspector_dialog import InspectorDialog

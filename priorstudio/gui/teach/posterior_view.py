@@ -43,7 +43,8 @@ class PosteriorView(QtWidgets.QWidget):
         self.mean_pane = ImagePane("posterior mean")
         self.std_pane = ImagePane("per-pixel standard deviation", colormap="inferno")
         self.colorbar = pg.ColorBarItem(colorMap=pg.colormap.get("inferno"), values=(0, 1), interactive=False)
-        self.colorbar.setImageItem(self.std_pane.item, insert_in=self.std_pane.ci)
+        self.colorbar.setImageItem(self.std_pane.item)
+        self.std_pane.addItem(self.colorbar, row=1, col=1)  # beside the image, not under it
         for pane in (self.observed_pane, self.mean_pane):
             pane.view.setXLink(self.std_pane.view)
             pane.view.setYLink(self.std_pane.view)
