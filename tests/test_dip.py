@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
@@ -63,6 +65,13 @@ def test_too_small_image_for_depth_is_refused():
     _, y = noisy_pair(size=8)
     with pytest.raises(ParameterError, match="scales"):
         dip_sampler(None, None, tiny(depth=4), init=y)
+    # 5 scales: 32×32 would leave a 1×1 deepest level (batch norm cannot train on it); 33×33 leaves 2×2
+    _, y32 = noisy_pair(size=32)
+    with pytest.raises(ParameterError, match="33×33"):
+        dip_sampler(None, None, tiny(depth=5), init=y32)
+    _, y33 = noisy_pair(size=33)
+    recs = list(dip_sampler(None, None, tiny(depth=5, max_steps=2), init=y33))
+    assert recs[-1].image.shape == (1, 1, 33, 33)
 
 
 # -- protocol --------------------------------------------------------------------------------------------
@@ -192,6 +201,26 @@ def test_flash_image_as_network_input():
     assert recs[-1].image.shape == (1, 3, 16, 16)
 
 
+FLASH_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "dip" / "flash_no_flash"
+
+
+@pytest.mark.skipif(not FLASH_DIR.is_dir(), reason="the flash/no-flash pair is not in the shared data")
+def test_flash_no_flash_pair_with_the_paper_recipe():
+    """The flash image is the fixed input, the no-flash image the target (the paper's recipe, a tiny net)."""
+    from priorstudio.bench.dip import centre_crop
+    from priorstudio.core.imageio import load_image
+
+    flash = centre_crop(load_image(FLASH_DIR / "cave01_00_flash.jpg", mode="color"), 64)
+    noflash = centre_crop(load_image(FLASH_DIR / "cave01_01_noflash.jpg", mode="color"), 64)
+    params = DIPParams.preset("flash_no_flash", **{**TINY, "max_steps": 20})
+    assert params.lr == 0.1 and params.reg_noise_std == 0.0
+    run = dip_sampler(None, None, params, init=noflash, net_input=flash)
+    recs = list(run)
+    assert torch.equal(run.z[0], flash)  # no noise code: the network sees the flash image
+    assert recs[-1].image.shape == (1, 3, 64, 64)
+    assert recs[-1].extra["loss"] < recs[0].extra["loss"]
+
+
 # -- early stopping ----------------------------------------------------------------------------------------
 def test_running_variance_finds_the_valley_and_fires():
     """Outputs that settle (steps 1–40) and then drift with growing noise: the valley is near step 40."""
@@ -235,6 +264,44 @@ def test_early_stop_monitor_reports_and_stop_mode_ends_the_run():
     stopped = list(dip_sampler(None, None, tiny(early_stop="stop", **common), truth=x, init=y))
     assert stopped[-1].stop_reason == StopReason.EARLY_STOP
     assert stopped[-1].t == fired[0] and stopped[-1].image is not None
+
+
+class Scripted(torch.nn.Module):
+    """A "network" whose outputs are given in advance (one per call), for testing the bookkeeping."""
+
+    def __init__(self, outputs: list[torch.Tensor]) -> None:
+        super().__init__()
+        self.p = torch.nn.Parameter(torch.zeros(()))
+        self.outputs, self.calls = outputs, 0
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        out = self.outputs[min(self.calls, len(self.outputs) - 1)]
+        self.calls += 1
+        return out.unsqueeze(0) + 0 * self.p
+
+
+def test_the_early_stopping_choice_is_kept_once_the_rule_fires():
+    """Outputs settle (steps 1–10), drift (11–25: the rule fires), then freeze (26–40: a lower variance).
+
+    A run in "stop" mode would have returned the settled image, so that stays the rule's choice even though
+    the running variance reaches a new minimum once the outputs freeze."""
+    g = torch.Generator().manual_seed(0)
+    x = smooth_image()
+    outputs = [x + (0.01 if t <= 10 else 0.3) * torch.randn(x.shape, generator=g) for t in range(1, 26)]
+    outputs += [outputs[-1]] * 15
+    params = tiny(max_steps=40, early_stop="monitor", es_window=3, es_patience=5, precision="fp32", metrics_every=1)
+    run = dip_sampler(None, None, params, truth=x, init=x, network=Scripted(outputs))
+    recs = list(run)
+    assert 3 <= run.es_fired_at - 5 <= 10 and recs[-1].extra["es_fired_at"] == run.es_fired_at
+    assert run.monitor.best_step > 25  # the frozen outputs have zero variance
+    step, image = run.es_choice
+    assert step == run.es_fired_at - 5 and recs[-1].extra["es_step"] == step
+    assert torch.equal(image, outputs[step - 1].unsqueeze(0))
+    assert recs[-1].extra["es_psnr"] > recs[-1].psnr + 10  # the settled image, not the drifted one
+    stopped = list(
+        dip_sampler(None, None, replace(params, early_stop="stop"), truth=x, init=x, network=Scripted(outputs))
+    )
+    assert stopped[-1].t == run.es_fired_at and torch.equal(stopped[-1].image, image)
 
 
 # -- the Lanczos downsampler ---------------------------------------------------------------------------------

@@ -40,6 +40,8 @@ from priorstudio.gui import (
     qt_compat,  # noqa: F401  (first: guards a PySide6 refcount bug)
 )
 from priorstudio.gui.canvas import ImageCanvas
+from priorstudio.gui.compare import ComparePanel
+from priorstudio.gui.compare_worker import CompareJob
 from priorstudio.gui.dialogs import ShortcutSheet, ask_close, show_error
 from priorstudio.gui.mask_model import MaskModel
 from priorstudio.gui.panels import AlgorithmPanel, DegradationPanel, MaskTools
@@ -142,6 +144,10 @@ class MainWindow(QtWidgets.QMainWindow):
         QtWidgets.QApplication.instance().installEventFilter(self)
         self._filter_installed = True
         self._check_models()
+        # the Teach menu, run-history and explain docks; they hook in through the window's seams
+        from priorstudio.gui.teach.integration import install_teach_tools
+
+        self.teach = install_teach_tools(self)
 
     # ================================================================================================
     # construction
@@ -159,6 +165,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self.algorithm.modelChanged.connect(self._on_model_changed)
         self.mask_tools = MaskTools()
         self.plots = RunPlots()
+        self.compare = ComparePanel()
+        self.compare.runRequested.connect(self.start_compare)
+        self.compare.runningChanged.connect(lambda _running: self._update_actions())
         self.keep_overlay = QtWidgets.QCheckBox("keep the previous run as a faint overlay")
         self.keep_overlay.setToolTip("a new run clears the plots; with this on, the last run stays, faint")
         # run controls
@@ -245,6 +254,14 @@ class MainWindow(QtWidgets.QMainWindow):
             if spec.id in ("copy_result", "show_mask", "brush_larger10", "mask_block", "step"):
                 menus[spec.menu].addSeparator()
         self.menus = menus
+        # compare mode: not a keyed command, so it lives here rather than in the keymap table
+        self.compare_action = QtGui.QAction("&Compare methods…", self)
+        self.compare_action.setObjectName("action_compare")
+        self.compare_action.setToolTip("run several methods on the same degraded image, side by side")
+        self.compare_action.setStatusTip(self.compare_action.toolTip())
+        self.compare_action.triggered.connect(self.show_compare)
+        menus["Run"].addSeparator()
+        menus["Run"].addAction(self.compare_action)
 
     def _build_docks(self) -> None:
         def dock(title: str, widget: QtWidgets.QWidget, area: Qt.DockWidgetArea, name: str) -> QtWidgets.QDockWidget:
@@ -278,6 +295,11 @@ class MainWindow(QtWidgets.QMainWindow):
             bl.addWidget(button, 0, i)
         bl.addWidget(self.progress_bar, 1, 0, 1, 4)
         bl.addWidget(self.run_label, 2, 0, 1, 4)
+        compare_button = QtWidgets.QToolButton()
+        compare_button.setDefaultAction(self.compare_action)
+        compare_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+        compare_button.setSizePolicy(QtWidgets.QSizePolicy.Policy.Expanding, QtWidgets.QSizePolicy.Policy.Fixed)
+        bl.addWidget(compare_button, 3, 0, 1, 4)
         rl.addWidget(_group("Run", run_box))
         rl.addStretch(1)
         self.algorithm_dock = dock("Algorithm", right, Qt.DockWidgetArea.RightDockWidgetArea, "algorithm_dock")
@@ -292,6 +314,11 @@ class MainWindow(QtWidgets.QMainWindow):
         self.plots_dock.setWidget(plots)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.plots_dock)
         self.splitDockWidget(self.algorithm_dock, self.plots_dock, Qt.Orientation.Vertical)
+        self.compare_dock = QtWidgets.QDockWidget("Compare methods", self)
+        self.compare_dock.setObjectName("compare_dock")
+        self.compare_dock.setWidget(self.compare)
+        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.compare_dock)
+        self.compare_dock.hide()
         self.resize(1500, 950)
         # the canvas gets what the panels do not need
         self.resizeDocks([self.problem_dock, self.algorithm_dock], [290, 380], Qt.Orientation.Horizontal)
@@ -824,7 +851,7 @@ class MainWindow(QtWidgets.QMainWindow):
     # ================================================================================================
     def start_run(self) -> bool:
         """Plan and start a run with the current settings; False (and a dialog) when something is wrong."""
-        if self.controller.is_running():
+        if self.controller.is_running() or self.compare.is_running():
             return False
         if self.photo is None:
             self.report_error("Nothing to restore", "open an image first (File ▸ Open, paste or drop one)")
@@ -856,6 +883,8 @@ class MainWindow(QtWidgets.QMainWindow):
                 plan.work_shape[1:],
                 what="this run",
             )
+        if denoiser is not None:
+            denoiser = self.teach.tap(denoiser)  # the score f(y_t) of each step, for the run history
         simulate = settings.mode == "simulate"
         truth = plan.problem.truth if simulate else None
         # the worker measures PSNR/SSIM itself (SSIM on a time budget), so the sampler runs at full speed
@@ -911,6 +940,69 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def is_running(self) -> bool:
         return self.controller.is_running()
+
+    # ================================================================================================
+    # compare mode
+    # ================================================================================================
+    def show_compare(self) -> None:
+        self.compare_dock.show()
+        self.compare_dock.raise_()
+
+    def start_compare(self, methods: list[str] | None = None, overrides: dict[str, Any] | None = None) -> bool:
+        """Run the compare panel's ticked methods (or ``methods``) on the problem as set now.
+
+        ``overrides`` gives some methods their full parameters; with the panel's box ticked, the Algorithm
+        panel's method runs with its values there. False (and a dialog) when something is wrong.
+        """
+        if self.controller.is_running() or self.compare.is_running():
+            return False
+        if self.photo is None:
+            self.report_error("Nothing to compare", "open an image first (File ▸ Open, paste or drop one)")
+            return False
+        try:
+            job, observed = self._compare_job(methods, overrides)
+            self.compare.start(job, observed=observed)
+        except PriorStudioError as error:
+            self.report_error("Cannot compare", str(error))
+            return False
+        self.show_compare()
+        self._update_actions()
+        return True
+
+    def _compare_job(
+        self, methods: list[str] | None, overrides: dict[str, Any] | None
+    ) -> tuple[CompareJob, torch.Tensor]:
+        assert self.photo is not None and self.mask is not None
+        from priorstudio.core.samplers.registry import METHODS
+
+        settings = self.degradation.settings()
+        names = list(methods) if methods is not None else self.compare.checked_methods()
+        if not names:
+            raise PriorStudioError("tick at least one method to compare")
+        mask = self.mask.copy() if settings.task == "inpaint" else None
+        plan = plan_run(self.photo, settings, mask)
+        problem = plan.problem
+        given = dict(overrides or {})
+        current = self.algorithm.current_method()
+        if self.compare.use_panel.isChecked() and current.name in names and current.name not in given:
+            given[current.name] = self.algorithm.params(problem.operator)
+        denoiser, denoiser_error = None, ""
+        if any(METHODS[n].needs_denoiser for n in names if n in METHODS):
+            try:
+                denoiser = self.denoisers(plan.work_shape[0])
+            except PriorStudioError as error:
+                denoiser_error = str(error)
+        job = CompareJob(
+            methods=tuple(names),
+            operator=problem.operator,
+            measurement=problem.measurement,
+            truth=problem.truth if settings.mode == "simulate" else None,
+            init=problem.init,
+            params=self.compare.params_for(names, problem.operator, given),
+            denoiser=denoiser,
+            denoiser_error=denoiser_error,
+        )
+        return job, problem.observed
 
     def _on_step(self, s: StepScalars) -> None:
         if self.progress is not None:
@@ -1008,12 +1100,14 @@ class MainWindow(QtWidgets.QMainWindow):
     # state of the actions
     # ================================================================================================
     def _update_actions(self) -> None:
+        comparing = self.compare.is_running()
         running = self.controller.is_running()
         paused = running and self.controller.is_paused()
         has_photo = self.photo is not None
         has_result = self.result is not None
         a = self.actions
-        a["run"].setEnabled(has_photo and not running)
+        a["run"].setEnabled(has_photo and not running and not comparing)
+        self.compare.set_blocked(running or not has_photo)
         a["pause"].setEnabled(running)
         a["step"].setEnabled(paused)
         a["stop"].setEnabled(running)
@@ -1027,8 +1121,8 @@ class MainWindow(QtWidgets.QMainWindow):
         a["redo"].setText(f"&Redo {mask.redo_label()}" if mask is not None and mask.can_redo() else "&Redo")
         for key in ("mask_clear", "mask_invert", "mask_random", "mask_block", "mask_import", "mask_export"):
             a[key].setEnabled(has_photo)
-        self.degradation.setEnabled(not running)
-        self.algorithm.setEnabled(not running)
+        self.degradation.setEnabled(not running and not comparing)
+        self.algorithm.setEnabled(not running and not comparing)
 
     # ================================================================================================
     # settings, autosave seam, closing
@@ -1082,7 +1176,7 @@ class MainWindow(QtWidgets.QMainWindow):
         s.sync()
 
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:
-        if self.controller.is_running():
+        if self.controller.is_running() or self.compare.is_running():
             if self.confirm_close("running") == "cancel":
                 event.ignore()
                 return
@@ -1105,6 +1199,10 @@ class MainWindow(QtWidgets.QMainWindow):
         self.repaint_timer.stop()
         self.preview_timer.stop()
         self.controller.shutdown()
+        self.compare.shutdown()
+        teach = getattr(self, "teach", None)  # absent when construction failed before it
+        if teach is not None:
+            teach.shutdown()
         if self._filter_installed:
             app = QtWidgets.QApplication.instance()
             if app is not None:

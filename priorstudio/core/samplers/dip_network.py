@@ -8,7 +8,9 @@ a sigmoid maps the output into [0, 1]. With 5 scales of 128 channels and a 32-ch
 ≈2.2 M weights; ``width``/``depth`` make tiny versions for tests and quick demos.
 
 Odd sizes work: a strided convolution gives ⌈n/2⌉ rows and the upsampling goes back to the exact size of
-the skip branch, so no cropping of the image is needed (only min(H, W) ≥ 2^depth, for the reflection).
+the skip branch, so no cropping of the image is needed. The deepest level must keep at least 2×2 pixels
+(batch norm needs more than one value per channel, and reflection needs a row beyond the padding), so
+min(H, W) > 2^depth: 33×33 works with 5 scales, 32×32 does not.
 """
 
 from __future__ import annotations
@@ -78,8 +80,8 @@ class SkipNet(nn.Module):
         return torch.sigmoid(self.head(self.body(z)))
 
     def check_size(self, hw: tuple[int, int]) -> None:
-        """Refuse images too small for this depth (the deepest reflection pad needs two rows)."""
-        need = 2**self.depth
+        """Refuse images too small for this depth (the deepest level needs at least 2×2 pixels)."""
+        need = 2**self.depth + 1
         if min(hw) < need:
             raise ParameterError(
                 f"a DIP network with {self.depth} scales needs images of at least {need}×{need} pixels, "

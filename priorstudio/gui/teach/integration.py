@@ -192,6 +192,7 @@ class TeachTools(QtCore.QObject):
         anchor = getattr(self.window, "plots_dock", None)
         if anchor is not None:
             self.window.tabifyDockWidget(anchor, dock)
+            anchor.raise_()  # the live plots stay the visible tab; the new one waits beside them
         return dock
 
     def _tool_window(self, key: str, title: str, make: Any) -> QtWidgets.QWidget:
