@@ -238,7 +238,16 @@ def test_restore_parameter_checks_are_total(argv: list[str], small_image: torch.
     noise = args.noise if args.noise is not None else 0.0
     try:
         task_params = cli._task_params(args, tuple(small_image.shape[-2:]))
-        build_problem(small_image, args.task, mode=args.mode, noise_sigma=noise / 255, seed=args.seed, **task_params)
+        operator_seed = task_params.pop("seed", None)
+        build_problem(
+            small_image,
+            args.task,
+            mode=args.mode,
+            noise_sigma=noise / 255,
+            seed=args.seed,
+            operator_seed=operator_seed,
+            **task_params,
+        )
     except PriorStudioError:
         pass
 

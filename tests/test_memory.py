@@ -47,11 +47,14 @@ def test_formula_matches_measurements(arch: str, config: dict, fast: bool, measu
 def test_model_forms_agree() -> None:
     """A network, its Denoiser and its weights dict give the same figure; plain costs more than fast."""
     net = BiasFreeUNet(1, (8, 16))
-    fast = Denoiser(net, fast=True, device="cpu")
+    fast = Denoiser(net, fast=True, device="cpu", bf16=False)
     plain = Denoiser(net, fast=False, device="cpu")
     assert denoiser_bytes_per_pixel(net) == denoiser_bytes_per_pixel(pack_weights(net))
     assert denoiser_bytes_per_pixel(fast) == denoiser_bytes_per_pixel(net)
     assert denoiser_bytes_per_pixel(plain) > denoiser_bytes_per_pixel(fast)
+    # bf16 activations take half the bytes of fp32 ones (where the CPU runs the fast path in bf16)
+    half = Denoiser(net, fast=True, device="cpu", bf16=True)
+    assert denoiser_bytes_per_pixel(half) == pytest.approx(denoiser_bytes_per_pixel(fast) / 2)
     assert denoiser_bytes_per_pixel(BFCNN(1, width=64)) == pytest.approx(130 * 4)
 
 

@@ -8,11 +8,14 @@
 - Speed: K steps of the fast path and of the plain fp32 reference of the same recipe, interleaved one
   step each (so both see the same machine load), after 5 warm-up steps each; ``plain_seconds`` is the
   plain per-step time × the run's steps (extrapolated, the plain run is not carried to the end).
-- Early stopping: every run monitors the running-variance rule (``early_stop="monitor"``), and the row
-  reports the step it would stop at and the PSNR of the image it would return.
+- Early stopping: every run monitors the running-variance rule (``early_stop="monitor"``). The row reports
+  the step whose output the rule returns (``es_step``) and that output's PSNR (``es_psnr``), and the step at
+  which it fired (``es_fired_at``; None when it did not fire within the run, ``es_step`` then being its
+  choice so far).
 
 The full protocol (Set5 + Set14 at 2000 steps, F16 at 3000) takes days on a 2-core CPU; ``--limit``,
-``--crop`` and ``--steps`` give reduced runs, and the rows say which settings were used.
+``--crop``, ``--steps`` and ``--width`` give reduced runs, and the rows say which settings were used.
+The default data paths are relative to the working folder, or else to the folder above the source tree.
 """
 
 from __future__ import annotations
@@ -39,6 +42,17 @@ HELP = "Deep Image Prior: 4×/8× super-resolution (Set5/Set14, Y PSNR) and σ=2
 DEFAULT_SETS = ("../shared/data/test/set5", "../shared/data/test/set14")
 DEFAULT_DENOISE = "../shared/data/dip/denoising/F16_GT.png"
 WARMUP = 5
+#: The repository root (three levels above this file), against which the default data paths also resolve.
+SOURCE_ROOT = Path(__file__).resolve().parents[2]
+
+
+def data_path(path: str | Path) -> Path:
+    """``path`` as given when it exists from the working folder, else relative to the source root."""
+    p = Path(path)
+    if p.exists() or p.is_absolute():
+        return p
+    other = SOURCE_ROOT / p
+    return other if other.exists() else p
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -52,13 +66,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--denoise-image",
         default=DEFAULT_DENOISE,
-        help=f"image for σ=25 denoising ('' to skip; default {DEFAULT_DENOISE})",
+        help=f"image (or folder of images) for σ=25 denoising ('' to skip; default {DEFAULT_DENOISE})",
     )
     parser.add_argument("--denoise-steps", type=int, default=0, help="denoising steps (0: the paper's 3000)")
     parser.add_argument("--denoise-crop", type=int, default=0, help="centre-crop the denoising image (0: whole)")
     parser.add_argument("--noise", type=float, default=25.0, help="denoising noise level on the 0–255 scale")
+    parser.add_argument("--ema", type=float, default=None, help="denoising output average (default: 0.99)")
     parser.add_argument("--no-sr", action="store_true", help="skip super-resolution")
     parser.add_argument("--every", type=int, default=50, help="PSNR curve resolution in steps (default 50)")
+    parser.add_argument("--width", type=int, default=128, help="channels per network level (default 128, the paper's)")
+    parser.add_argument("--es-window", type=int, default=50, help="early stopping: outputs in the running variance")
+    parser.add_argument("--es-patience", type=int, default=300, help="early stopping: steps without a new minimum")
     parser.add_argument("--timing-steps", type=int, default=6, help="steps timed side by side (0: no plain run)")
     parser.add_argument("--seed", type=int, default=0)
 
@@ -122,12 +140,16 @@ def drive(run: DIPRun, metric) -> dict[str, Any]:
         "steps": last.t if last else 0,
         "seconds": round(seconds, 1),
     }
-    monitor = run.monitor
-    if monitor is not None and monitor.best_image is not None:
-        row["es_step"] = monitor.best_step
+    choice = run.es_choice
+    if choice is not None:
+        row["es_step"] = choice[0]
         row["es_fired_at"] = run.es_fired_at or None
-        row["es_psnr"] = round(metric(monitor.best_image), 3)
+        row["es_psnr"] = round(metric(choice[1]), 3)
     return row
+
+
+def _sig(x: float, digits: int = 4) -> float:
+    return float(f"{x:.{digits}g}")
 
 
 def _run_one(
@@ -140,23 +162,24 @@ def _run_one(
     metric,
     timing_steps: int,
 ) -> dict[str, Any]:
-    def make(fast: bool) -> DIPRun:
+    def make(fast: bool) -> DIPRun:  # long enough for the warm-up and the timed steps, whatever the run's length
         p = params if fast else plain_params(params)
-        return dip_sampler(operator, c, replace_params(p, emit_every=0), truth=truth, init=init)
+        p = replace_params(p, emit_every=0, max_steps=WARMUP + timing_steps + 1)
+        return dip_sampler(operator, c, p, truth=truth, init=init)
 
-    row: dict[str, Any] = {}
+    row: dict[str, Any] = {"width": params.width, "plain_seconds": None}
     if timing_steps > 0:
         fast_step, plain_step, threads = time_side_by_side(make, timing_steps)
         row.update(
-            fast_step_s=round(fast_step, 3),
-            plain_step_s=round(plain_step, 3),
+            fast_step_s=_sig(fast_step),  # significant digits: a tiny network's step is well under 1 ms
+            plain_step_s=_sig(plain_step),
             speedup=round(plain_step / fast_step, 2),
             threads=threads,
         )
     run = dip_sampler(operator, c, params, truth=truth, init=init)
     row.update(drive(run, metric))
     if timing_steps > 0:
-        row["plain_seconds"] = round(row["plain_step_s"] * row["steps"], 1)
+        row["plain_seconds"] = _sig(plain_step * row["steps"])
         row["plain_extrapolated"] = True
     return row
 
@@ -176,14 +199,75 @@ def _line(name: str, row: dict[str, Any]) -> str:
     return text
 
 
+def _denoise(args: argparse.Namespace, every: int) -> list[dict]:
+    """σ-noise denoising of one image, or of every image of a folder (``--limit``), with a summary line."""
+    source = data_path(args.denoise_image)
+    files = list_images(source)[: args.limit or None] if source.is_dir() else [source]
+    params = DIPParams.preset("denoise", **_common(args, every))
+    if args.denoise_steps:
+        params = replace_params(params, max_steps=args.denoise_steps)
+    if args.ema is not None:
+        params = replace_params(params, ema=args.ema)
+    rows: list[dict] = []
+    for path in files:
+        x = centre_crop(load_image(path, mode="color"), args.denoise_crop)
+        gen = torch.Generator().manual_seed(args.seed)
+        noisy = x + args.noise / 255 * torch.randn(x.shape, generator=gen)
+        print(
+            f"denoising σ={args.noise:g} on {path.name} ({x.shape[2]}×{x.shape[1]}), {params.max_steps} steps, "
+            f"width {params.width}, output average {params.ema}; noisy input {psnr(noisy.clamp(0, 1), x):.2f} dB"
+        )
+        metric = lambda img, x=x: psnr(img[0].clamp(0, 1), x)  # noqa: E731
+        row = _run_one("denoise", None, None, params, x, noisy, metric, args.timing_steps)
+        name = source.name if source.is_dir() else path.stem
+        row = {"set": name, "task": f"denoise{args.noise:g}", "image": path.name, **row}
+        row["size"] = f"{x.shape[2]}x{x.shape[1]}"
+        rows.append(row)
+        print(_line(path.stem, row), flush=True)
+    if len(rows) > 1:
+        print(summary_line(rows))
+    return rows
+
+
+def summary_line(rows: list[dict]) -> str:
+    """Means over rows: final and best PSNR, and what the early-stopping rule kept (when it ran)."""
+    n = len(rows)
+    text = (
+        f"mean over {n}: final {statistics.fmean(r['psnr'] for r in rows):.2f} dB, "
+        f"best {statistics.fmean(r['psnr_best'] for r in rows):.2f} dB"
+    )
+    es = [r for r in rows if "es_psnr" in r]
+    if es:
+        gap = statistics.fmean(r["psnr_best"] - r["es_psnr"] for r in es)
+        steps = statistics.fmean(abs(r["es_step"] - r["best_step"]) for r in es)
+        text += f"; early stopping kept {statistics.fmean(r['es_psnr'] for r in es):.2f} dB "
+        text += f"({gap:.2f} dB below the best, {steps:.0f} steps from it on average)"
+    return text
+
+
+def _common(args: argparse.Namespace, every: int) -> dict[str, Any]:
+    """The settings every run of the benchmark shares (besides its task's preset)."""
+    return {
+        "seed": args.seed,
+        "emit_every": every,
+        "metrics_every": every,
+        "early_stop": "monitor",
+        "width": args.width,
+        "es_window": args.es_window,
+        "es_patience": args.es_patience,
+    }
+
+
 def run(args: argparse.Namespace) -> list[dict]:
     rows: list[dict] = []
     torch.manual_seed(args.seed)
     every = max(1, args.every)
     if not args.no_sr:
-        folders = list(args.folders) or [Path(p) for p in DEFAULT_SETS if Path(p).is_dir()]
+        folders = list(args.folders) or [data_path(p) for p in DEFAULT_SETS if data_path(p).is_dir()]
+        if not folders:
+            raise SystemExit(f"no super-resolution test sets found (looked for {', '.join(DEFAULT_SETS)})")
         preset = "sr8" if args.factor == 8 else "sr4"
-        params = DIPParams.preset(preset, seed=args.seed, emit_every=every, metrics_every=every, early_stop="monitor")
+        params = DIPParams.preset(preset, **_common(args, every))
         if args.steps:
             params = replace_params(params, max_steps=args.steps)
         print(
@@ -202,28 +286,10 @@ def run(args: argparse.Namespace) -> list[dict]:
                 row = {"set": folder.name, "task": f"sr{args.factor}", "image": path.name, **row}
                 row["size"] = f"{hr.shape[2]}x{hr.shape[1]}"
                 rows.append(row)
-                values.append(row["psnr"])
+                values.append(row)
                 print(_line(f"{folder.name}/{path.stem}", row), flush=True)
             if values:
-                print(f"{folder.name}: mean final PSNR {sum(values) / len(values):.2f} dB over {len(values)} image(s)")
+                print(f"{folder.name}: {summary_line(values)}")
     if args.denoise_image:
-        path = Path(args.denoise_image)
-        x = centre_crop(load_image(path, mode="color"), args.denoise_crop)
-        gen = torch.Generator().manual_seed(args.seed)
-        noisy = x + args.noise / 255 * torch.randn(x.shape, generator=gen)
-        params = DIPParams.preset(
-            "denoise", seed=args.seed, emit_every=every, metrics_every=every, early_stop="monitor"
-        )
-        if args.denoise_steps:
-            params = replace_params(params, max_steps=args.denoise_steps)
-        print(
-            f"denoising σ={args.noise:g} on {path.name} ({x.shape[2]}×{x.shape[1]}), {params.max_steps} steps, "
-            f"output average {params.ema}; noisy input {psnr(noisy.clamp(0, 1), x):.2f} dB"
-        )
-        metric = lambda img: psnr(img[0].clamp(0, 1), x)  # noqa: E731
-        row = _run_one("denoise", None, None, params, x, noisy, metric, args.timing_steps)
-        row = {"set": path.stem, "task": f"denoise{args.noise:g}", "image": path.name, **row}
-        row["size"] = f"{x.shape[2]}x{x.shape[1]}"
-        rows.append(row)
-        print(_line(path.stem, row), flush=True)
+        rows += _denoise(args, every)
     return rows
