@@ -31,7 +31,7 @@ from priorstudio.core.errors import PriorStudioError
 from priorstudio.core.operators import Identity
 from priorstudio.core.samplers.base import StepRecord
 from priorstudio.core.samplers.implicit_prior import RESTORE_PRESET, ImplicitPriorParams
-from priorstudio.core.teach.history import DEFAULT_MAX_BYTES, Frame, FrameHistory
+from priorstudio.core.teach.history import Frame, FrameHistory
 from priorstudio.core.teach.inspector import ScoreTap
 from priorstudio.gui import qt_compat  # noqa: F401  (first: guards a PySide6 refcount bug)
 from priorstudio.gui.teach.beta_compare import BetaComparisonWidget
@@ -43,7 +43,10 @@ from priorstudio.gui.teach.history_player import HistoryPlayer
 from priorstudio.gui.teach.inspector_dialog import InspectorDialog
 from priorstudio.gui.teach.posterior_view import PosteriorPanel
 
-SCORE_MAX_BYTES = 100 * 1024 * 1024  # the scores are float16 (they are signed), so they get their own cap
+# Every run in the main window keeps a history, so its caps are small: a long session must not grow by more
+# than a few tens of MB (thinning keeps ≥ 40 evenly spaced frames of a 512² colour run within the cap).
+RUN_HISTORY_MAX_BYTES = 32 * 1024 * 1024
+SCORE_MAX_BYTES = 8 * 1024 * 1024  # the scores are float16 (they are signed), so they get their own cap
 
 
 class RunHistoryPanel(QtWidgets.QWidget):
@@ -77,7 +80,7 @@ class RunHistoryPanel(QtWidgets.QWidget):
 class TeachTools(QtCore.QObject):
     """The teaching tools attached to one main window (see the module docstring for the seams used)."""
 
-    def __init__(self, window: Any, *, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+    def __init__(self, window: Any, *, max_bytes: int = RUN_HISTORY_MAX_BYTES) -> None:
         super().__init__(window)
         self.window = window
         self.max_bytes = max_bytes
