@@ -240,7 +240,13 @@ class SamplerWorker(QObject):
             self.failed.emit(f"the run failed: {detail}")
             return
         finally:
+            # Drop the run itself (stream, the factory holding it, observers): the worker's Python wrapper can
+            # outlive the run (Qt keeps it until the event loop deletes it), and a run holds images, a network
+            # and the observers' histories; a session of many runs must not keep them all.
             self._stream = None
+            self._make_stream = None
+            self._sinks = []
+            self._metrics = None
         if last is None:
             self.failed.emit("the run stopped before its first step")
             return
