@@ -344,6 +344,9 @@ class RunController(QObject):
         worker.failed.connect(thread.quit, Qt.ConnectionType.DirectConnection)
         worker.finished.connect(self._on_finished)
         worker.failed.connect(self._on_failed)
+        # the worker lives in the thread: only the thread's own end can delete it (a deleteLater posted once
+        # the thread has finished would wait forever for an event loop that no longer runs)
+        thread.finished.connect(worker.deleteLater)
         self._thread, self._worker = thread, worker
         thread.start()
         self.runningChanged.emit(True)
@@ -398,7 +401,5 @@ class RunController(QObject):
     def _cleanup(self) -> None:
         if self._thread is not None and not self._thread.isRunning():
             self._thread.deleteLater()
-            if self._worker is not None:
-                self._worker.deleteLater()
             self._thread = None
             self._worker = None
