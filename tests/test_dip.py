@@ -144,6 +144,25 @@ def test_thread_count_is_restored_after_a_run():
     assert torch.get_num_threads() == before
 
 
+def test_fast_path_takes_channels_last_with_bf16_only():
+    _, y = noisy_pair()
+
+    def run(**changes):
+        r = dip_sampler(None, None, tiny(max_steps=2, **changes), init=y)
+        weight = r.net.body.down[0][0].weight  # a 3×3 convolution: (4, 4, 3, 3)
+        return r, weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
+
+    fast, nhwc = run(precision="bf16")
+    assert fast.bf16 and fast.channels_last and nhwc
+    assert list(fast)[-1].stop_reason == StopReason.STEP_CAP
+    plain, nhwc = run(precision="bf16", fast=False)
+    assert plain.bf16 and not plain.channels_last and not nhwc
+    fp32, nhwc = run(precision="fp32")
+    assert not fp32.channels_last and not nhwc
+    forced, nhwc = run(precision="fp32", channels_last=True)
+    assert forced.channels_last and nhwc
+
+
 def test_denoising_needs_the_noisy_image():
     with pytest.raises(ParameterError, match="init"):
         dip_sampler(make_operator("denoise", (1, 16, 16)), torch.zeros(1, 0), tiny())

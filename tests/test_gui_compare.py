@@ -248,7 +248,9 @@ def test_panel_on_its_own_with_a_controller_run(qtbot):
     job = CompareJob(("nlm_twicing", "ntk_twicing"), op, op.forward(y.unsqueeze(0)), x, y, params)
     with qtbot.waitSignal(panel.compareFinished, timeout=TIMEOUT_MS) as finished:
         panel.start(job, observed=y)
+        worker = panel.controller.worker
     assert set(finished.args[0]) == {"nlm_twicing", "ntk_twicing"}
+    assert worker.job is None and worker.summaries == {}  # the finished worker holds no images
     assert panel.plot.point_count("ntk_twicing") == 4
     qtbot.waitUntil(lambda: not panel.is_running(), timeout=5000)
     assert panel.shutdown()

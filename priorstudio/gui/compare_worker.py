@@ -88,7 +88,10 @@ class CompareWorker(QObject):
             detail = "".join(traceback.format_exception_only(type(error), error)).strip()
             self.failed.emit(f"the comparison failed: {detail}")
             return
-        self.finished.emit(dict(self.summaries))
+        finally:
+            # the worker's wrapper can outlive the run: let go of the problem, the denoiser and the images
+            summaries, self.summaries, self.job = self.summaries, {}, None
+        self.finished.emit(dict(summaries))
 
     def _run_one(self, name: str) -> MethodSummary:
         job = self.job
@@ -163,6 +166,8 @@ class CompareController(QObject):
         worker.failed.connect(thread.quit, Qt.ConnectionType.DirectConnection)
         worker.finished.connect(self._on_finished)
         worker.failed.connect(self._on_failed)
+        # the worker lives in the thread: only the thread's own end can delete it
+        thread.finished.connect(worker.deleteLater)
         self._thread, self._worker = thread, worker
         thread.start()
         return worker
@@ -203,7 +208,5 @@ class CompareController(QObject):
     def _cleanup(self) -> None:
         if self._thread is not None and not self._thread.isRunning():
             self._thread.deleteLater()
-            if self._worker is not None:
-                self._worker.deleteLater()
             self._thread = None
             self._worker = None

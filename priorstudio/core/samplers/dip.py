@@ -17,21 +17,23 @@ With "monitor" the rule only reports (``extra["es_var"]``, ``extra["es_step"]``,
 fire) so its choice can be compared with the best step.
 
 Speed on a CPU (``fast=True``), measured on 2-core AMD EPYC machines, one with AVX2 only and one with
-AVX-512-bf16 (CPU time per step of the reference network on a 64×64 image, 16 steps interleaved):
+AVX-512-bf16 (the reference network, steps of each variant interleaved; docs/methods.md has the tables):
 - the thread count of the training loop is chosen by timing two steps with 1 thread and two with the
   default: with other jobs on the cores, OpenMP's spinning barriers make 2 threads many times *slower*
-  than 1 (the largest gain by far: 218 s of wall time per step on 2 threads against 2.9 s on 1, with two
-  high-priority jobs on both cores); on an idle machine the default wins and is kept;
-- bf16 autocast (``precision="auto"``) where the hardware has bf16 units (AMX or AVX-512-bf16 CPUs, CUDA):
-  0.051 s against 0.068 s in fp32 with AVX-512-bf16; on AVX2 it is emulated and slower, so "auto" means
-  fp32 there;
+  than 1 (the largest gain by far: 218 s of wall time per step on 2 threads against 2.9 s on 1 at 64×64,
+  with two high-priority jobs on both cores); on an idle machine the default wins and is kept;
+- bf16 autocast (``precision="auto"``) where the hardware has bf16 units (AMX or AVX-512-bf16 CPUs, CUDA),
+  and with it the channels_last layout, which oneDNN's bf16 kernels prefer: on an idle machine at 128×128,
+  0.085 s per step in bf16 and 0.072 s with channels_last, against 0.124 s in fp32. On AVX2 bf16 is
+  emulated and slower, so "auto" means fp32 there, and channels_last alone was slower too (batch norm and
+  1×1 convolutions take slow paths), so it is not used with fp32 unless asked for;
 - scalars leave the device only when a record needs them (PSNR every ``metrics_every`` steps; the loss
   is read every step only on the CPU, where reading it costs no synchronisation), bookkeeping (average,
   early-stopping window, metrics) runs under ``torch.inference_mode``, and Adam runs as one fused kernel
-  where the installed torch has it: together 0.068 s against 0.073 s for the plain loop on 1 thread.
-channels_last (``channels_last=True``) was *slower* on AVX2 (batch norm and 1×1 convolutions take slow
-paths) and only 6% faster with bf16 on AVX-512 (0.048 s), within the spread of the measurement, so it is
-off by default; ``torch.compile`` took over 7 minutes to compile and ran slower.
+  where the installed torch has it: together 0.124 s against 0.131 s for the plain loop.
+Against the plain reference the fast path is 1.4× faster at 64×64, 1.9× at 128×128 and 2.2× at 256×256
+on the idle AVX-512-bf16 machine, and 80–90× with the cores taken by other jobs. ``torch.compile`` took
+over 7 minutes to compile and ran slower, so it is not used.
 
 ``fast=False`` is the plain fp32 reference of the same recipe (default threads, PSNR and loss read at
 every step, no inference mode, the default Adam), kept for side-by-side timing (``priorstudio bench dip``).
@@ -194,7 +196,10 @@ class DIPParams:
     )
     channels_last: bool = field(
         default=False,
-        metadata={"label": "channels last", "help": "NHWC memory layout (slower on AVX2 CPUs, measured)"},
+        metadata={
+            "label": "channels last",
+            "help": "NHWC memory layout always (the fast path uses it by itself with bf16, where it is faster)",
+        },
     )
     precision: str = field(
         default="auto",
@@ -449,14 +454,16 @@ class DIPRun(StoppableRun):
         self.z = z.to(self.device)
         self.jitter_gen = gen
         self.net.to(self.device).train()
-        if params.channels_last:
-            self.net = self.net.to(memory_format=torch.channels_last)
-            self.z = self.z.contiguous(memory_format=torch.channels_last)
         self.bf16 = params.precision == "bf16" or (
             params.precision == "auto"
             and params.fast
             and (self.device.type == "cuda" or (self.device.type == "cpu" and cpu_bf16_fast()))
         )
+        #: NHWC layout: asked for, or the fast path's choice with bf16 (oneDNN's bf16 kernels prefer it)
+        self.channels_last = params.channels_last or (params.fast and self.bf16)
+        if self.channels_last:
+            self.net = self.net.to(memory_format=torch.channels_last)
+            self.z = self.z.contiguous(memory_format=torch.channels_last)
         self.optimizer = self._make_optimizer()
         #: the thread count the run settled on (CPU), for reports
         self.threads: int = torch.get_num_threads()
