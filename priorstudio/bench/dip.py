@@ -13,8 +13,9 @@
   which it fired (``es_fired_at``; None when it did not fire within the run, ``es_step`` then being its
   choice so far).
 
-The full protocol (Set5 + Set14 at 2000 steps, F16 at 3000) takes days on a 2-core CPU; ``--limit``,
-``--crop``, ``--steps`` and ``--width`` give reduced runs, and the rows say which settings were used.
+The full protocol (Set5 + Set14 at 2000 steps, F16 at 3000) takes about 12 hours of an idle 2-core CPU
+(days when its cores are shared); ``--limit``, ``--crop``, ``--steps`` and ``--width`` give reduced runs,
+and the rows say which settings were used.
 The default data paths are relative to the working folder, or else to the folder above the source tree.
 """
 
