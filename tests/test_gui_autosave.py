@@ -8,20 +8,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 pytest.importorskip("pytestqt")
 
+from gui_support import open_window, tiny_fast_denoiser
+
 from priorstudio.core.autosave import AutosaveStore
-from priorstudio.core.denoisers import BiasFreeUNet, Denoiser
 from priorstudio.gui.autosave_controller import AutosaveController, apply_state
 from priorstudio.gui.main_window import MainWindow
-
-
-def tiny_denoiser(channels: int) -> Denoiser:
-    torch.manual_seed(0)
-    return Denoiser(BiasFreeUNet(channels, (8, 16)), name="tiny")
 
 
 @pytest.fixture
@@ -33,10 +28,7 @@ def photo(tmp_path: Path) -> Path:
 
 
 def make_window(qtbot, settings) -> MainWindow:
-    w = MainWindow(denoiser_factory=tiny_denoiser, settings=settings, error_sink=lambda t, m: None)
-    w.confirm_close = lambda reason: "discard"
-    qtbot.addWidget(w)
-    return w
+    return open_window(qtbot, settings, size=None, denoiser_factory=tiny_fast_denoiser)
 
 
 def dead_pid() -> int:
@@ -44,6 +36,13 @@ def dead_pid() -> int:
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()
     return proc.pid
+
+
+def crashed_session(window: MainWindow, folder: Path) -> AutosaveController:
+    """The autosave of a session that has since crashed: its slot names a process that no longer runs."""
+    controller = AutosaveController(window, AutosaveStore(folder, pid=dead_pid()), interval_ms=60_000)
+    controller.timer.stop()
+    return controller
 
 
 def test_work_comes_back_after_a_crash(qtbot, settings, tmp_path: Path, photo: Path) -> None:
@@ -58,11 +57,9 @@ def test_work_comes_back_after_a_crash(qtbot, settings, tmp_path: Path, photo: P
         first.mask.end_stroke()
         first.algorithm.set_values({"beta": 0.25, "seed": 7})
         painted = first.mask.copy()
-        # the crashed session: its slot names a process that no longer runs
-        crashed = AutosaveController(first, AutosaveStore(folder, pid=dead_pid()), interval_ms=60_000)
+        crashed = crashed_session(first, folder)
         assert crashed.save_now()
         assert not crashed.save_now()  # nothing changed: nothing written
-        crashed.timer.stop()
     finally:
         first.shutdown()
 
@@ -92,9 +89,7 @@ def test_declining_discards_and_keeps_the_window_as_it_was(qtbot, settings, tmp_
     try:
         first.open_path(photo)
         first.mask.central_block(0.2)
-        crashed = AutosaveController(first, AutosaveStore(folder, pid=dead_pid()), interval_ms=60_000)
-        crashed.save_now()
-        crashed.timer.stop()
+        crashed_session(first, folder).save_now()
     finally:
         first.shutdown()
     second = make_window(qtbot, settings)

@@ -13,7 +13,9 @@ from PIL import Image
 
 pytest.importorskip("pytestqt")
 
-from priorstudio.core.denoisers import BiasFreeUNet, Denoiser
+from gui_support import open_window, tiny_denoiser
+
+from priorstudio.core.denoisers import Denoiser
 from priorstudio.core.metrics import psnr
 from priorstudio.core.operators import make_operator
 from priorstudio.core.samplers.base import StopReason
@@ -26,11 +28,6 @@ pytestmark = pytest.mark.gui
 
 NAMES = tuple(METHODS)
 TIMEOUT_MS = 240_000
-
-
-def tiny_denoiser(channels: int) -> Denoiser:
-    torch.manual_seed(0)
-    return Denoiser(BiasFreeUNet(channels, (8, 16)), fast=False, device="cpu")
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -52,14 +49,7 @@ def photo(tmp_path):
 
 @pytest.fixture
 def window(qtbot, settings):
-    errors: list[tuple[str, str]] = []
-    w = MainWindow(denoiser_factory=tiny_denoiser, settings=settings, error_sink=lambda t, m: errors.append((t, m)))
-    w.errors = errors
-    w.confirm_close = lambda reason: "discard"
-    qtbot.addWidget(w)
-    w.resize(1200, 800)
-    w.show()
-    qtbot.waitExposed(w)
+    w = open_window(qtbot, settings, denoiser_factory=tiny_denoiser)
     yield w
     w.shutdown()
 

@@ -19,10 +19,11 @@ from PIL import Image
 
 pytest.importorskip("pytestqt")
 
+from gui_support import open_window, tiny_fast_denoiser
 from PySide6 import QtWidgets
 
 from priorstudio.cli import main as cli_main
-from priorstudio.core.denoisers import BiasFreeUNet, Denoiser
+from priorstudio.core.denoisers import BiasFreeUNet
 from priorstudio.core.denoisers.registry import pack_weights, save_weights
 from priorstudio.core.imageio import encode_image
 from priorstudio.core.samplers.base import StopReason
@@ -81,26 +82,13 @@ def bad_images(folder: Path) -> dict[str, Path]:
 
 
 # -- the window --------------------------------------------------------------------------------------------
-def tiny_denoiser(channels: int) -> Denoiser:
-    torch.manual_seed(0)
-    return Denoiser(BiasFreeUNet(channels, (8, 16)), fast=True, device="cpu")
-
-
 def make_window(qtbot, settings, **kwargs) -> MainWindow:
-    errors: list[tuple[str, str]] = []
-    w = MainWindow(settings=settings, error_sink=lambda t, m: errors.append((t, m)), **kwargs)
-    w.errors = errors  # type: ignore[attr-defined]
-    w.confirm_close = lambda reason: "discard"
-    qtbot.addWidget(w)
-    w.resize(1000, 700)
-    w.show()
-    qtbot.waitExposed(w)
-    return w
+    return open_window(qtbot, settings, size=(1000, 700), **kwargs)
 
 
 @pytest.fixture
 def window(qtbot, settings):
-    w = make_window(qtbot, settings, denoiser_factory=tiny_denoiser)
+    w = make_window(qtbot, settings, denoiser_factory=tiny_fast_denoiser)
     yield w
     w.shutdown()
 

@@ -12,9 +12,9 @@ from PIL import Image
 
 pytest.importorskip("pytestqt")
 
+from gui_support import open_window, tiny_denoiser
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from priorstudio.core.denoisers import BiasFreeUNet, Denoiser
 from priorstudio.core.samplers.base import StopReason
 from priorstudio.gui import keymap
 from priorstudio.gui.main_window import MainWindow
@@ -22,11 +22,6 @@ from priorstudio.gui.main_window import MainWindow
 pytestmark = pytest.mark.gui
 
 Qt = QtCore.Qt
-
-
-def tiny_denoiser(channels: int) -> Denoiser:
-    torch.manual_seed(0)
-    return Denoiser(BiasFreeUNet(channels, (8, 16)), fast=False, device="cpu")
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -50,14 +45,7 @@ def photo(tmp_path):
 
 @pytest.fixture
 def window(qtbot, settings):
-    errors: list[tuple[str, str]] = []
-    w = MainWindow(denoiser_factory=tiny_denoiser, settings=settings, error_sink=lambda t, m: errors.append((t, m)))
-    w.errors = errors
-    w.confirm_close = lambda reason: "discard"
-    qtbot.addWidget(w)
-    w.resize(1200, 800)
-    w.show()
-    qtbot.waitExposed(w)
+    w = open_window(qtbot, settings, denoiser_factory=tiny_denoiser)
     yield w
     w.shutdown()
 

@@ -59,6 +59,7 @@ class AutosaveController(QtCore.QObject):
         self.window = window
         self.store = store
         self.saves = 0
+        self.last_error = ""  # why the last save failed ("" while saves succeed)
         self._last_signature: str | None = None
         self.timer = QtCore.QTimer(self)
         self.timer.setInterval(interval_ms)

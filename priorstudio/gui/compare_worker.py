@@ -23,7 +23,7 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
-from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
+from PySide6.QtCore import QObject, Signal, Slot
 from torch import Tensor
 
 from priorstudio.core.errors import PriorStudioError
@@ -31,7 +31,7 @@ from priorstudio.core.operators.base import Operator
 from priorstudio.core.samplers.base import StepRecord
 from priorstudio.core.samplers.registry import MethodSummary, get_method, summarize
 from priorstudio.gui import qt_compat  # noqa: F401  (first: guards a PySide6 refcount bug)
-from priorstudio.gui.worker import display_copy
+from priorstudio.gui.worker import ThreadedController, display_copy
 
 
 @dataclass
@@ -126,87 +126,17 @@ class CompareWorker(QObject):
         return not self._stop.is_set()
 
 
-class CompareController(QObject):
+class CompareController(ThreadedController):
     """Owns one comparison's worker and thread and forwards its signals; one comparison at a time."""
 
     methodStarted = Signal(str)
     point = Signal(str, int, float, float)
     frame = Signal(str, int, object)
     methodFinished = Signal(str, object)
-    finished = Signal(object)
-    failed = Signal(str)
-
-    def __init__(self, parent: QObject | None = None) -> None:
-        super().__init__(parent)
-        self._thread: QThread | None = None
-        self._worker: CompareWorker | None = None
-        self._detached = False
-
-    @property
-    def worker(self) -> CompareWorker | None:
-        return self._worker
-
-    def is_running(self) -> bool:
-        return self._thread is not None and self._thread.isRunning()
+    busy_message = "a comparison is already running"
 
     def start(self, job: CompareJob, *, max_fps: float = 10.0) -> CompareWorker:
-        if self.is_running():
-            raise RuntimeError("a comparison is already running")
-        self._cleanup()
-        self._detached = False
+        self._ensure_idle()
         worker = CompareWorker(job, max_fps=max_fps)
-        thread = QThread()
-        thread.setObjectName("priorstudio-compare")
-        worker.moveToThread(thread)
-        thread.started.connect(worker.run)
-        for name in ("methodStarted", "point", "frame", "methodFinished"):
-            getattr(worker, name).connect(getattr(self, name))
-        # quit from the worker thread itself: a queued quit would never arrive while shutdown() waits
-        worker.finished.connect(thread.quit, Qt.ConnectionType.DirectConnection)
-        worker.failed.connect(thread.quit, Qt.ConnectionType.DirectConnection)
-        worker.finished.connect(self._on_finished)
-        worker.failed.connect(self._on_failed)
-        # the worker lives in the thread: only the thread's own end can delete it
-        thread.finished.connect(worker.deleteLater)
-        self._thread, self._worker = thread, worker
-        thread.start()
+        self._launch(worker, "priorstudio-compare", ("methodStarted", "point", "frame", "methodFinished"))
         return worker
-
-    def stop(self) -> None:
-        if self._worker is not None:
-            self._worker.request_stop()
-
-    def shutdown(self, timeout_ms: int = 30_000) -> bool:
-        """Stop and join the thread; True when it ended (or none was running). Late signals are dropped."""
-        if self._thread is None:
-            return True
-        self._detached = True
-        self.stop()
-        done = self._thread.wait(timeout_ms)
-        if done:
-            self._cleanup()
-        return done
-
-    @Slot(object)
-    def _on_finished(self, summaries: dict[str, MethodSummary]) -> None:
-        if self._detached:
-            return
-        self._join()
-        self.finished.emit(summaries)
-
-    @Slot(str)
-    def _on_failed(self, message: str) -> None:
-        if self._detached:
-            return
-        self._join()
-        self.failed.emit(message)
-
-    def _join(self) -> None:
-        if self._thread is not None:
-            self._thread.wait(10_000)
-
-    def _cleanup(self) -> None:
-        if self._thread is not None and not self._thread.isRunning():
-            self._thread.deleteLater()
-            self._thread = None
-            self._worker = None

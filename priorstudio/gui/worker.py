@@ -286,32 +286,115 @@ def _scalars(record: StepRecord) -> StepScalars:
     )
 
 
-class RunController(QObject):
-    """Owns one run's worker and thread; forwards the worker's signals. One run at a time.
+class ThreadedController(QObject):
+    """Owns one worker QObject and the QThread it runs in, one job at a time; forwards its signals.
 
-    ``shutdown()`` stops the run and joins the thread: call it before the window closes.
+    The worker must have a ``run`` slot, ``finished(object)`` and ``failed(str)`` signals and a thread-safe
+    ``request_stop()``. ``shutdown()`` stops the job and joins the thread: call it before the owner closes.
     """
+
+    finished = Signal(object)
+    failed = Signal(str)
+
+    #: the message of the RuntimeError raised by a start while a job runs
+    busy_message = "a job is already running"
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._thread: QThread | None = None
+        self._worker: Any = None
+        self._detached = False
+
+    @property
+    def worker(self) -> Any:
+        return self._worker
+
+    def is_running(self) -> bool:
+        return self._thread is not None and self._thread.isRunning()
+
+    def _ensure_idle(self) -> None:
+        if self.is_running():
+            raise RuntimeError(self.busy_message)
+        self._cleanup()
+        self._detached = False
+
+    def _launch(self, worker: QObject, thread_name: str, forward: Iterable[str] = ()) -> None:
+        """Move ``worker`` to a new thread, connect it (``forward`` names signals re-emitted here), start."""
+        thread = QThread()
+        thread.setObjectName(thread_name)
+        worker.moveToThread(thread)
+        thread.started.connect(worker.run)
+        for name in forward:
+            getattr(worker, name).connect(getattr(self, name))
+        # the thread quits as soon as the worker is done, called from the worker thread itself (QThread.quit is
+        # thread-safe): a queued quit would never arrive while the GUI thread waits in shutdown()
+        worker.finished.connect(thread.quit, Qt.ConnectionType.DirectConnection)
+        worker.failed.connect(thread.quit, Qt.ConnectionType.DirectConnection)
+        worker.finished.connect(self._on_finished)
+        worker.failed.connect(self._on_failed)
+        # the worker lives in the thread: only the thread's own end can delete it (a deleteLater posted once
+        # the thread has finished would wait forever for an event loop that no longer runs)
+        thread.finished.connect(worker.deleteLater)
+        self._thread, self._worker = thread, worker
+        thread.start()
+
+    def stop(self) -> None:
+        if self._worker is not None:
+            self._worker.request_stop()
+
+    def shutdown(self, timeout_ms: int = 30_000) -> bool:
+        """Stop the job and wait for the thread to end; True when it did (or none was running).
+
+        The job's last signals, still queued, are dropped: whoever shuts down is no longer listening.
+        """
+        if self._thread is None:
+            return True
+        self._detached = True
+        self.stop()
+        done = self._thread.wait(timeout_ms)
+        if done:
+            self._cleanup()
+        return done
+
+    def _ended(self) -> None:
+        """Called after a job's ``finished`` or ``failed`` was forwarded (for subclasses)."""
+
+    @Slot(object)
+    def _on_finished(self, result: object) -> None:
+        if self._detached:
+            return
+        self._join()
+        self.finished.emit(result)
+        self._ended()
+
+    @Slot(str)
+    def _on_failed(self, message: str) -> None:
+        if self._detached:
+            return
+        self._join()
+        self.failed.emit(message)
+        self._ended()
+
+    def _join(self) -> None:
+        if self._thread is not None:
+            self._thread.wait(10_000)
+
+    def _cleanup(self) -> None:
+        if self._thread is not None and not self._thread.isRunning():
+            self._thread.deleteLater()
+            self._thread = None
+            self._worker = None
+
+
+class RunController(ThreadedController):
+    """Owns one sampler run's worker and thread; forwards the worker's signals. One run at a time."""
 
     step = Signal(object)
     frame = Signal(object)
     paused = Signal(int)
     resumed = Signal()
-    finished = Signal(object)
-    failed = Signal(str)
     runningChanged = Signal(bool)
-
-    def __init__(self, parent: QObject | None = None) -> None:
-        super().__init__(parent)
-        self._thread: QThread | None = None
-        self._worker: SamplerWorker | None = None
-        self._detached = False
-
-    @property
-    def worker(self) -> SamplerWorker | None:
-        return self._worker
-
-    def is_running(self) -> bool:
-        return self._thread is not None and self._thread.isRunning()
+    busy_message = "a run is already going"
 
     def is_paused(self) -> bool:
         return self._worker is not None and self._worker.is_paused
@@ -325,30 +408,9 @@ class RunController(QObject):
         start_paused: bool = False,
         metrics: MetricsTap | None = None,
     ) -> SamplerWorker:
-        if self.is_running():
-            raise RuntimeError("a run is already going")
-        self._cleanup()
-        self._detached = False
+        self._ensure_idle()
         worker = SamplerWorker(make_stream, max_fps=max_fps, sinks=sinks, start_paused=start_paused, metrics=metrics)
-        thread = QThread()
-        thread.setObjectName("priorstudio-sampler")
-        worker.moveToThread(thread)
-        thread.started.connect(worker.run)
-        worker.step.connect(self.step)
-        worker.frame.connect(self.frame)
-        worker.paused.connect(self.paused)
-        worker.resumed.connect(self.resumed)
-        # the thread quits as soon as the worker is done, called from the worker thread itself (QThread.quit is
-        # thread-safe): a queued quit would never arrive while the GUI thread waits in shutdown()
-        worker.finished.connect(thread.quit, Qt.ConnectionType.DirectConnection)
-        worker.failed.connect(thread.quit, Qt.ConnectionType.DirectConnection)
-        worker.finished.connect(self._on_finished)
-        worker.failed.connect(self._on_failed)
-        # the worker lives in the thread: only the thread's own end can delete it (a deleteLater posted once
-        # the thread has finished would wait forever for an event loop that no longer runs)
-        thread.finished.connect(worker.deleteLater)
-        self._thread, self._worker = thread, worker
-        thread.start()
+        self._launch(worker, "priorstudio-sampler", ("step", "frame", "paused", "resumed"))
         self.runningChanged.emit(True)
         return worker
 
@@ -360,46 +422,5 @@ class RunController(QObject):
         if self._worker is not None:
             self._worker.step_once()
 
-    def stop(self) -> None:
-        if self._worker is not None:
-            self._worker.request_stop()
-
-    def shutdown(self, timeout_ms: int = 30_000) -> bool:
-        """Stop the run and wait for the thread to end; True when it did (or none was running).
-
-        The run's last signals, still queued, are dropped: whoever shuts down is no longer listening.
-        """
-        if self._thread is None:
-            return True
-        self._detached = True
-        self.stop()
-        done = self._thread.wait(timeout_ms)
-        if done:
-            self._cleanup()
-        return done
-
-    @Slot(object)
-    def _on_finished(self, record: StepRecord) -> None:
-        if self._detached:
-            return
-        self._join()
-        self.finished.emit(record)
+    def _ended(self) -> None:
         self.runningChanged.emit(False)
-
-    @Slot(str)
-    def _on_failed(self, message: str) -> None:
-        if self._detached:
-            return
-        self._join()
-        self.failed.emit(message)
-        self.runningChanged.emit(False)
-
-    def _join(self) -> None:
-        if self._thread is not None:
-            self._thread.wait(10_000)
-
-    def _cleanup(self) -> None:
-        if self._thread is not None and not self._thread.isRunning():
-            self._thread.deleteLater()
-            self._thread = None
-            self._worker = None

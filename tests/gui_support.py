@@ -1,0 +1,34 @@
+"""Helpers shared by the main-window tests: a tiny random-weight denoiser and a window that records dialogs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from priorstudio.core.denoisers import BiasFreeUNet, Denoiser
+from priorstudio.gui.main_window import MainWindow
+
+
+def tiny_denoiser(channels: int, *, fast: bool = False) -> Denoiser:
+    """A seeded two-level UNet: fast to run, the same weights every time."""
+    torch.manual_seed(0)
+    return Denoiser(BiasFreeUNet(channels, (8, 16)), fast=fast, device="cpu")
+
+
+def tiny_fast_denoiser(channels: int) -> Denoiser:
+    return tiny_denoiser(channels, fast=True)
+
+
+def open_window(qtbot, settings, *, size: tuple[int, int] | None = (1200, 800), **kwargs: Any) -> MainWindow:
+    """A MainWindow whose dialogs go to ``window.errors`` and whose close never asks; shown unless size=None."""
+    errors: list[tuple[str, str]] = []
+    w = MainWindow(settings=settings, error_sink=lambda t, m: errors.append((t, m)), **kwargs)
+    w.errors = errors  # type: ignore[attr-defined]
+    w.confirm_close = lambda reason: "discard"
+    qtbot.addWidget(w)
+    if size is not None:
+        w.resize(*size)
+        w.show()
+        qtbot.waitExposed(w)
+    return w
