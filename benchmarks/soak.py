@@ -201,9 +201,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from PySide6 import QtCore
 
-    from priorstudio.gui.app import make_application
+    from priorstudio.gui.app import freeze_startup_heap, make_application, prepare_process
     from priorstudio.gui.main_window import MainWindow
 
+    prepare_process()  # as the application does
     app = make_application(["soak"])
     folder = Path(tempfile.mkdtemp(prefix="priorstudio-soak-"))
     settings = QtCore.QSettings(str(folder / "settings.ini"), QtCore.QSettings.Format.IniFormat)
@@ -227,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     window.degradation.set_task("denoise")
     window.algorithm.apply_preset("restore")
     window.algorithm.set_values({"sigma_0": 1.0, "sigma_L": 1e-4, "h_0": 0.01, "beta": 0.001, "seed": 0})
+    freeze_startup_heap()  # as the application does once its window is up
 
     soak = Soak(window, app)
     soak.long_run(20, 20)  # warm-up: libraries, caches, first allocations

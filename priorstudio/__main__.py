@@ -2,7 +2,7 @@
 
 import sys
 
-from priorstudio.cli import main
+from priorstudio.cli import entry
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(entry())

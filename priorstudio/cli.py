@@ -489,6 +489,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def entry() -> int:
+    """The ``priorstudio`` command: the process is ours, so tune the allocator first (see core/allocator.py)."""
+    from priorstudio.core.allocator import tune_allocator
+
+    tune_allocator()
+    return main()
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import math
 import threading
-import time
 import traceback
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,7 +30,7 @@ from priorstudio.core.operators.base import Operator
 from priorstudio.core.samplers.base import StepRecord
 from priorstudio.core.samplers.registry import MethodSummary, get_method, summarize
 from priorstudio.gui import qt_compat  # noqa: F401  (first: guards a PySide6 refcount bug)
-from priorstudio.gui.worker import ThreadedController, display_copy
+from priorstudio.gui.worker import FramePacer, ThreadedController, display_copy
 
 
 @dataclass
@@ -62,9 +61,9 @@ class CompareWorker(QObject):
     def __init__(self, job: CompareJob, *, max_fps: float = 10.0) -> None:
         super().__init__()
         self.job = job
-        self.min_frame_interval = 1.0 / max_fps if max_fps > 0 else 0.0
+        self._pacers: dict[str, FramePacer] = {}
+        self.max_fps = max_fps
         self._stop = threading.Event()
-        self._last_frame = -math.inf
         self.summaries: dict[str, MethodSummary] = {}
 
     def request_stop(self) -> None:
@@ -96,7 +95,6 @@ class CompareWorker(QObject):
     def _run_one(self, name: str) -> MethodSummary:
         job = self.job
         spec = get_method(name)
-        self._last_frame = -math.inf
         if spec.needs_denoiser and job.denoiser is None and job.denoiser_error:
             return MethodSummary(name, spec.label, error=job.denoiser_error)
         try:
@@ -119,9 +117,8 @@ class CompareWorker(QObject):
         psnr = record.psnr if record.psnr is not None else math.nan
         self.point.emit(name, int(record.t), float(psnr), float(record.extra.get("loss", math.nan)))
         if record.image is not None:
-            now = time.perf_counter()
-            if record.is_last or now - self._last_frame >= self.min_frame_interval:
-                self._last_frame = now
+            pacer = self._pacers.setdefault(name, FramePacer(self.max_fps, burst=1.0))
+            if record.is_last or pacer.ready():
                 self.frame.emit(name, int(record.t), display_copy(record.image))
         return not self._stop.is_set()
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ import torch
 from PySide6 import QtCore, QtGui, QtWidgets
 from PySide6.QtCore import QRectF, Qt, Signal
 
+from priorstudio.core.allocator import release_free_memory
 from priorstudio.core.atomic import OutputExistsError
 from priorstudio.core.denoisers import available_models
 from priorstudio.core.errors import PriorStudioError, WeightsError
@@ -57,7 +59,14 @@ from priorstudio.gui.session import (
 )
 from priorstudio.gui.worker import Frame, FrameMailbox, MetricsTap, RecordSink, RunController, StepScalars
 
+# What the GUI thread does during a run is paced: on two cores every millisecond it spends is taken from the
+# sampler. Frames are shown as they arrive (the worker sends ≤ max_fps a second) but never closer than
+# FRAME_GAP_MS; the timer shows a frame that had to wait and redraws the plots and the progress, less often.
 REPAINT_MS = 33
+FRAME_GAP_MS = 25
+PLOTS_MS = 200  # four plots with their axes take ~8 ms to redraw (see gui/plots.py)
+PROGRESS_MS = 100
+RELEASE_AFTER_RUN_MS = 500  # once the run's thread is gone, its free memory goes back (core/allocator.py)
 PREVIEW_DELAY_MS = 250
 MAX_RECENT = 10
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.tif *.tiff *.bmp *.webp *.gif *.pgm *.ppm *.pnm);;All files (*)"
@@ -116,6 +125,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.record: RunRecord | None = None
         self.progress: RunProgress | None = None
         self.frames_shown = 0
+        self._frame_shown_at = -math.inf
+        self._progress_at = -math.inf
         self._preview_plan: RunPlan | None = None
 
         # run machinery
@@ -1013,15 +1024,24 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _on_frame(self, frame: Frame) -> None:
         self.mailbox.put(frame)
+        if time.monotonic() - self._frame_shown_at >= FRAME_GAP_MS / 1000:
+            self._show_frame()  # on arrival, unless the last one was just shown: the timer catches that one
 
-    def _repaint(self) -> None:
-        """The timer's tick: show the newest frame (if any), redraw the plots, update the progress."""
+    def _show_frame(self) -> None:
         frame = self.mailbox.take()
         if frame is not None and self.plan is not None:
             self.canvas.set_layer("estimate", "run", frame.image, _region_rect(self.plan))
             self.frames_shown += 1
-        self.plots.refresh()
-        self._update_progress()
+            self._frame_shown_at = time.monotonic()
+
+    def _repaint(self) -> None:
+        """The timer's tick: a frame still waiting, then the plots and the progress, each at its own rate."""
+        self._show_frame()
+        self.plots.refresh(min_interval=PLOTS_MS / 1000)
+        now = time.monotonic()
+        if now - self._progress_at >= PROGRESS_MS / 1000:
+            self._progress_at = now
+            self._update_progress()
 
     def _update_progress(self) -> None:
         p = self.progress
@@ -1042,7 +1062,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self.progress_bar.setFormat("  ".join(parts))
 
     def _on_paused(self, _steps: int) -> None:
-        self._repaint()
+        self._show_frame()  # paused: frame, plots and progress all show the step it paused at
+        self.plots.refresh()
+        self._update_progress()
         self.run_label.setText("paused — N steps once, F6 resumes, Esc stops")
         self._update_actions()
 
@@ -1052,6 +1074,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _on_finished(self, record: StepRecord) -> None:
         self.repaint_timer.stop()
+        QtCore.QTimer.singleShot(RELEASE_AFTER_RUN_MS, release_free_memory)
         self.mailbox.take()  # the final image comes with the record
         plan = self.plan
         self.last_record = record
@@ -1089,6 +1112,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _on_failed(self, message: str) -> None:
         self.repaint_timer.stop()
+        QtCore.QTimer.singleShot(RELEASE_AFTER_RUN_MS, release_free_memory)
         self._repaint()
         self.actions["pause"].setChecked(False)
         self.run_label.setText(f"failed: {message}")

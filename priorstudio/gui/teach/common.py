@@ -11,13 +11,14 @@ import numpy as np
 import pyqtgraph as pg
 import torch
 from PySide6 import QtCore, QtWidgets
-from PySide6.QtCore import QObject, QThread, Signal, Slot
+from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
 from priorstudio.core.denoisers import available_models
 from priorstudio.core.denoisers.inference import Denoiser
 from priorstudio.core.errors import ParameterError, PriorStudioError
 from priorstudio.core.samplers.base import StepRecord
 from priorstudio.gui import qt_compat  # noqa: F401  (first: guards a PySide6 refcount bug)
+from priorstudio.gui.compute_threads import enter_worker
 
 #: What the host window passes to the widgets: the current model for a number of channels (1 or 3).
 DenoiserFactory = Callable[[int], Denoiser]
@@ -176,6 +177,7 @@ class BackgroundCall(QObject):
         thread = QThread()
         worker = _CallWorker(fn)
         worker.moveToThread(thread)
+        thread.started.connect(enter_worker, Qt.ConnectionType.DirectConnection)  # see compute_threads.py
         thread.started.connect(worker.run)
         worker.done.connect(self._on_done)
         worker.failed.connect(self._on_failed)

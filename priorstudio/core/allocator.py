@@ -1,0 +1,62 @@
+"""Keep the tensors' buffers in the process instead of handing them back to the kernel after every step.
+
+A sampler step allocates and frees the same few multi-megabyte activation buffers hundreds of times a
+second. glibc's malloc serves blocks that large with fresh ``mmap`` calls (its threshold adapts, but is
+reset by every ``munmap``) and trims the heap top as soon as 128 kB are free, so each step pays for page
+faults and for zeroing pages it just gave back: measured here, a 256² UNet sampler runs ~30% slower for it.
+Two settings fix both: blocks up to 32 MB (glibc's largest allowed threshold) come from the heap, and up
+to 256 MB of free heap top is kept for reuse. The peak memory is unchanged; memory freed after a run is
+reused by the next one rather than returned.
+
+Keeping freed memory is right during a run; after one, :func:`release_free_memory` hands what is free back
+(the application calls it when a run ends), so a long session's footprint follows what it really holds.
+
+Only the entry points (the ``priorstudio`` command, the application, the benchmarks) call
+:func:`tune_allocator`: importing the library changes nothing in the host process.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import sys
+
+M_TRIM_THRESHOLD = -1
+M_MMAP_THRESHOLD = -3
+MMAP_THRESHOLD_BYTES = 32 * 1024 * 1024
+TRIM_THRESHOLD_BYTES = 256 * 1024 * 1024
+
+_tuned: bool | None = None
+_libc: ctypes.CDLL | None = None
+
+
+def tune_allocator() -> bool:
+    """Apply the settings above where the C library is glibc; True when they took effect. Idempotent."""
+    global _tuned
+    if _tuned is not None:
+        return _tuned
+    _tuned = False
+    if not sys.platform.startswith("linux"):
+        return False
+    global _libc
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # not glibc (musl has no mallopt): nothing to tune
+        return False
+    _libc = libc
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    mallopt.restype = ctypes.c_int
+    mmap_set = mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES) == 1
+    _tuned = mmap_set and mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES) == 1
+    return _tuned
+
+
+def release_free_memory() -> bool:
+    """Return the allocator's free memory to the system (glibc ``malloc_trim``); False where not tuned."""
+    if not _tuned or _libc is None:
+        return False
+    try:
+        return bool(_libc.malloc_trim(0))
+    except (AttributeError, OSError):
+        return False

@@ -1,0 +1,138 @@
+"""Pacing what the GUI thread does during a run: frames, plot redraws, and the cores for the worker."""
+
+from __future__ import annotations
+
+import sys
+import threading
+
+import pytest
+import torch
+
+from priorstudio.core.allocator import tune_allocator
+from priorstudio.core.samplers.base import StepRecord, StopReason
+from priorstudio.gui import compute_threads
+from priorstudio.gui.plots import RunPlots
+from priorstudio.gui.worker import FramePacer, RunController
+
+
+def sent(pacer: FramePacer, step_s: float, seconds: float) -> int:
+    n, t = 0, 0.0
+    while t < seconds:
+        n += pacer.ready(t)
+        t += step_s
+    return n
+
+
+def test_pacer_sends_every_step_of_a_sampler_slower_than_the_rate():
+    # 28 steps/s against 30 frames/s: a fixed 33 ms gap would skip about every other step
+    assert sent(FramePacer(30), 1 / 28, 10.0) == 280
+
+
+def test_pacer_caps_a_fast_sampler_at_the_rate():
+    n = sent(FramePacer(30), 1 / 200, 10.0)
+    assert 295 <= n <= 302  # the rate, plus at most the first frame and a burst
+
+
+def test_pacer_burst_is_bounded_and_zero_rate_sends_everything():
+    pacer = FramePacer(10, burst=2)
+    assert pacer.ready(0.0)
+    assert [pacer.ready(10.0), pacer.ready(10.0), pacer.ready(10.0)] == [True, True, False]  # a long gap: 2
+    everything = FramePacer(0)
+    assert all(everything.ready(0.0) for _ in range(100))
+
+
+def test_plots_redraw_at_most_at_the_asked_interval(qtbot):
+    plots = RunPlots()
+    qtbot.addWidget(plots)
+    plots.append(1, {"sigma": 0.5, "residual_norm": 0.1})
+    assert plots.refresh(min_interval=60.0)
+    plots.append(2, {"sigma": 0.4, "residual_norm": 0.1})
+    assert not plots.refresh(min_interval=60.0)  # too soon: the new point waits
+    assert plots.point_count("sigma") == 1
+    assert plots.refresh()  # no interval (a pause, the end of a run): drawn now
+    assert plots.point_count("sigma") == 2
+    assert not plots.refresh()  # nothing new
+
+
+@pytest.fixture
+def reserved():
+    before = torch.get_num_threads()
+    count = compute_threads.reserve_for_workers(2)
+    yield count
+    compute_threads.release()
+    torch.set_num_threads(before)
+
+
+def test_the_gui_thread_keeps_one_thread_and_workers_get_the_rest(reserved, qtbot):
+    assert reserved == 2 and torch.get_num_threads() == 1
+    seen: list[int] = []
+
+    class Probe:  # a stream whose first step reports the thread count the worker thread runs with
+        def __iter__(self):
+            return self
+
+        def __next__(self):
+            seen.append(torch.get_num_threads())
+            return StepRecord(t=1, sigma=0.1, stop_reason=StopReason.CONVERGED)
+
+    controller = RunController()
+    with qtbot.waitSignal(controller.finished, timeout=10_000):
+        controller.start(lambda: Probe())
+    assert seen == [2]
+    assert torch.get_num_threads() == 1  # the worker's count did not leak into the GUI thread
+
+    plain: list[int] = []
+    thread = threading.Thread(target=lambda: (compute_threads.enter_worker(), plain.append(torch.get_num_threads())))
+    thread.start()
+    thread.join()
+    assert plain == [2]
+
+
+def test_nothing_changes_unless_reserved():
+    assert compute_threads.worker_threads() is None
+    before = torch.get_num_threads()
+    compute_threads.enter_worker()
+    assert torch.get_num_threads() == before
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mallopt is a glibc call")
+def test_allocator_tuning_takes_effect_on_glibc_and_is_idempotent():
+    import platform
+
+    first = tune_allocator()
+    assert tune_allocator() is first
+    if platform.libc_ver()[0] == "glibc":
+        assert first is True
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mallopt is a glibc call")
+def test_freed_memory_is_kept_during_work_and_handed_back_after():
+    import platform
+
+    from priorstudio.core.allocator import release_free_memory
+    from priorstudio.core.memory import current_rss_bytes
+
+    if platform.libc_ver()[0] != "glibc" or not tune_allocator() or current_rss_bytes() is None:
+        pytest.skip("needs glibc and a readable RSS")
+    blocks = [bytearray(1 << 20) for _ in range(160)]  # 160 MB of 1 MB blocks, below the mmap threshold
+    full = current_rss_bytes()
+    del blocks
+    kept = current_rss_bytes()
+    assert kept > full - (40 << 20)  # kept for reuse, not handed back block by block
+    assert release_free_memory()
+    assert current_rss_bytes() < kept - (100 << 20)
+
+
+def test_the_startup_heap_is_frozen_out_of_full_collections():
+    import gc
+
+    from priorstudio.gui.app import freeze_startup_heap
+
+    gc.unfreeze()
+    try:
+        freeze_startup_heap()
+        frozen = gc.get_freeze_count()
+        assert frozen > 10_000  # torch, Qt and pyqtgraph are imported by now
+        assert len(gc.get_objects(generation=2)) < frozen // 10  # what a full pass still walks
+    finally:
+        gc.unfreeze()
