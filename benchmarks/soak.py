@@ -134,13 +134,29 @@ class Soak:
         reason = record.stop_reason.value if record is not None and record.stop_reason else "failed"
         self.stop_reasons[reason] = self.stop_reasons.get(reason, 0) + 1
 
+    def _spin(self, ms: int) -> None:
+        """Run the event loop for ``ms`` (or until a run finishes): a real, blocking loop, as in the app.
+
+        Polling ``processEvents`` instead would never run Qt's deferred deletions, so every run's worker and
+        thread would pile up: a leak of the benchmark, not of the application.
+        """
+        loop = self.QtCore.QEventLoop()
+        timer = self.QtCore.QTimer()
+        timer.setSingleShot(True)
+        timer.timeout.connect(loop.quit)
+        self.window.runFinished.connect(loop.quit)
+        timer.start(ms)
+        if not self._finished or ms == 0:
+            loop.exec()
+        timer.stop()
+        self.window.runFinished.disconnect(loop.quit)
+
     def _wait_finished(self, timeout_s: float = 600.0) -> None:
         deadline = time.perf_counter() + timeout_s
         while not self._finished:
-            self.app.processEvents(self.QtCore.QEventLoop.ProcessEventsFlag.AllEvents, 50)
+            self._spin(1000)
             if time.perf_counter() > deadline:
                 raise TimeoutError("a run did not finish in time")
-            time.sleep(0.001)
 
     def _start(self, max_steps: int) -> bool:
         self.window.algorithm.set_values({"max_steps": int(max_steps)})
@@ -167,10 +183,7 @@ class Soak:
         for _ in range(cycles):
             if not self._start(100_000):
                 break
-            delay_ms = rng.choice([0, 0, 1, 3, 10, 30])
-            deadline = time.perf_counter() + delay_ms / 1000
-            while time.perf_counter() < deadline:
-                self.app.processEvents(self.QtCore.QEventLoop.ProcessEventsFlag.AllEvents, 5)
+            self._spin(rng.choice([0, 0, 1, 3, 10, 30]))  # the stop comes 0–30 ms into the run
             self.window.actions["stop"].trigger()
             self._wait_finished()
             if self.window.controller.is_running():
@@ -233,12 +246,14 @@ def main(argv: list[str] | None = None) -> int:
     soak = Soak(window, app)
     soak.long_run(20, 20)  # warm-up: libraries, caches, first allocations
     warm = {"steps": soak.steps, "runs": soak.runs}
+    soak._spin(1000)  # each snapshot is taken a second after a run ended, as the end one is
     start = snapshot()
     t0 = time.perf_counter()
     soak.steps, soak.runs, soak.frames_emitted, soak.frames_dropped, soak.frames_shown = 0, 0, 0, 0, 0
     soak.stop_reasons.clear()
     soak.long_run(args.steps, args.per_run)
     long_seconds = time.perf_counter() - t0
+    soak._spin(1000)
     after_long = snapshot()
     long_runs, long_steps = soak.runs, soak.steps
     frames = {"emitted": soak.frames_emitted, "shown": soak.frames_shown, "dropped": soak.frames_dropped}
@@ -257,10 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     t1 = time.perf_counter()
     kept = soak.start_stop(args.cycles, random.Random(args.seed))
     cycle_seconds = time.perf_counter() - t1
-    # let deleteLater() and the last queued signals run before counting what is left
-    for _ in range(20):
-        app.processEvents(QtCore.QEventLoop.ProcessEventsFlag.AllEvents, 10)
-        time.sleep(0.005)
+    soak._spin(1000)  # let deleteLater(), the memory release after a run and the last signals run first
     end = snapshot()
     running = window.controller.is_running()
     print(
