@@ -3,7 +3,7 @@
 A sampler step allocates and frees the same few multi-megabyte activation buffers hundreds of times a
 second. glibc's malloc serves blocks that large with fresh ``mmap`` calls (its threshold adapts, but is
 reset by every ``munmap``) and trims the heap top as soon as 128 kB are free, so each step pays for page
-faults and for zeroing pages it just gave back: measured here, a 256² UNet inpainting sampler ran up to ~30% slower for it.
+faults and for zeroing pages it just gave back: measured here, a 256² inpainting sampler ran up to 30% slower.
 Two settings fix both: blocks up to 32 MB (glibc's largest allowed threshold) come from the heap, and up
 to 32 MB of free heap top is kept for reuse (a step churns through less than that). The peak memory is
 unchanged; memory freed during a run is reused by its next step rather than returned.
