@@ -136,3 +136,16 @@ def test_the_startup_heap_is_frozen_out_of_full_collections():
         assert len(gc.get_objects(generation=2)) < frozen // 10  # what a full pass still walks
     finally:
         gc.unfreeze()
+
+
+def test_step_axis_grows_in_round_chunks_not_with_every_point(qtbot):
+    plots = RunPlots()
+    qtbot.addWidget(plots)
+    plots.new_run(sigma_L=1e-3, ideal=[0.5, 0.4, 0.3])
+    ends = []
+    for t in range(1, 301):
+        plots.append(t, {"sigma": 0.5 / t, "residual_norm": 0.1})
+        plots.refresh()
+        ends.append(plots.p_sigma.viewRange()[0][1])
+    assert sorted(set(ends)) == [10.0, 20.0, 50.0, 100.0, 200.0, 500.0]  # six ranges for 300 steps
+    assert all(end >= t for t, end in enumerate(ends, start=1))  # every point is in view

@@ -74,6 +74,16 @@ class ScalarSeries:
         return float(self._v[name][self.n - 1]) if self.n else math.nan
 
 
+def _round_up(x: float) -> float:
+    """The next of 1, 2, 5 × 10^k at or above ``x`` (≥ 10): a step-axis end that reads well."""
+    x = max(float(x), 10.0)
+    base = 10.0 ** math.floor(math.log10(x))
+    for m in (1.0, 2.0, 5.0, 10.0):
+        if m * base >= x:
+            return m * base
+    return 10.0 * base
+
+
 def _finite(x: np.ndarray, y: np.ndarray, positive: bool = False) -> tuple[np.ndarray, np.ndarray]:
     keep = np.isfinite(y)
     if positive:
@@ -100,6 +110,7 @@ class RunPlots(pg.GraphicsLayoutWidget):
         self.ghost: ScalarSeries | None = None
         self._dirty = False
         self._drawn_at = -math.inf
+        self._x_end = 0.0
         self.readout = pg.LabelItem("", justify="left", size="8pt")
         self.addItem(self.readout, row=0, col=0)
         self.p_sigma = self.addPlot(row=1, col=0, title="effective noise σ_t")
@@ -110,6 +121,10 @@ class RunPlots(pg.GraphicsLayoutWidget):
         self.p_ssim = self.addPlot(row=4, col=0, title="SSIM")
         self.plots = (self.p_sigma, self.p_resid, self.p_psnr, self.p_ssim)
         for p in self.plots:
+            for side in ("left", "bottom"):
+                # an axis replays its tick labels from a QPicture on every repaint (~2 ms each, eight axes);
+                # cached as a pixmap it is redrawn only when its range really changes
+                p.getAxis(side).setCacheMode(QtWidgets.QGraphicsItem.CacheMode.DeviceCoordinateCache)
             p.showGrid(x=True, y=True, alpha=0.2)
             p.setDownsampling(auto=True, mode="peak")
             p.setClipToView(True)
@@ -168,9 +183,13 @@ class RunPlots(pg.GraphicsLayoutWidget):
         self.series = ScalarSeries()
         self.set_target(sigma_L, ideal)
         self._dirty = True
-        self.refresh()
+        self._x_end = 0.0
         for p in self.plots:
             p.enableAutoRange()
+        # the step axis grows in steps of ~30% instead of following every new point, so the axes (linked
+        # to this one) keep their tick labels, and their cached pixmaps, for many redraws
+        self.p_sigma.enableAutoRange(axis="x", enable=False)
+        self.refresh()
 
     def set_target(self, sigma_L: float | None, ideal: Sequence[float] = ()) -> None:
         """The σ_L line and the ideal decay σ_t = σ₀∏(1 − βh_s) for comparison."""
@@ -206,6 +225,9 @@ class RunPlots(pg.GraphicsLayoutWidget):
         s = self.series
         for key, curve in self.curves.items():
             curve.setData(*_finite(s.t, s[key], key not in ("psnr", "ssim")))
+        if s.n and s.t[-1] > self._x_end:
+            self._x_end = _round_up(1.3 * float(s.t[-1]))
+            self.p_sigma.setXRange(0, self._x_end, padding=0)
         self._update_readout(None)
         return True
 
