@@ -86,3 +86,24 @@ def test_tools_open_and_close_cleanly(qtbot, window):
     teach.shutdown()
     for tool in list(teach._tools.values()):
         tool.close()
+
+
+def in_view(dock) -> bool:
+    return dock.isVisible() and not dock.visibleRegion().isEmpty()
+
+
+def test_the_run_history_follows_a_run_only_while_in_view(qtbot, window):
+    window.show()
+    qtbot.waitExposed(window)
+    teach = window.teach
+    calls: list[int] = []
+    teach.player.refresh = lambda *a, **k: calls.append(1)
+    window.plots_dock.raise_()  # the live plots are the visible tab; the run history waits beside them
+    qtbot.waitUntil(lambda: not in_view(teach.history_dock) and not in_view(teach.explain_dock))
+    teach._follow_run()
+    assert calls == []  # nothing to draw for: no GUI time taken from the run
+    teach.history_dock.raise_()
+    qtbot.waitUntil(lambda: len(calls) >= 1)  # brought into view: it catches up at once
+    n = len(calls)
+    teach._follow_run()
+    assert len(calls) == n + 1

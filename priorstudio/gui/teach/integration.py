@@ -49,6 +49,11 @@ RUN_HISTORY_MAX_BYTES = 32 * 1024 * 1024
 SCORE_MAX_BYTES = 8 * 1024 * 1024  # the scores are float16 (they are signed), so they get their own cap
 
 
+def _in_view(dock: QtWidgets.QDockWidget) -> bool:
+    """Shown and not a tab behind another dock (which still counts as visible to Qt)."""
+    return dock.isVisible() and not dock.visibleRegion().isEmpty()
+
+
 class RunHistoryPanel(QtWidgets.QWidget):
     """The scrub bar of the last run beside the score f(y_t) = D(y_t) − y_t of the scrubbed step."""
 
@@ -99,8 +104,10 @@ class TeachTools(QtCore.QObject):
         self.history_dock = self._dock("Run history", self.history_panel, "teach_history_dock")
         self.explain_dock = self._dock("Explain", self.explain, "teach_explain_dock")
         self.live_timer = QtCore.QTimer(self)
-        self.live_timer.setInterval(500)  # the scrub bar follows a running run twice a second
-        self.live_timer.timeout.connect(self.player.refresh)
+        self.live_timer.setInterval(500)  # the scrub bar follows a running run twice a second …
+        self.live_timer.timeout.connect(self._follow_run)
+        for dock in (self.history_dock, self.explain_dock):  # … and catches up when its dock comes into view
+            dock.visibilityChanged.connect(lambda shown: shown and self._follow_run())
 
         window.record_sink_factories.append(self._sink_for_run)
         window.runStarted.connect(self._on_run_started)
@@ -130,6 +137,12 @@ class TeachTools(QtCore.QObject):
             history.push_record(record)
 
         return sink
+
+    def _follow_run(self) -> None:
+        """Show the newest step of a running run, unless neither dock is in view (a refresh costs the GUI
+        thread 10–20 ms, and on two cores whatever the GUI thread spends is taken from the run)."""
+        if _in_view(self.history_dock) or _in_view(self.explain_dock):
+            self.player.refresh()
 
     @Slot(object)
     def _on_run_started(self, _plan: Any) -> None:
