@@ -298,8 +298,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     from priorstudio.core.denoisers.training import TrainConfig, train
 
     widths = parse_number_list(args.widths, int, "--widths")
-    if args.threads is not None and args.threads < 1:
-        raise ParameterError(f"--threads must be at least 1, got {args.threads}")
     arch_config: dict[str, Any] = (
         {"widths": widths} if args.arch == "unet" else {"width": args.width, "depth": args.depth}
     )

@@ -273,12 +273,14 @@ def test_train_widths_that_are_not_numbers(widths: str, capsys: pytest.CaptureFi
     assert cli.main(["train", MISSING, "--out", MISSING + ".pt", "--widths", widths]) == 2
 
 
-def test_train_negative_threads(capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("value", ["-1", "0", "2147483648"])
+def test_train_threads_out_of_range(value: str, capsys: pytest.CaptureFixture[str]) -> None:
     threads = torch.get_num_threads()
     try:
-        assert cli.main(["train", MISSING, "--out", MISSING + ".pt", "--threads", "-1"]) == 2
+        assert cli.main(["train", MISSING, "--out", MISSING + ".pt", "--threads", value]) == 2
     finally:
         torch.set_num_threads(threads)
+    assert "--threads must be between 1 and" in capsys.readouterr().err
 
 
 def test_bench_denoise_sigmas_that_are_not_numbers(folder_with_model: Path, capsys) -> None:

@@ -37,6 +37,7 @@ from priorstudio.core.progress import ProgressBar, format_seconds
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 VALIDATION_SIGMAS = (15, 25, 50)
+MAX_THREADS = 1024  # torch takes a C int; no CPU this runs on has more cores than this
 
 
 @dataclass
@@ -74,6 +75,8 @@ class TrainConfig:
             raise ParameterError("sigma_max must be in (0, 1]")
         if not 0 < self.lr_min <= self.lr:
             raise ParameterError("need 0 < lr_min ≤ lr")
+        if self.threads is not None and not 1 <= self.threads <= MAX_THREADS:
+            raise ParameterError(f"--threads must be between 1 and {MAX_THREADS}, got {self.threads}")
         if self.init_from is not None and not Path(self.init_from).is_file():
             raise ParameterError(f"--init-from: no weights file at {self.init_from}")
 
