@@ -134,27 +134,31 @@ class Soak:
         reason = record.stop_reason.value if record is not None and record.stop_reason else "failed"
         self.stop_reasons[reason] = self.stop_reasons.get(reason, 0) + 1
 
-    def _spin(self, ms: int) -> None:
-        """Run the event loop for ``ms`` (or until a run finishes): a real, blocking loop, as in the app.
+    def _spin(self, ms: int, *, until_finished: bool = False) -> None:
+        """Run the event loop for ``ms`` (with ``until_finished``: at most, ending with the run): a real,
+        blocking loop, as in the app.
 
         Polling ``processEvents`` instead would never run Qt's deferred deletions, so every run's worker and
         thread would pile up: a leak of the benchmark, not of the application.
         """
+        if until_finished and self._finished:
+            return
         loop = self.QtCore.QEventLoop()
         timer = self.QtCore.QTimer()
         timer.setSingleShot(True)
         timer.timeout.connect(loop.quit)
-        self.window.runFinished.connect(loop.quit)
+        if until_finished:
+            self.window.runFinished.connect(loop.quit)
         timer.start(ms)
-        if not self._finished or ms == 0:
-            loop.exec()
+        loop.exec()
         timer.stop()
-        self.window.runFinished.disconnect(loop.quit)
+        if until_finished:
+            self.window.runFinished.disconnect(loop.quit)
 
     def _wait_finished(self, timeout_s: float = 600.0) -> None:
         deadline = time.perf_counter() + timeout_s
         while not self._finished:
-            self._spin(1000)
+            self._spin(1000, until_finished=True)
             if time.perf_counter() > deadline:
                 raise TimeoutError("a run did not finish in time")
 
@@ -183,7 +187,7 @@ class Soak:
         for _ in range(cycles):
             if not self._start(100_000):
                 break
-            self._spin(rng.choice([0, 0, 1, 3, 10, 30]))  # the stop comes 0–30 ms into the run
+            self._spin(rng.choice([0, 0, 1, 3, 10, 30]), until_finished=True)  # stop 0–30 ms into the run
             self.window.actions["stop"].trigger()
             self._wait_finished()
             if self.window.controller.is_running():

@@ -100,3 +100,17 @@ def settings(temporary_qsettings):
     s = QtCore.QSettings(str(temporary_qsettings / "priorstudio.ini"), QtCore.QSettings.Format.IniFormat)
     yield s
     s.sync()
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models run fastest on one thread, and a busy machine makes two threads wait for each other.
+
+    Use per module: ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

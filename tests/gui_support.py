@@ -1,10 +1,14 @@
-"""Helpers shared by the main-window tests: a tiny random-weight denoiser and a window that records dialogs."""
+"""Helpers shared by the main-window tests: a tiny random-weight denoiser, a test photo and a window that
+records dialogs."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from PIL import Image
 
 from priorstudio.core.denoisers import BiasFreeUNet, Denoiser
 from priorstudio.gui.main_window import MainWindow
@@ -18,6 +22,14 @@ def tiny_denoiser(channels: int, *, fast: bool = False) -> Denoiser:
 
 def tiny_fast_denoiser(channels: int) -> Denoiser:
     return tiny_denoiser(channels, fast=True)
+
+
+def structured_photo(path: Path, height: int, width: int) -> Path:
+    """Write a colour test photo with some structure (ramps and a soft pattern) to ``path``."""
+    y, x = np.mgrid[0:height, 0:width]
+    rgb = np.stack([x / (width - 1), y / (height - 1), 0.5 + 0.4 * np.sin(x / 5.0) * np.cos(y / 7.0)], axis=-1)
+    Image.fromarray((rgb * 255).round().astype(np.uint8)).save(path)
+    return path
 
 
 def open_window(qtbot, settings, *, size: tuple[int, int] | None = (1200, 800), **kwargs: Any) -> MainWindow:

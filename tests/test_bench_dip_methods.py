@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from priorstudio import cli
@@ -15,12 +14,7 @@ from priorstudio.bench import dip as bench_dip
 TWICING = ("nlm_twicing", "ntk_twicing")
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def save_image(path, size: int, seed: int, channels: int = 3) -> None:

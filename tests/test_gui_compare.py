@@ -9,11 +9,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 pytest.importorskip("pytestqt")
 
-from gui_support import open_window, tiny_denoiser
+from gui_support import open_window, structured_photo, tiny_denoiser
 
 from priorstudio.core.denoisers import Denoiser
 from priorstudio.core.metrics import psnr
@@ -24,27 +23,15 @@ from priorstudio.gui.compare import ComparePanel, ComparePlot, compare_params
 from priorstudio.gui.compare_worker import CompareJob
 from priorstudio.gui.main_window import MainWindow
 
-pytestmark = pytest.mark.gui
+pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("one_torch_thread")]
 
 NAMES = tuple(METHODS)
 TIMEOUT_MS = 240_000
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture
 def photo(tmp_path):
-    y, x = np.mgrid[0:40, 0:48]
-    rgb = np.stack([x / 47, y / 39, 0.5 + 0.4 * np.sin(x / 5.0) * np.cos(y / 7.0)], axis=-1)
-    path = tmp_path / "photo.png"
-    Image.fromarray((rgb * 255).round().astype(np.uint8)).save(path)
-    return path
+    return structured_photo(tmp_path / "photo.png", 40, 48)
 
 
 @pytest.fixture

@@ -12,35 +12,21 @@ from PIL import Image
 
 pytest.importorskip("pytestqt")
 
-from gui_support import open_window, tiny_denoiser
+from gui_support import open_window, structured_photo, tiny_denoiser
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from priorstudio.core.samplers.base import StopReason
 from priorstudio.gui import keymap
 from priorstudio.gui.main_window import MainWindow
 
-pytestmark = pytest.mark.gui
+pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("one_torch_thread")]
 
 Qt = QtCore.Qt
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny models run fastest on one thread, and a busy machine makes two threads wait for each other."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture
 def photo(tmp_path):
-    """A 48×64 colour test photo with some structure."""
-    y, x = np.mgrid[0:48, 0:64]
-    rgb = np.stack([x / 63, y / 47, 0.5 + 0.4 * np.sin(x / 5.0) * np.cos(y / 7.0)], axis=-1)
-    path = tmp_path / "photo.png"
-    Image.fromarray((rgb * 255).round().astype(np.uint8)).save(path)
-    return path
+    return structured_photo(tmp_path / "photo.png", 48, 64)
 
 
 @pytest.fixture

@@ -61,8 +61,8 @@ class CompareWorker(QObject):
     def __init__(self, job: CompareJob, *, max_fps: float = 10.0) -> None:
         super().__init__()
         self.job = job
-        self._pacers: dict[str, FramePacer] = {}
         self.max_fps = max_fps
+        self._pacer = FramePacer(max_fps, burst=1.0)
         self._stop = threading.Event()
         self.summaries: dict[str, MethodSummary] = {}
 
@@ -95,6 +95,7 @@ class CompareWorker(QObject):
     def _run_one(self, name: str) -> MethodSummary:
         job = self.job
         spec = get_method(name)
+        self._pacer = FramePacer(self.max_fps, burst=1.0)  # each method's first frame goes at once
         if spec.needs_denoiser and job.denoiser is None and job.denoiser_error:
             return MethodSummary(name, spec.label, error=job.denoiser_error)
         try:
@@ -116,10 +117,8 @@ class CompareWorker(QObject):
     def _on_record(self, name: str, record: StepRecord) -> bool:
         psnr = record.psnr if record.psnr is not None else math.nan
         self.point.emit(name, int(record.t), float(psnr), float(record.extra.get("loss", math.nan)))
-        if record.image is not None:
-            pacer = self._pacers.setdefault(name, FramePacer(self.max_fps, burst=1.0))
-            if record.is_last or pacer.ready():
-                self.frame.emit(name, int(record.t), display_copy(record.image))
+        if record.image is not None and (record.is_last or self._pacer.ready()):
+            self.frame.emit(name, int(record.t), display_copy(record.image))
         return not self._stop.is_set()
 
 

@@ -860,12 +860,18 @@ class MainWindow(QtWidgets.QMainWindow):
     # ================================================================================================
     # the run
     # ================================================================================================
-    def start_run(self) -> bool:
-        """Plan and start a run with the current settings; False (and a dialog) when something is wrong."""
+    def _can_start(self, what: str) -> bool:
+        """Nothing running and a photo loaded; otherwise False (with a dialog when the photo is missing)."""
         if self.controller.is_running() or self.compare.is_running():
             return False
         if self.photo is None:
-            self.report_error("Nothing to restore", "open an image first (File ▸ Open, paste or drop one)")
+            self.report_error(f"Nothing to {what}", "open an image first (File ▸ Open, paste or drop one)")
+            return False
+        return True
+
+    def start_run(self) -> bool:
+        """Plan and start a run with the current settings; False (and a dialog) when something is wrong."""
+        if not self._can_start("restore"):
             return False
         try:
             return self._start_run()
@@ -965,10 +971,7 @@ class MainWindow(QtWidgets.QMainWindow):
         ``overrides`` gives some methods their full parameters; with the panel's box ticked, the Algorithm
         panel's method runs with its values there. False (and a dialog) when something is wrong.
         """
-        if self.controller.is_running() or self.compare.is_running():
-            return False
-        if self.photo is None:
-            self.report_error("Nothing to compare", "open an image first (File ▸ Open, paste or drop one)")
+        if not self._can_start("compare"):
             return False
         try:
             job, observed = self._compare_job(methods, overrides)
@@ -1072,9 +1075,13 @@ class MainWindow(QtWidgets.QMainWindow):
         self.run_label.setText("running")
         self._update_actions()
 
-    def _on_finished(self, record: StepRecord) -> None:
+    def _run_ended(self) -> None:
+        """What every end of a run does first: no more repaint ticks, and its free memory goes back soon."""
         self.repaint_timer.stop()
         QtCore.QTimer.singleShot(RELEASE_AFTER_RUN_MS, release_free_memory)
+
+    def _on_finished(self, record: StepRecord) -> None:
+        self._run_ended()
         self.mailbox.take()  # the final image comes with the record
         plan = self.plan
         self.last_record = record
@@ -1111,8 +1118,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.runFinished.emit(record)
 
     def _on_failed(self, message: str) -> None:
-        self.repaint_timer.stop()
-        QtCore.QTimer.singleShot(RELEASE_AFTER_RUN_MS, release_free_memory)
+        self._run_ended()
         self._repaint()
         self.actions["pause"].setChecked(False)
         self.run_label.setText(f"failed: {message}")

@@ -78,10 +78,7 @@ def _round_up(x: float) -> float:
     """The next of 1, 2, 5 × 10^k at or above ``x`` (≥ 10): a step-axis end that reads well."""
     x = max(float(x), 10.0)
     base = 10.0 ** math.floor(math.log10(x))
-    for m in (1.0, 2.0, 5.0, 10.0):
-        if m * base >= x:
-            return m * base
-    return 10.0 * base
+    return next(m * base for m in (1.0, 2.0, 5.0, 10.0) if m * base >= x)
 
 
 def _finite(x: np.ndarray, y: np.ndarray, positive: bool = False) -> tuple[np.ndarray, np.ndarray]:

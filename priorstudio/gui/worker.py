@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from PySide6.QtCore import QCoreApplication, QObject, Qt, QThread, Signal, Slot
+from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
 from priorstudio.core.errors import PriorStudioError
 from priorstudio.core.samplers.base import StepRecord, StepStream, StopReason
@@ -313,6 +313,18 @@ def _scalars(record: StepRecord) -> StepScalars:
     )
 
 
+def worker_thread(worker: QObject, name: str) -> QThread:
+    """A new (not yet started) QThread named ``name`` that runs ``worker.run`` once started, with ``worker``
+    moved into it. Before that, in the new thread itself, it takes the workers' tensor thread count
+    (see compute_threads.py): every worker thread of the application is made here."""
+    thread = QThread()
+    thread.setObjectName(name)
+    worker.moveToThread(thread)
+    thread.started.connect(enter_worker, Qt.ConnectionType.DirectConnection)  # connected first: runs first
+    thread.started.connect(worker.run)
+    return thread
+
+
 class ThreadedController(QObject):
     """Owns one worker QObject and the QThread it runs in, one job at a time; forwards its signals.
 
@@ -347,12 +359,7 @@ class ThreadedController(QObject):
 
     def _launch(self, worker: QObject, thread_name: str, forward: Iterable[str] = ()) -> None:
         """Move ``worker`` to a new thread, connect it (``forward`` names signals re-emitted here), start."""
-        thread = QThread()
-        thread.setObjectName(thread_name)
-        worker.moveToThread(thread)
-        # first, in the new thread itself: the worker's thread count (see compute_threads.py)
-        thread.started.connect(enter_worker, Qt.ConnectionType.DirectConnection)
-        thread.started.connect(worker.run)
+        thread = worker_thread(worker, thread_name)
         for name in forward:
             getattr(worker, name).connect(getattr(self, name))
         # the thread quits as soon as the worker is done, called from the worker thread itself (QThread.quit is
@@ -365,7 +372,7 @@ class ThreadedController(QObject):
         # asks for the GIL, and a GUI thread that holds the GIL while (dis)connecting anything waits for those
         # locks: a deadlock. So, as the thread ends, the worker moves (from its own thread, as Qt requires) to
         # the GUI thread, where the queued deleteLater then runs.
-        home = QCoreApplication.instance().thread() if QCoreApplication.instance() is not None else self.thread()
+        home = self.thread()
         thread.finished.connect(lambda: worker.moveToThread(home), Qt.ConnectionType.DirectConnection)
         thread.finished.connect(worker.deleteLater, Qt.ConnectionType.QueuedConnection)
         self._thread, self._worker = thread, worker

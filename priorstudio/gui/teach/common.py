@@ -11,14 +11,14 @@ import numpy as np
 import pyqtgraph as pg
 import torch
 from PySide6 import QtCore, QtWidgets
-from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
+from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from priorstudio.core.denoisers import available_models
 from priorstudio.core.denoisers.inference import Denoiser
 from priorstudio.core.errors import ParameterError, PriorStudioError
 from priorstudio.core.samplers.base import StepRecord
 from priorstudio.gui import qt_compat  # noqa: F401  (first: guards a PySide6 refcount bug)
-from priorstudio.gui.compute_threads import enter_worker
+from priorstudio.gui.worker import worker_thread
 
 #: What the host window passes to the widgets: the current model for a number of channels (1 or 3).
 DenoiserFactory = Callable[[int], Denoiser]
@@ -174,11 +174,8 @@ class BackgroundCall(QObject):
     def start(self, fn: Callable[[], Any]) -> bool:
         if self._thread is not None:
             return False
-        thread = QThread()
         worker = _CallWorker(fn)
-        worker.moveToThread(thread)
-        thread.started.connect(enter_worker, Qt.ConnectionType.DirectConnection)  # see compute_threads.py
-        thread.started.connect(worker.run)
+        thread = worker_thread(worker, "priorstudio-call")
         worker.done.connect(self._on_done)
         worker.failed.connect(self._on_failed)
         self._thread, self._worker = thread, worker
