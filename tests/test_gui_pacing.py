@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import sys
 import threading
 
+import numpy as np
 import pytest
 import torch
+from PySide6 import QtCore, QtGui, QtWidgets
 
 from priorstudio.core.allocator import tune_allocator
 from priorstudio.core.samplers.base import StepRecord, StopReason
@@ -52,6 +55,66 @@ def test_plots_redraw_at_most_at_the_asked_interval(qtbot):
     assert plots.refresh()  # no interval (a pause, the end of a run): drawn now
     assert plots.point_count("sigma") == 2
     assert not plots.refresh()  # nothing new
+
+
+def _y_range(plot) -> tuple[float, float]:  # type: ignore[no-untyped-def]
+    return tuple(plot.vb.viewRange()[1])
+
+
+def test_axes_grow_to_round_bounds_and_rarely_change_during_a_run(qtbot):
+    plots = RunPlots()
+    qtbot.addWidget(plots)
+    plots.resize(300, 600)
+    ideal = 0.5 * np.cumprod(np.full(400, 0.99))
+    plots.new_run(sigma_L=0.01, ideal=ideal)
+    changes = {p: 0 for p in plots.plots}
+    seen = {p: _y_range(p) for p in plots.plots}
+    for t in range(1, 401):
+        sigma = 0.5 * 0.99**t
+        plots.append(t, {"sigma": sigma, "residual_norm": 3 * sigma, "data_error": 0.02 * sigma, "psnr": 12 + t / 20})
+        plots.refresh()
+        for p in plots.plots:
+            now = _y_range(p)
+            changes[p] += now != seen[p]
+            seen[p] = now
+        lo, hi = _y_range(plots.p_sigma)
+        assert lo <= math.log10(sigma) <= hi  # the data always fit
+        assert lo == math.floor(lo) and hi == math.ceil(hi)  # whole decades
+    lo, hi = _y_range(plots.p_psnr)
+    assert lo == 10.0 and hi % 5 == 0 and hi >= 32  # 12 … 32 dB, to multiples of 5
+    assert _y_range(plots.p_ssim) == (0.0, 1.0)
+    assert max(changes.values()) <= 5, changes  # 400 redraws, a handful of axis changes
+
+
+def test_a_plot_zoomed_by_hand_is_left_alone_until_the_next_run(qtbot):
+    plots = RunPlots()
+    qtbot.addWidget(plots)
+    plots.resize(300, 600)
+    plots.show()
+    plots.new_run()
+    plots.append(1, {"sigma": 0.5, "residual_norm": 1.0, "psnr": 20.0})
+    plots.refresh()
+    centre = plots.mapFromScene(plots.p_psnr.vb.sceneBoundingRect().center())
+    wheel = QtGui.QWheelEvent(
+        QtCore.QPointF(centre),
+        QtCore.QPointF(plots.mapToGlobal(centre)),
+        QtCore.QPoint(0, 0),
+        QtCore.QPoint(0, 120),
+        QtCore.Qt.MouseButton.NoButton,
+        QtCore.Qt.KeyboardModifier.NoModifier,
+        QtCore.Qt.ScrollPhase.NoScrollPhase,
+        False,
+    )
+    QtWidgets.QApplication.sendEvent(plots.viewport(), wheel)
+    zoomed = _y_range(plots.p_psnr)
+    assert zoomed != (20.0, 25.0)
+    plots.append(2, {"sigma": 0.4, "residual_norm": 1.0, "psnr": 80.0})
+    plots.refresh()
+    assert _y_range(plots.p_psnr) == zoomed  # the user's view stays
+    plots.new_run()
+    plots.append(1, {"sigma": 0.5, "residual_norm": 1.0, "psnr": 80.0})
+    plots.refresh()
+    assert _y_range(plots.p_psnr) == (80.0, 85.0)  # a new run: managed again
 
 
 @pytest.fixture
@@ -149,3 +212,21 @@ def test_step_axis_grows_in_round_chunks_not_with_every_point(qtbot):
         ends.append(plots.p_sigma.viewRange()[0][1])
     assert sorted(set(ends)) == [10.0, 20.0, 50.0, 100.0, 200.0, 500.0]  # six ranges for 300 steps
     assert all(end >= t for t, end in enumerate(ends, start=1))  # every point is in view
+
+
+def test_a_layer_covered_whole_by_a_live_frame_is_not_drawn(qtbot):
+    from priorstudio.gui.canvas import ImageCanvas
+
+    canvas = ImageCanvas()
+    qtbot.addWidget(canvas)
+    canvas.set_photo_size(64, 48)
+    photo = np.full((64, 48), 0.5, dtype=np.float32)
+    canvas.set_layer("estimate", "photo", photo, keep=False)
+    canvas.set_view("estimate")
+    items = canvas._pane_a.items
+    canvas.set_layer("estimate", "run", photo[:32, :24], QtCore.QRectF(8, 8, 24, 32))  # a crop: photo shows around
+    assert items["photo"].isVisible() and items["run"].isVisible()
+    canvas.set_layer("estimate", "run", photo, QtCore.QRectF(0, 0, 48, 64))  # the whole photo: nothing under shows
+    assert not items["photo"].isVisible() and items["run"].isVisible()
+    canvas.remove_layer("estimate", "run")
+    assert items["photo"].isVisible()

@@ -318,6 +318,26 @@ def test_views_split_and_before_after(window, photo, qtbot):
     key = QtGui.QKeyEvent(QtCore.QEvent.Type.KeyRelease, Qt.Key.Key_Backslash, Qt.KeyboardModifier.NoModifier, "\\")
     QtWidgets.QApplication.sendEvent(window.canvas, key)
     assert window.canvas.shown_view() == "estimate"
+    # the keys also work while another widget of the window has the focus (the filter follows the focus)
+    window.show()
+    window.activateWindow()
+    button = window.findChildren(QtWidgets.QPushButton)[0]
+    button.setFocus()
+    qtbot.waitUntil(lambda: QtWidgets.QApplication.focusWidget() is button)
+    key = QtGui.QKeyEvent(QtCore.QEvent.Type.KeyPress, Qt.Key.Key_Backslash, Qt.KeyboardModifier.NoModifier, "\\")
+    QtWidgets.QApplication.sendEvent(button, key)
+    assert window.canvas.shown_view() == "observed"
+    key = QtGui.QKeyEvent(QtCore.QEvent.Type.KeyRelease, Qt.Key.Key_Backslash, Qt.KeyboardModifier.NoModifier, "\\")
+    QtWidgets.QApplication.sendEvent(button, key)
+    assert window.canvas.shown_view() == "estimate"
+    clicked = []
+    button.clicked.connect(lambda: clicked.append(True))
+    key = QtGui.QKeyEvent(QtCore.QEvent.Type.KeyPress, Qt.Key.Key_Space, Qt.KeyboardModifier.NoModifier, " ")
+    QtWidgets.QApplication.sendEvent(button, key)  # a button takes Space itself unless the filter is on it
+    assert window.canvas._space_held and not clicked
+    key = QtGui.QKeyEvent(QtCore.QEvent.Type.KeyRelease, Qt.Key.Key_Space, Qt.KeyboardModifier.NoModifier, " ")
+    QtWidgets.QApplication.sendEvent(button, key)
+    assert not window.canvas._space_held and not clicked
     window.actions["split"].trigger()
     assert window.canvas.split
     x = window.canvas.mapFromScene(QtCore.QPointF(32, 24))

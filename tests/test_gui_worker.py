@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import time
 
 import numpy as np
@@ -155,3 +157,19 @@ def test_metrics_tap_psnr_every_step_ssim_on_a_budget():
     assert records[0].ssim is not None and records[-1].ssim is not None
     assert len(with_ssim) < len(records)
     assert display_copy(torch.full((1, 3, 2, 2), 2.0)).max() == 1.0
+
+
+def test_metrics_tap_psnr_matches_the_library_on_clipped_estimates():
+    from priorstudio.core.metrics import psnr
+
+    gen = torch.Generator().manual_seed(0)
+    truth = torch.rand(3, 20, 24, generator=gen)
+    tap = MetricsTap(truth, ssim_share=0.0)
+    for noise in (0.3, 0.05, 0.001):
+        estimate = (truth + noise * torch.randn(2, 3, 20, 24, generator=gen)).float()  # values outside [0, 1] too
+        record = StepRecord(t=1, image=estimate)
+        tap(record)
+        assert record.psnr == pytest.approx(psnr(estimate[:1].clamp(0, 1), truth), abs=1e-9)
+    exact = StepRecord(t=2, image=truth.unsqueeze(0))
+    tap(exact)
+    assert exact.psnr == math.inf

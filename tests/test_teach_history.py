@@ -36,6 +36,25 @@ def test_memory_never_exceeds_cap_over_10000_pushes_and_coverage_stays_even():
     assert history.pushed == 10_000
 
 
+def test_frame_cap_holds_at_every_push_and_coverage_stays_even():
+    history = FrameHistory(max_bytes=1 << 30, max_frames=50)  # the memory cap never binds here
+    image = _frame(0.5)
+    for t in range(5_000):
+        history.push(t, image)
+        assert len(history) <= 50
+    frames = history.frames()
+    assert frames[0].t == 0 and frames[-1].t == 4_999
+    grid = [f.t for f in frames if f.index % history.interval == 0]
+    assert (np.diff(grid) == history.interval).all()
+    assert len(history) >= 25  # thinning halves: never below half the cap
+    assert history.memory_bytes == len(history) * 16
+
+
+def test_frame_cap_below_two_refused():
+    with pytest.raises(ParameterError, match="at least 2 frames"):
+        FrameHistory(max_frames=1)
+
+
 def test_first_and_latest_kept_and_nearest():
     history = FrameHistory(max_bytes=10 * 16)
     for t in range(1, 51):

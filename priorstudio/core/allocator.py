@@ -22,9 +22,11 @@ import ctypes.util
 import sys
 
 M_TRIM_THRESHOLD = -1
+M_TOP_PAD = -2
 M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD_BYTES = 32 * 1024 * 1024
 TRIM_THRESHOLD_BYTES = 32 * 1024 * 1024
+TOP_PAD_BYTES = 64 * 1024 * 1024
 
 _tuned: bool | None = None
 _libc: ctypes.CDLL | None = None
@@ -48,7 +50,8 @@ def tune_allocator() -> bool:
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
     mmap_set = mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES) == 1
-    _tuned = mmap_set and mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES) == 1
+    trim_set = mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES) == 1
+    _tuned = mmap_set and trim_set and mallopt(M_TOP_PAD, TOP_PAD_BYTES) == 1
     return _tuned
 
 

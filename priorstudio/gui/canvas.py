@@ -107,11 +107,21 @@ class _Pane(QtWidgets.QGraphicsRectItem):
         item.setTransformationMode(
             Qt.TransformationMode.SmoothTransformation if smooth else Qt.TransformationMode.FastTransformation
         )
+        self._hide_covered()
 
     def remove_layer(self, key: str) -> None:
         item = self.items.pop(key, None)
         if item is not None and item.scene() is not None:
             item.scene().removeItem(item)
+        self._hide_covered()
+
+    def _hide_covered(self) -> None:
+        """Hide the layers that an (always opaque) layer above covers whole: a live frame then repaints one
+        pixmap, not the photo under it as well (it halves the canvas's cost per frame)."""
+        items = sorted(self.items.values(), key=lambda i: i.zValue())
+        rects = [i.mapRectToParent(i.boundingRect()) for i in items]
+        for n, item in enumerate(items):
+            item.setVisible(not any(above.contains(rects[n]) for above in rects[n + 1 :]))
 
 
 class MaskOverlay(QtWidgets.QGraphicsItem):

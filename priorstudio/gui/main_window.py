@@ -16,6 +16,7 @@ teaching tools and an inspector need), and the ``runStarted`` / ``runFinished`` 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -152,8 +153,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._build_docks()
         self._restore_settings()
         self._update_actions()
-        QtWidgets.QApplication.instance().installEventFilter(self)
-        self._filter_installed = True
+        self._watch_keys()
         self._check_models()
         # the Teach menu, run-history and explain docks; they hook in through the window's seams
         from priorstudio.gui.teach.integration import install_teach_tools
@@ -761,6 +761,30 @@ class MainWindow(QtWidgets.QMainWindow):
         current = self.canvas.current_view
         self.canvas.hold_view("observed" if current != "observed" else "estimate")
 
+    def _watch_keys(self) -> None:
+        """Space (pan) and backslash (before/after) are *held*, so their releases matter too: no shortcut.
+
+        The key filter sits on the window, the canvas and whichever widget of this window has the focus
+        (it follows the focus), not on the application: an application-wide filter would run Python for
+        every event of the process — each paint, timer and queued signal — and during a run that time is
+        taken from the sampler.
+        """
+        self._key_watch: tuple[QtWidgets.QWidget, ...] = (self, self.canvas, self.canvas.viewport())
+        for widget in self._key_watch:
+            widget.installEventFilter(self)
+        app = QtWidgets.QApplication.instance()
+        app.focusChanged.connect(self._follow_focus)
+        self._follow_focus(None, app.focusWidget())
+
+    def _follow_focus(self, old: QtWidgets.QWidget | None, new: QtWidgets.QWidget | None) -> None:
+        if old is not None and old not in self._key_watch:
+            with contextlib.suppress(RuntimeError):  # already deleted
+                old.removeEventFilter(self)
+        if new is not None and new not in self._key_watch:
+            with contextlib.suppress(RuntimeError):
+                if new.window() is self:
+                    new.installEventFilter(self)
+
     def eventFilter(self, obj: QtCore.QObject, event: QtCore.QEvent) -> bool:
         kind = event.type()
         if kind in (QtCore.QEvent.Type.KeyPress, QtCore.QEvent.Type.KeyRelease) and isinstance(obj, QtWidgets.QWidget):
@@ -1233,11 +1257,11 @@ class MainWindow(QtWidgets.QMainWindow):
         teach = getattr(self, "teach", None)  # absent when construction failed before it
         if teach is not None:
             teach.shutdown()
-        if self._filter_installed:
+        if getattr(self, "_key_watch", ()):
             app = QtWidgets.QApplication.instance()
             if app is not None:
-                app.removeEventFilter(self)
-            self._filter_installed = False
+                app.focusChanged.disconnect(self._follow_focus)
+            self._key_watch = ()
 
 
 # -- helpers ----------------------------------------------------------------------------------------------

@@ -5,13 +5,19 @@ Scalars arrive every step and are appended to :class:`ScalarSeries` (plain NumPy
 curves are redrawn from the window's repaint timer, never per step, and during a run at most a few times a
 second: redrawing four plots with their axes costs the GUI thread ~8 ms, and on a two-core machine every
 millisecond it takes is taken from the sampler.
+
+The axes do not follow every new point either. Re-laying an axis (its ticks, labels and grid) is most of a
+redraw, so each range only ever grows, and then to round bounds (whole decades on the log plots, 5 dB on
+PSNR, quarters on SSIM) with the step axis growing in 1-2-5 steps: during a run the axes change a handful of
+times and otherwise repaint from their cached pixmaps. Zooming or panning a plot by hand hands that plot
+back to the user until the next run.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import ClassVar
 
 import numpy as np
@@ -81,6 +87,18 @@ def _round_up(x: float) -> float:
     return next(m * base for m in (1.0, 2.0, 5.0, 10.0) if m * base >= x)
 
 
+def _log_span(lo: float, hi: float) -> tuple[float, float]:
+    """log10 bounds of [lo, hi] widened to whole decades (a log axis: values must be positive)."""
+    a, b = math.floor(math.log10(lo)), math.ceil(math.log10(hi))
+    return float(a), float(max(b, a + 1))
+
+
+def _linear_span(lo: float, hi: float, unit: float) -> tuple[float, float]:
+    """[lo, hi] widened to multiples of ``unit`` (at least one unit wide)."""
+    a, b = math.floor(lo / unit) * unit, math.ceil(hi / unit) * unit
+    return a, max(b, a + unit)
+
+
 def _finite(x: np.ndarray, y: np.ndarray, positive: bool = False) -> tuple[np.ndarray, np.ndarray]:
     keep = np.isfinite(y)
     if positive:
@@ -108,6 +126,9 @@ class RunPlots(pg.GraphicsLayoutWidget):
         self._dirty = False
         self._drawn_at = -math.inf
         self._x_end = 0.0
+        self._y_span: dict[object, tuple[float, float]] = {}  # plot → the y range it shows (log10 on log plots)
+        self._by_hand: set[object] = set()  # plots the user zoomed or panned: left alone until the next run
+        self._ideal_values = np.empty(0)
         self.readout = pg.LabelItem("", justify="left", size="8pt")
         self.addItem(self.readout, row=0, col=0)
         self.p_sigma = self.addPlot(row=1, col=0, title="effective noise σ_t")
@@ -128,6 +149,9 @@ class RunPlots(pg.GraphicsLayoutWidget):
             p.setMenuEnabled(False)
             if p is not self.p_sigma:
                 p.setXLink(self.p_sigma)
+        for p in self.plots:
+            p.enableAutoRange(enable=False)
+            p.vb.sigRangeChangedManually.connect(lambda _mask, p=p: self._by_hand.add(p))
         self.p_ssim.setLabel("bottom", "step t")
         self.p_sigma.addLegend(offset=(-5, 5), labelTextSize="8pt")
         self.p_resid.addLegend(offset=(-5, 5), labelTextSize="8pt")
@@ -178,14 +202,11 @@ class RunPlots(pg.GraphicsLayoutWidget):
             else:
                 curve.setData(*_finite(self.ghost.t, self.ghost[key], key != "psnr" and key != "ssim"))
         self.series = ScalarSeries()
-        self.set_target(sigma_L, ideal)
         self._dirty = True
         self._x_end = 0.0
-        for p in self.plots:
-            p.enableAutoRange()
-        # the step axis grows in steps of ~30% instead of following every new point, so the axes (linked
-        # to this one) keep their tick labels, and their cached pixmaps, for many redraws
-        self.p_sigma.enableAutoRange(axis="x", enable=False)
+        self._y_span.clear()
+        self._by_hand.clear()
+        self.set_target(sigma_L, ideal)
         self.refresh()
 
     def set_target(self, sigma_L: float | None, ideal: Sequence[float] = ()) -> None:
@@ -198,6 +219,8 @@ class RunPlots(pg.GraphicsLayoutWidget):
         ideal = np.asarray(ideal, dtype=float)
         t = np.arange(1, ideal.size + 1, dtype=float)
         self.ideal.setData(*_finite(t, ideal, True))
+        self._ideal_values = ideal
+        self._dirty = True
 
     def append(self, t: int, values: dict[str, float | None]) -> None:
         self.series.append(t, values)
@@ -222,11 +245,50 @@ class RunPlots(pg.GraphicsLayoutWidget):
         s = self.series
         for key, curve in self.curves.items():
             curve.setData(*_finite(s.t, s[key], key not in ("psnr", "ssim")))
-        if s.n and s.t[-1] > self._x_end:
+        # the step axis grows in steps of ~30% (to 1-2-5 ends) instead of following every new point
+        if s.n and s.t[-1] > self._x_end and self.p_sigma not in self._by_hand:
             self._x_end = _round_up(1.3 * float(s.t[-1]))
             self.p_sigma.setXRange(0, self._x_end, padding=0)
+        self._grow_y(self.p_sigma, ("sigma",), _log_span, positive=True, extra=(self._ideal_values,))
+        self._grow_y(self.p_resid, ("residual_norm", "data_error"), _log_span, positive=True)
+        self._grow_y(self.p_psnr, ("psnr",), lambda lo, hi: _linear_span(lo, hi, 5.0))
+        self._grow_y(self.p_ssim, ("ssim",), lambda lo, hi: _linear_span(min(lo, 0.0), max(hi, 1.0), 0.25))
         self._update_readout(None)
         return True
+
+    def _grow_y(
+        self,
+        plot: pg.PlotItem,
+        keys: Sequence[str],
+        span: Callable[[float, float], tuple[float, float]],
+        *,
+        positive: bool = False,
+        extra: Sequence[np.ndarray] = (),
+    ) -> None:
+        """Widen ``plot``'s y range to round bounds when its data (this run, the overlay) no longer fit."""
+        if plot in self._by_hand:
+            return
+        values = [self.series[k] for k in keys] + list(extra)
+        if self.ghost is not None:
+            values += [self.ghost[k] for k in keys]
+        data = np.concatenate(values)
+        data = data[np.isfinite(data) & (data > 0)] if positive else data[np.isfinite(data)]
+        if data.size == 0:
+            return
+        lo, hi = float(data.min()), float(data.max())
+        shown = self._y_span.get(plot)
+        if shown is not None:
+            view = (math.log10(lo), math.log10(hi)) if positive else (lo, hi)
+            if shown[0] <= view[0] and view[1] <= shown[1]:
+                return  # still fits: the axis stays as it is
+            lo_s, hi_s = (10 ** shown[0], 10 ** shown[1]) if positive else shown
+            if not positive:  # a linear axis that must grow gets headroom on that side: fewer changes
+                room = 0.5 * (max(hi, hi_s) - min(lo, lo_s))
+                lo, hi = (lo - room if lo < lo_s else lo), (hi + room if hi > hi_s else hi)
+            lo, hi = min(lo, lo_s), max(hi, hi_s)
+        new = span(lo, hi)
+        self._y_span[plot] = new
+        plot.setYRange(*new, padding=0)
 
     def point_count(self, key: str) -> int:
         data = self.curves[key].getData()[0]

@@ -6,7 +6,8 @@ history keeps at most ``max_bytes`` by *thinning*: frames are stored on a grid o
 stored frames always span the whole run evenly (spacing k), whatever its length, and the memory stays
 under the cap. The first frame is always kept (index 0 is on every grid), and so is the latest one (in a
 one-frame slot of its own when it is not on the grid). Room for that slot is reserved, so the cap holds
-at every moment, not just on average.
+at every moment, not just on average. An optional ``max_frames`` caps the count the same way: a scrub bar
+has only a few hundred distinguishable positions, so more frames of a small image would only cost memory.
 
 Frames are stored compactly: ``uint8`` (clipped to [0, 1], 1 byte per value — for display) or
 ``float16`` (2 bytes, keeps values outside [0, 1], e.g. the noisy start of a synthesis run). Each frame
@@ -99,12 +100,17 @@ class FrameHistory:
     :mod:`priorstudio.core.teach.animation` to save it.
     """
 
-    def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES, dtype: StorageDtype = "uint8") -> None:
+    def __init__(
+        self, max_bytes: int = DEFAULT_MAX_BYTES, dtype: StorageDtype = "uint8", *, max_frames: int | None = None
+    ) -> None:
         if dtype not in ("uint8", "float16"):
             raise ParameterError(f"frame storage dtype must be 'uint8' or 'float16', not {dtype!r}")
         if max_bytes <= 0:
             raise ParameterError(f"the history's memory cap must be positive, got {max_bytes} bytes")
+        if max_frames is not None and max_frames < 2:
+            raise ParameterError(f"the history must be allowed at least 2 frames (first and latest), got {max_frames}")
         self._max_bytes = int(max_bytes)
+        self._max_frames = None if max_frames is None else int(max_frames)
         self._dtype: StorageDtype = dtype
         self._lock = threading.Lock()
         self.clear()
@@ -122,6 +128,10 @@ class FrameHistory:
     @property
     def max_bytes(self) -> int:
         return self._max_bytes
+
+    @property
+    def max_frames(self) -> int | None:
+        return self._max_frames
 
     @property
     def dtype(self) -> StorageDtype:
@@ -168,8 +178,11 @@ class FrameHistory:
         with self._lock:
             frame = Frame(self._pushed, int(t), data, _clean_scalars(scalars or {}))
             self._pushed += 1
-            # the grid plus this frame plus room for the next latest frame must fit under the cap
-            while len(self._grid) > 1 and self._grid_bytes + 2 * frame.nbytes > self._max_bytes:
+            # the grid plus this frame plus room for the next latest frame must fit under the caps
+            while len(self._grid) > 1 and (
+                self._grid_bytes + 2 * frame.nbytes > self._max_bytes
+                or (self._max_frames is not None and len(self._grid) + 2 > self._max_frames)
+            ):
                 self._thin()
             if self._grid_bytes + frame.nbytes > self._max_bytes:
                 raise ResourceLimitError(

@@ -44,8 +44,11 @@ from priorstudio.gui.teach.inspector_dialog import InspectorDialog
 from priorstudio.gui.teach.posterior_view import PosteriorPanel
 
 # Every run in the main window keeps a history, so its caps are small: a long session must not grow by more
-# than a few tens of MB (thinning keeps ≥ 40 evenly spaced frames of a 512² colour run within the cap).
+# than a few tens of MB (thinning keeps ≥ 20 evenly spaced frames of a 512² colour run within the cap).
+# The frame cap binds for small images: the scrub bar has a few hundred usable positions, so a 256² run
+# keeps 128–256 frames (8–16 MB) instead of filling the memory cap with frames nobody could land on.
 RUN_HISTORY_MAX_BYTES = 32 * 1024 * 1024
+RUN_HISTORY_MAX_FRAMES = 256
 SCORE_MAX_BYTES = 8 * 1024 * 1024  # the scores are float16 (they are signed), so they get their own cap
 
 
@@ -85,11 +88,14 @@ class RunHistoryPanel(QtWidgets.QWidget):
 class TeachTools(QtCore.QObject):
     """The teaching tools attached to one main window (see the module docstring for the seams used)."""
 
-    def __init__(self, window: Any, *, max_bytes: int = RUN_HISTORY_MAX_BYTES) -> None:
+    def __init__(
+        self, window: Any, *, max_bytes: int = RUN_HISTORY_MAX_BYTES, max_frames: int = RUN_HISTORY_MAX_FRAMES
+    ) -> None:
         super().__init__(window)
         self.window = window
         self.max_bytes = max_bytes
-        self.history = FrameHistory(max_bytes)
+        self.max_frames = max_frames
+        self.history = FrameHistory(max_bytes, max_frames=max_frames)
         self.rows: list[dict[str, Any]] = []
         self.params: Any = None
         self.plan: Any = None
@@ -117,13 +123,14 @@ class TeachTools(QtCore.QObject):
     # -- the window's seams ----------------------------------------------------------------------------
     def tap(self, denoiser: Any) -> Any:
         """Wrap the run's denoiser so the score of every step is kept (for the *Run history* dock)."""
-        self._pending_tap = ScoreTap(denoiser, FrameHistory(SCORE_MAX_BYTES, dtype="float16"))
+        scores = FrameHistory(SCORE_MAX_BYTES, dtype="float16", max_frames=self.max_frames)
+        self._pending_tap = ScoreTap(denoiser, scores)
         return self._pending_tap
 
     def _sink_for_run(self, plan: Any) -> Any:
         """Called by the window as a run starts: a fresh history and rows for it; returns the record sink."""
         self.plan = plan
-        self.history = FrameHistory(self.max_bytes)
+        self.history = FrameHistory(self.max_bytes, max_frames=self.max_frames)
         self.rows = []
         self.score_tap, self._pending_tap = self._pending_tap, None
         try:
