@@ -66,7 +66,8 @@ def test_axes_grow_to_round_bounds_and_rarely_change_during_a_run(qtbot):
     qtbot.addWidget(plots)
     plots.resize(300, 600)
     ideal = 0.5 * np.cumprod(np.full(400, 0.99))
-    plots.new_run(sigma_L=0.01, ideal=ideal)
+    plots.new_run(sigma_L=0.01, ideal=ideal, expected_steps=380)
+    assert tuple(plots.p_sigma.vb.viewRange()[0]) == (0.0, 500.0)  # the step axis is set once, at the start
     changes = {p: 0 for p in plots.plots}
     seen = {p: _y_range(p) for p in plots.plots}
     for t in range(1, 401):
@@ -84,6 +85,10 @@ def test_axes_grow_to_round_bounds_and_rarely_change_during_a_run(qtbot):
     assert lo == 10.0 and hi % 5 == 0 and hi >= 32  # 12 … 32 dB, to multiples of 5
     assert _y_range(plots.p_ssim) == (0.0, 1.0)
     assert max(changes.values()) <= 5, changes  # 400 redraws, a handful of axis changes
+    assert tuple(plots.p_sigma.vb.viewRange()[0]) == (0.0, 500.0)
+    plots.append(600, {"sigma": 0.001})
+    plots.refresh()
+    assert tuple(plots.p_sigma.vb.viewRange()[0]) == (0.0, 1000.0)  # a longer run than expected: it grows
 
 
 def test_a_plot_zoomed_by_hand_is_left_alone_until_the_next_run(qtbot):

@@ -956,10 +956,14 @@ class MainWindow(QtWidgets.QMainWindow):
         sigma_L = getattr(params, "sigma_L", None)
         max_steps = getattr(params, "max_steps", None)
         ideal: list[float] = []
+        expected: int | None = None
         if sigma_L is not None and hasattr(params, "beta"):
-            n = min(int(expected_iterations(params) * 1.5) + 10, int(max_steps or 10_000))
+            expected = min(expected_iterations(params), int(max_steps or 10_000))
+            n = min(int(expected * 1.5) + 10, int(max_steps or 10_000))
             ideal = ideal_sigma_schedule(params, n)
-        self.plots.new_run(keep_previous=self.keep_overlay.isChecked(), sigma_L=sigma_L, ideal=ideal)
+        self.plots.new_run(
+            keep_previous=self.keep_overlay.isChecked(), sigma_L=sigma_L, ideal=ideal, expected_steps=expected
+        )
         self.plots.set_simulate(simulate)
         self.progress = RunProgress(sigma_L, max_steps)
         self._show_observed(plan)

@@ -192,9 +192,18 @@ class RunPlots(pg.GraphicsLayoutWidget):
 
     # -- runs -------------------------------------------------------------------------------------------
     def new_run(
-        self, *, keep_previous: bool = False, sigma_L: float | None = None, ideal: Sequence[float] = ()
+        self,
+        *,
+        keep_previous: bool = False,
+        sigma_L: float | None = None,
+        ideal: Sequence[float] = (),
+        expected_steps: int | None = None,
     ) -> None:
-        """Clear for a new run; with ``keep_previous`` the run so far stays as a faint overlay."""
+        """Clear for a new run; with ``keep_previous`` the run so far stays as a faint overlay.
+
+        ``expected_steps`` (the ideal decay's length, when known) sets the step axis once, at the start: a
+        run that ends near it never re-lays the axes (each re-layout of the four plots takes 10–20 ms).
+        """
         self.ghost = self.series.copy() if keep_previous and self.series.n else None
         for key, curve in self.ghost_curves.items():
             if self.ghost is None:
@@ -204,6 +213,9 @@ class RunPlots(pg.GraphicsLayoutWidget):
         self.series = ScalarSeries()
         self._dirty = True
         self._x_end = 0.0
+        if expected_steps is not None and expected_steps > 0:
+            self._x_end = _round_up(expected_steps)
+            self.p_sigma.setXRange(0, self._x_end, padding=0)
         self._y_span.clear()
         self._by_hand.clear()
         self.set_target(sigma_L, ideal)
