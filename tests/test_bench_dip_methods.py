@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from priorstudio import cli
@@ -114,3 +115,25 @@ def test_default_data_paths_resolve_from_the_source_root(tmp_path, monkeypatch):
     p = bench_dip.data_path("pyproject.toml")
     assert p == bench_dip.SOURCE_ROOT / "pyproject.toml" and p.is_file()
     assert bench_dip.data_path("no/such/file.png").as_posix() == "no/such/file.png"
+
+
+def test_flash_command_writes_the_result_and_refuses_mismatched_pairs(tmp_path, capsys):
+    from priorstudio.core.imageio import load_image, save_image
+
+    gen = torch.Generator().manual_seed(0)
+    scene = torch.rand(3, 40, 48, generator=gen)
+    save_image(scene, tmp_path / "flash.png")
+    save_image((0.4 * scene + 0.1 * torch.rand(3, 40, 48, generator=gen)).clamp(0, 1), tmp_path / "noflash.png")
+    out = tmp_path / "out.png"
+    argv = ["flash", str(tmp_path / "flash.png"), str(tmp_path / "noflash.png"), "-o", str(out)]
+    assert cli.main([*argv, "--steps", "3", "--width", "4", "--json", str(tmp_path / "run.json"), "-q"]) == 0
+    assert load_image(out, mode="color").shape == (3, 40, 48)
+    record = json.loads((tmp_path / "run.json").read_text())
+    assert record["method"] == "dip" and len(record["steps"]) == 3
+    assert cli.main([*argv, "--steps", "3", "--width", "4", "-q"]) == 2  # no silent overwrite
+    assert "exists" in capsys.readouterr().err
+    save_image(torch.rand(3, 36, 48, generator=gen), tmp_path / "small.png")
+    bad = ["flash", str(tmp_path / "flash.png"), str(tmp_path / "small.png"), "-o", str(tmp_path / "x.png")]
+    assert cli.main([*bad, "-q"]) == 2
+    assert "same size" in capsys.readouterr().err
+    assert cli.main([*argv[:4], str(tmp_path / "y.png"), "--steps", "0", "-q"]) == 2
