@@ -219,7 +219,20 @@ class RunPlots(pg.GraphicsLayoutWidget):
         self._y_span.clear()
         self._by_hand.clear()
         self.set_target(sigma_L, ideal)
+        # likely ranges up front, so the first steps do not re-lay every axis: σ_t follows the ideal decay,
+        # the residual is of the order of σ_t, and PSNR lives in 10–40 dB (each still grows if it must)
+        ideal_values = self._ideal_values[np.isfinite(self._ideal_values) & (self._ideal_values > 0)]
+        if ideal_values.size:
+            lo, hi = float(ideal_values.min()), float(ideal_values.max())
+            self._set_y(self.p_sigma, _log_span(lo, hi))
+            self._set_y(self.p_resid, _log_span(lo / 10, hi))
+        self._set_y(self.p_psnr, (10.0, 40.0))
+        self._set_y(self.p_ssim, (0.0, 1.0))
         self.refresh()
+
+    def _set_y(self, plot: pg.PlotItem, span: tuple[float, float]) -> None:
+        self._y_span[plot] = span
+        plot.setYRange(*span, padding=0)
 
     def set_target(self, sigma_L: float | None, ideal: Sequence[float] = ()) -> None:
         """The σ_L line and the ideal decay σ_t = σ₀∏(1 − βh_s) for comparison."""
@@ -298,9 +311,7 @@ class RunPlots(pg.GraphicsLayoutWidget):
                 room = 0.5 * (max(hi, hi_s) - min(lo, lo_s))
                 lo, hi = (lo - room if lo < lo_s else lo), (hi + room if hi > hi_s else hi)
             lo, hi = min(lo, lo_s), max(hi, hi_s)
-        new = span(lo, hi)
-        self._y_span[plot] = new
-        plot.setYRange(*new, padding=0)
+        self._set_y(plot, span(lo, hi))
 
     def point_count(self, key: str) -> int:
         data = self.curves[key].getData()[0]
