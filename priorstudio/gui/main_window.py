@@ -318,6 +318,7 @@ class MainWindow(QtWidgets.QMainWindow):
         plots = QtWidgets.QWidget()
         pl = QtWidgets.QVBoxLayout(plots)
         pl.setContentsMargins(2, 2, 2, 2)
+        pl.addWidget(self.plots.readout)
         pl.addWidget(self.plots, 1)
         pl.addWidget(self.keep_overlay)
         self.plots_dock = QtWidgets.QDockWidget("Plots", self)

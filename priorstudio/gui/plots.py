@@ -129,14 +129,20 @@ class RunPlots(pg.GraphicsLayoutWidget):
         self._y_span: dict[object, tuple[float, float]] = {}  # plot → the y range it shows (log10 on log plots)
         self._by_hand: set[object] = set()  # plots the user zoomed or panned: left alone until the next run
         self._ideal_values = np.empty(0)
-        self.readout = pg.LabelItem("", justify="left", size="8pt")
-        self.addItem(self.readout, row=0, col=0)
-        self.p_sigma = self.addPlot(row=1, col=0, title="effective noise σ_t")
+        # the values line is a plain widget for the owner to place (``readout``), not an item of the plot
+        # scene: re-setting a scene label's rich text every redraw re-laid out the plots under it
+        self.readout = QtWidgets.QLabel("")
+        self.readout.setTextFormat(QtCore.Qt.TextFormat.PlainText)
+        self.readout.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored, QtWidgets.QSizePolicy.Policy.Fixed)
+        font = self.readout.font()
+        font.setPointSizeF(max(font.pointSizeF() - 1, 7.0))
+        self.readout.setFont(font)
+        self.p_sigma = self.addPlot(row=0, col=0, title="effective noise σ_t")
         self.p_sigma.setLogMode(y=True)
-        self.p_resid = self.addPlot(row=2, col=0, title="residual ‖D(y)−y‖/√N and data error")
+        self.p_resid = self.addPlot(row=1, col=0, title="residual ‖D(y)−y‖/√N and data error")
         self.p_resid.setLogMode(y=True)
-        self.p_psnr = self.addPlot(row=3, col=0, title="PSNR (dB)")
-        self.p_ssim = self.addPlot(row=4, col=0, title="SSIM")
+        self.p_psnr = self.addPlot(row=2, col=0, title="PSNR (dB)")
+        self.p_ssim = self.addPlot(row=3, col=0, title="SSIM")
         self.plots = (self.p_sigma, self.p_resid, self.p_psnr, self.p_ssim)
         for p in self.plots:
             for side in ("left", "bottom"):
@@ -346,4 +352,4 @@ class RunPlots(pg.GraphicsLayoutWidget):
         self.readout.setText("  ".join(parts))
 
     def readout_text(self) -> str:
-        return self.readout.text
+        return self.readout.text()

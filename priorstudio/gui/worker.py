@@ -83,7 +83,7 @@ class MetricsTap:
     between carry no SSIM (a gap in the plot, an empty CSV cell). Values the method reports are kept.
     """
 
-    def __init__(self, truth: Any, *, ssim_share: float = 0.01) -> None:
+    def __init__(self, truth: Any, *, ssim_share: float = 0.005) -> None:
         self.truth = truth.detach().to("cpu", dtype=torch.float32)
         if self.truth.dim() == 3:
             self.truth = self.truth.unsqueeze(0)
