@@ -68,6 +68,10 @@ FRAME_GAP_MS = 25
 PLOTS_MS = 200  # four plots with their axes take ~8 ms to redraw (see gui/plots.py)
 PROGRESS_MS = 100
 RELEASE_AFTER_RUN_MS = 500  # once the run's thread is gone, its free memory goes back (core/allocator.py)
+# and during a long run every few seconds: the allocator keeps what a step frees for the next step, and over
+# thousands of steps the pages it keeps but no longer reuses add up (a few ms, and one refault of the step's
+# buffers, every RELEASE_DURING_RUN_MS)
+RELEASE_DURING_RUN_MS = 3000
 PREVIEW_DELAY_MS = 250
 MAX_RECENT = 10
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.tif *.tiff *.bmp *.webp *.gif *.pgm *.ppm *.pnm);;All files (*)"
@@ -128,6 +132,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.frames_shown = 0
         self._frame_shown_at = -math.inf
         self._progress_at = -math.inf
+        self._released_at = -math.inf
         self._preview_plan: RunPlan | None = None
 
         # run machinery
@@ -978,6 +983,7 @@ class MainWindow(QtWidgets.QMainWindow):
         sinks = [factory(plan) for factory in self.record_sink_factories]
         self.actions["pause"].setChecked(False)
         self.controller.start(lambda: stream, max_fps=self.max_fps, sinks=sinks, metrics=metrics)
+        self._released_at = time.monotonic()
         self.repaint_timer.start()
         self.run_label.setText(f"running on {plan.describe()}")
         self._update_actions()
@@ -1074,6 +1080,9 @@ class MainWindow(QtWidgets.QMainWindow):
         if now - self._progress_at >= PROGRESS_MS / 1000:
             self._progress_at = now
             self._update_progress()
+        if now - self._released_at >= RELEASE_DURING_RUN_MS / 1000:
+            self._released_at = now
+            release_free_memory()
 
     def _update_progress(self) -> None:
         p = self.progress
