@@ -964,8 +964,9 @@ class MainWindow(QtWidgets.QMainWindow):
         ideal: list[float] = []
         expected: int | None = None
         if sigma_L is not None and hasattr(params, "beta"):
-            expected = min(expected_iterations(params), int(max_steps or 10_000))
-            n = min(int(expected * 1.5) + 10, int(max_steps or 10_000))
+            cap = int(max_steps or 10_000)
+            expected = min(expected_iterations(params), cap)
+            n = min(int(expected * 1.5) + 10, cap)
             ideal = ideal_sigma_schedule(params, n)
         self.plots.new_run(
             keep_previous=self.keep_overlay.isChecked(), sigma_L=sigma_L, ideal=ideal, expected_steps=expected

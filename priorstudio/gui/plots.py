@@ -227,9 +227,8 @@ class RunPlots(pg.GraphicsLayoutWidget):
         self.set_target(sigma_L, ideal)
         # likely ranges up front, so the first steps do not re-lay every axis: σ_t follows the ideal decay,
         # the residual is of the order of σ_t, and PSNR lives in 10–40 dB (each still grows if it must)
-        ideal_values = self._ideal_values[np.isfinite(self._ideal_values) & (self._ideal_values > 0)]
-        if ideal_values.size:
-            lo, hi = float(ideal_values.min()), float(ideal_values.max())
+        if self._ideal_values.size:
+            lo, hi = float(self._ideal_values.min()), float(self._ideal_values.max())
             self._set_y(self.p_sigma, _log_span(lo, hi))
             self._set_y(self.p_resid, _log_span(lo / 10, hi))
         self._set_y(self.p_psnr, (10.0, 40.0))
@@ -249,8 +248,8 @@ class RunPlots(pg.GraphicsLayoutWidget):
             self.sigma_L_line.setVisible(False)
         ideal = np.asarray(ideal, dtype=float)
         t = np.arange(1, ideal.size + 1, dtype=float)
-        self.ideal.setData(*_finite(t, ideal, True))
-        self._ideal_values = ideal
+        t, self._ideal_values = _finite(t, ideal, True)  # kept for the σ axis: finite and positive only
+        self.ideal.setData(t, self._ideal_values)
         self._dirty = True
 
     def append(self, t: int, values: dict[str, float | None]) -> None:
