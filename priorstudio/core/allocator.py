@@ -17,7 +17,8 @@ really allocated grew by 6 MB. One arena for the whole process keeps a single po
 cost no measurable speed (the run allocates a few large blocks per step, so its lock is rarely contended).
 
 Keeping freed memory is right during a run; after one, :func:`release_free_memory` hands what is free back
-(the application calls it when a run ends), so a long session's footprint follows what it really holds.
+(the application calls it when a run ends, and every ten seconds during one), so a long session's
+footprint follows what it really holds.
 
 Only the entry points (the ``priorstudio`` command, the application, the benchmarks) call
 :func:`tune_allocator`: importing the library changes nothing in the host process.
@@ -61,10 +62,13 @@ def tune_allocator() -> bool:
     _libc = libc
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
-    mmap_set = mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES) == 1
-    trim_set = mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES) == 1
-    pad_set = mallopt(M_TOP_PAD, TOP_PAD_BYTES) == 1
-    _tuned = mmap_set and trim_set and pad_set and mallopt(M_ARENA_MAX, ARENAS) == 1
+    settings = (
+        (M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES),
+        (M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES),
+        (M_TOP_PAD, TOP_PAD_BYTES),
+        (M_ARENA_MAX, ARENAS),
+    )
+    _tuned = all([mallopt(option, value) == 1 for option, value in settings])  # a list: every one is applied
     return _tuned
 
 
