@@ -30,6 +30,13 @@ def _check_seed(seed: int) -> None:
         raise ParameterError(f"--seed must be in [0, 2^63), got {seed}")
 
 
+def _refuse_existing(targets: list[Path | str | None], overwrite: bool) -> None:
+    """Before any work: no output may silently replace an existing file (empty entries: options not given)."""
+    existing = [Path(t) for t in targets if t and Path(t).exists()]
+    if existing and not overwrite:
+        raise ParameterError(f"{existing[0]} exists; pass --overwrite to replace it")
+
+
 # -- shared option groups ----------------------------------------------------------------------------
 def _add_sampler_options(p: argparse.ArgumentParser, beta: float) -> None:
     g = p.add_argument_group("implicit-prior sampler")
@@ -162,9 +169,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     if args.std and args.samples < 2:
         raise ParameterError("--std needs --samples K with K ≥ 2 (a spread needs several samples)")
     out = Path(args.output)
-    for target in (out, Path(args.std) if args.std else None, Path(args.json) if args.json else None):
-        if target is not None and target.exists() and not args.overwrite:
-            raise ParameterError(f"{target} exists; pass --overwrite to replace it")
+    _refuse_existing([out, args.std, args.json], args.overwrite)
     image = load_image(args.input, mode="gray" if args.gray else "auto")
     noise = (
         args.noise if args.noise is not None else (25.0 if args.task == "denoise" and args.mode == "simulate" else 0.0)
@@ -254,9 +259,7 @@ def cmd_flash(args: argparse.Namespace) -> int:
 
     _check_seed(args.seed)
     out = Path(args.output)
-    for target in (out, Path(args.json) if args.json else None):
-        if target is not None and target.exists() and not args.overwrite:
-            raise ParameterError(f"{target} exists; pass --overwrite to replace it")
+    _refuse_existing([out, args.json], args.overwrite)
     mode = "gray" if args.gray else "color"
     flash, noflash = load_image(args.flash, mode=mode), load_image(args.noflash, mode=mode)
     if flash.shape != noflash.shape:
@@ -311,10 +314,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     params = _sampler_params(args, emit_every=0)
     out_dir = Path(args.output)
     targets = [out_dir / f"sample_{params.seed}_{k:03d}.png" for k in range(args.n)]
-    targets += [Path(args.json)] if args.json else []
-    existing = [t for t in targets if t.exists()]
-    if existing and not args.overwrite:  # say so before the run, not after minutes of sampling
-        raise ParameterError(f"{existing[0]} exists; pass --overwrite to replace it")
+    _refuse_existing([*targets, args.json], args.overwrite)  # before the run, not after minutes of sampling
     denoiser = load_denoiser(args.model, channels=channels, fast=not args.plain)
     estimate = estimate_run_memory((channels, args.size, args.size), denoiser, batch=args.n)
     check_run_fits(estimate, (args.size, args.size), what=f"drawing {args.n} samples")
