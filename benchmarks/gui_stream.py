@@ -10,7 +10,7 @@ thread, the frame mailbox and the repaint timer, then twice headless (averaged).
 Prints and (with ``--json``) writes ``{"fps", "steps_per_s_gui", "steps_per_s_headless", "max_stall_ms",
 "mem_mb_100", "mem_mb_3000"}`` plus context. ``mem_mb_3000`` is read at the last step when ``--steps`` is
 below 3000. Targets: frames shown ≥ 90% of min(30, steps/s); GUI speed ≥ 90% of headless; longest
-event-loop stall (a 5 ms QTimer heartbeat) < 50 ms; memory growth from step 100 to the end < 50 MB.
+event-loop stall (a 10 ms QTimer heartbeat) < 50 ms; memory growth from step 100 to the end < 50 MB.
 """
 
 from __future__ import annotations
@@ -40,7 +40,8 @@ from priorstudio.gui.compute_threads import enter_worker, release, worker_thread
 from priorstudio.gui.session import resize
 from priorstudio.resources import resource_path
 
-HEARTBEAT_MS = 5
+HEARTBEAT_MS = 10  # fine enough to see a 50 ms stall; a 5 ms one cost the GUI thread ~5 ms a second itself
+SETTLE_MS = 500
 TARGETS = {"fps_share": 0.9, "gui_cost": 0.10, "max_stall_ms": 50.0, "mem_growth_mb": 50.0}
 
 
@@ -151,7 +152,11 @@ def run_gui(
     timer.setTimerType(QtCore.Qt.TimerType.PreciseTimer)
     timer.setInterval(HEARTBEAT_MS)
     timer.timeout.connect(heartbeat)
-    app.processEvents()
+    # let the window settle as it has by the time a user presses Run: the debounced preview of the cost and
+    # the first layout and paint of every panel happen here, not in the run being measured
+    settle = QtCore.QEventLoop()
+    QtCore.QTimer.singleShot(SETTLE_MS, settle.quit)
+    settle.exec()
     plan_problem = None
     window.runStarted.connect(lambda plan: marks.__setitem__("start", time.perf_counter()))
     if not window.start_run():

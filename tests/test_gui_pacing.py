@@ -236,3 +236,26 @@ def test_a_layer_covered_whole_by_a_live_frame_is_not_drawn(qtbot):
     assert not items["photo"].isVisible() and items["run"].isVisible()
     canvas.remove_layer("estimate", "run")
     assert items["photo"].isVisible()
+
+
+def test_a_live_frame_s_ready_pixels_are_shown_only_at_the_default_levels(qtbot):
+    """The worker makes a frame's 8-bit pixels; the canvas wraps them as they are while the levels are
+    (0, 1), and converts the float image itself under other levels (the pixels would be wrong there)."""
+    from priorstudio.gui.canvas import ImageCanvas
+
+    canvas = ImageCanvas()
+    qtbot.addWidget(canvas)
+    canvas.set_photo_size(16, 8)
+    image = np.full((16, 8), 0.25, dtype=np.float32)
+    marker = np.full((16, 8), 7, dtype=np.uint8)  # not what 0.25 converts to: shows which path ran
+
+    def shown() -> int:
+        return QtGui.QColor(canvas._layers["estimate"]["run"].image.pixel(3, 3)).red()
+
+    canvas.set_layer("estimate", "run", image, pixels=marker)
+    assert shown() == 7
+    canvas.set_layer("estimate", "run", image)
+    assert shown() == 64  # rint(0.25 · 255)
+    canvas.set_levels(0.0, 0.5)
+    canvas.set_layer("estimate", "run", image, pixels=marker)
+    assert shown() == 128  # converted at the new levels, the ready pixels ignored

@@ -85,6 +85,8 @@ def test_gallery_stop_keeps_the_partial_result(qtbot, factory):
     qtbot.addWidget(gallery)
     _small(gallery.controls, k=2, steps=100_000)
     gallery.controls.sigma_L.setValue(1e-4)
+    gallery.controls.h_0.setValue(1e-4)  # slow steps down: the run must still be going when stopped
+    gallery.controls.beta.setValue(1e-3)
     with qtbot.waitSignal(gallery.finished, timeout=30_000) as blocker:
         gallery.run()
         qtbot.waitUntil(lambda: len(gallery.batch.rows) >= 3, timeout=20_000)

@@ -445,3 +445,26 @@ def test_methods_come_from_the_registry(window):
         assert params.optimizer == "gd"  # a field the form does not show keeps the method's value
         tips = [w.toolTip() for w in panel.form.widgets.values()]
         assert all(t and "\n" not in t for t in tips)
+
+
+def test_a_run_does_not_re_lay_out_the_docks(window, photo, qtbot):
+    """Texts that change during a run (the history's memory line, the progress) never widen a dock: a
+    re-laid dock area re-lays every plot beside it too, a visible jump and a stall at the run's start."""
+    window.open_path(photo)
+    window.generate_mask("block", 0.3)
+    quick_params(window)
+    qtbot.wait(300)  # settled, as when a user presses Run
+    docks = [d for d in window.findChildren(QtWidgets.QDockWidget) if d.isVisible()]
+    assert docks
+    before = {d.objectName(): d.width() for d in docks}
+    run_to_end(qtbot, window)
+    qtbot.wait(300)
+    assert {d.objectName(): d.width() for d in docks} == before
+    # the score of the run's steps still shows: under the scrub bar in this narrow dock, beside it in a wide one
+    panel = window.teach.history_panel
+    window.teach.history_dock.raise_()
+    qtbot.waitUntil(lambda: panel.score_pane.isVisible())
+    pane = panel.score_pane.geometry()
+    assert pane.height() > 50 and pane.width() > 50
+    bar = panel.player.geometry()
+    assert pane.top() >= bar.bottom() if panel.width() < bar.width() + 220 else pane.left() >= bar.right()

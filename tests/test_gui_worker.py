@@ -74,6 +74,35 @@ def test_every_step_reported_frames_throttled_and_fresh(qtbot):
     assert not controller.is_running()
 
 
+def test_steps_reach_the_gui_in_batches_with_the_frames(qtbot, monkeypatch):
+    """One cross-thread update per frame (not one per step), yet every step arrives, in order, before the
+    frame that follows it; the frame's 8-bit pixels are the float image at levels (0, 1)."""
+    updates, order = [], []
+    original = RunController._on_update
+
+    def counting(self, update):
+        updates.append(len(update.steps))
+        original(self, update)
+
+    monkeypatch.setattr(RunController, "_on_update", counting)
+    controller = RunController()
+    controller.step.connect(lambda s: order.append(("step", s.t)))
+    controller.frame.connect(lambda f: order.append(("frame", f.t, f)))
+    with qtbot.waitSignal(controller.finished, timeout=10_000):
+        controller.start(lambda: FakeRun(300, delay=0.001), max_fps=20)  # ≥ 0.3 s at 1000 steps/s
+    steps = [e[1] for e in order if e[0] == "step"]
+    frames = [e[2] for e in order if e[0] == "frame"]
+    assert steps == list(range(1, 301))
+    assert sum(updates) == 300 and len(updates) <= len(frames) + 2 < 60  # not 300 signals
+    for i, event in enumerate(order):  # a frame comes after its own step
+        if event[0] == "frame":
+            assert event[1] in steps[: sum(1 for e in order[:i] if e[0] == "step")]
+    for frame in frames:
+        assert frame.display is not None and frame.display.dtype == np.uint8
+        expected = np.rint(np.clip(frame.image, 0, 1) * 255).astype(np.uint8)
+        assert np.array_equal(frame.display, expected)
+
+
 def test_frame_rate_cap(qtbot):
     controller = RunController()
     frames = []

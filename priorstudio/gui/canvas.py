@@ -52,12 +52,15 @@ def array_to_qimage(arr: np.ndarray, levels: tuple[float, float] = (0.0, 1.0)) -
     np.clip(tmp, 0, 255, out=tmp)
     np.rint(tmp, out=tmp)
     u8[...] = tmp
-    h, w = arr.shape[:2]
-    if arr.ndim == 2:
-        qimg = QtGui.QImage(u8.data, w, h, u8.strides[0], QtGui.QImage.Format.Format_Grayscale8)
-    else:
-        qimg = QtGui.QImage(u8.data, w, h, u8.strides[0], QtGui.QImage.Format.Format_RGB888)
-    return qimg.copy()  # detach from the numpy buffer
+    return uint8_to_qimage(u8)
+
+
+def uint8_to_qimage(u8: np.ndarray) -> QtGui.QImage:
+    """An 8-bit (H, W) or (H, W, 3) array as a QImage that owns a copy of the pixels."""
+    u8 = np.ascontiguousarray(u8, dtype=np.uint8)
+    h, w = u8.shape[:2]
+    fmt = QtGui.QImage.Format.Format_Grayscale8 if u8.ndim == 2 else QtGui.QImage.Format.Format_RGB888
+    return QtGui.QImage(u8.data, w, h, u8.strides[0], fmt).copy()  # detach from the numpy buffer
 
 
 @dataclass
@@ -229,18 +232,32 @@ class ImageCanvas(QtWidgets.QGraphicsView):
         self._update_panes()
         self.fit()
 
-    def set_layer(self, view: str, key: str, image: object, rect: QRectF | None = None, *, keep: bool = True) -> None:
+    def set_layer(
+        self,
+        view: str,
+        key: str,
+        image: object,
+        rect: QRectF | None = None,
+        *,
+        keep: bool = True,
+        pixels: np.ndarray | None = None,
+    ) -> None:
         """Show ``image`` as layer ``key`` of ``view`` over ``rect`` (photo pixels; default: the whole photo).
 
         Called for every live frame: only the pixmap changes, never the zoom, pan or levels. With ``keep``
-        the float data is kept so a change of levels can re-render it.
+        the float data is kept so a change of levels can re-render it. ``pixels``, the image already as 8-bit
+        (H, W[, 3]) at levels (0, 1), is shown as it is while those are the levels (a live frame comes so).
         """
         if self._size is None:
             raise RuntimeError("set_photo_size first")
         arr = to_display_array(image)
         if rect is None:
             rect = QRectF(0, 0, self._size[1], self._size[0])
-        layer = Layer(array_to_qimage(arr, self.levels), QRectF(rect), arr if keep else None)
+        if pixels is not None and self.levels == (0.0, 1.0) and pixels.shape == arr.shape:
+            qimage = uint8_to_qimage(pixels)
+        else:
+            qimage = array_to_qimage(arr, self.levels)
+        layer = Layer(qimage, QRectF(rect), arr if keep else None)
         self._layers[view][key] = layer
         for pane in (self._pane_a, self._pane_b):
             if pane.view_name == view:

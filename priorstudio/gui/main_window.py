@@ -1069,7 +1069,7 @@ class MainWindow(QtWidgets.QMainWindow):
     def _show_frame(self) -> None:
         frame = self.mailbox.take()
         if frame is not None and self.plan is not None:
-            self.canvas.set_layer("estimate", "run", frame.image, _region_rect(self.plan))
+            self.canvas.set_layer("estimate", "run", frame.image, _region_rect(self.plan), pixels=frame.display)
             self.frames_shown += 1
             self._frame_shown_at = time.monotonic()
 

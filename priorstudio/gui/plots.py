@@ -163,7 +163,8 @@ class RunPlots(pg.GraphicsLayoutWidget):
         self.p_resid.addLegend(offset=(-5, 5), labelTextSize="8pt")
 
         def pen(key: str, alpha: int = 255, style: QtCore.Qt.PenStyle = QtCore.Qt.PenStyle.SolidLine) -> object:
-            return pg.mkPen((*self.COLORS[key], alpha), width=1.5 if alpha == 255 else 1, style=style)
+            # one-pixel (cosmetic) pens: a wider line is drawn segment by segment, ~3 ms more per redraw
+            return pg.mkPen((*self.COLORS[key], alpha), width=1, style=style)
 
         self.curves = {
             "sigma": self.p_sigma.plot(pen=pen("sigma"), name="σ_t"),

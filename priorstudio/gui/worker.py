@@ -3,11 +3,15 @@
 The sampler is a plain generator of :class:`StepRecord` (pure torch, in ``core``). A :class:`SamplerWorker`
 lives in a ``QThread``, iterates it and checks the stop/pause flags between steps. It emits
 
-- ``step`` with the record's scalars (no image) for *every* step: small, so the queue stays cheap;
-- ``frame`` with a fresh display copy of the estimate, on average at most ``max_fps`` times a second
-  (:class:`FramePacer`; a signal does not copy a numpy array, so the worker never hands out a buffer it
-  will reuse);
+- ``update`` with the scalars (no image) of *every* step since the last one and, when one is due, a fresh
+  display copy of the estimate: on average at most ``max_fps`` times a second (:class:`FramePacer`; a
+  signal does not copy a numpy array, so the worker never hands out a buffer it will reuse). One signal
+  per frame, not one per step: each cross-thread signal wakes the GUI thread, and on a two-core machine
+  every wake-up is taken from the sampler;
 - ``finished`` once, with the last record (its image kept: the result), or ``failed`` with a message.
+
+:class:`RunController` turns each ``update`` back into one ``step`` signal per step, in order, and a
+``frame``, so its listeners still see every step.
 
 The GUI keeps only the newest frame in a one-slot :class:`FrameMailbox` and repaints from a timer, so a fast
 producer can never queue up images. :class:`RunController` owns the thread: start, pause, step, stop, and a
@@ -38,15 +42,23 @@ from priorstudio.gui.compute_threads import enter_worker
 
 RecordSink = Callable[[StepRecord], None]
 
+#: Steps that bring no frame still reach the GUI within this delay (in one update with those before them).
+STEPS_MAX_DELAY_S = 1 / 15
+
 
 @dataclass
 class Frame:
-    """One image for display: float32 (H, W) or (H, W, 3) in row-major order, owned by the receiver."""
+    """One image for display: float32 (H, W) or (H, W, 3) in row-major order, owned by the receiver.
+
+    ``display`` is the same image already as 8-bit pixels at the default levels (0, 1), made in the worker
+    thread so the GUI thread only wraps it (None: the receiver converts ``image`` itself).
+    """
 
     t: int
     image: np.ndarray
     sigma: float = math.nan
     final: bool = False
+    display: np.ndarray | None = None
 
 
 @dataclass
@@ -60,6 +72,24 @@ class StepScalars:
     psnr: float | None
     ssim: float | None
     row: dict[str, Any] = field(default_factory=dict)  # the full CSV row, extras included
+
+
+@dataclass
+class Update:
+    """What the worker hands the GUI at once: the scalars of every step since the last update, and a frame
+    when one was due (the newest step's)."""
+
+    steps: list[StepScalars]
+    frame: Frame | None = None
+
+
+def display_frame(t: int, image: Any, sigma: float = math.nan, final: bool = False) -> Frame:
+    """A :class:`Frame` of ``image`` with its 8-bit display pixels, for the GUI thread to wrap as they are."""
+    arr = display_copy(image)
+    pixels = np.nan_to_num(arr, nan=0.0)
+    np.multiply(pixels, 255.0, out=pixels)
+    np.rint(pixels, out=pixels)
+    return Frame(t, arr, sigma, final, pixels.astype(np.uint8))
 
 
 def display_copy(image: Any) -> np.ndarray:
@@ -184,8 +214,7 @@ class SamplerWorker(QObject):
     Built in the GUI thread, moved to a QThread, started by connecting ``QThread.started`` to :meth:`run`.
     """
 
-    step = Signal(object)  # StepScalars, every step
-    frame = Signal(object)  # Frame, at most max_fps per second (and always the last one)
+    update = Signal(object)  # Update: every step's scalars, and a frame at most max_fps per second
     paused = Signal(int)  # the step it paused after
     resumed = Signal()
     finished = Signal(object)  # the last StepRecord (image included), also after a stop
@@ -204,6 +233,9 @@ class SamplerWorker(QObject):
         self._make_stream = make_stream
         self._metrics = metrics
         self._pacer = FramePacer(max_fps)
+        self._flush_every = STEPS_MAX_DELAY_S if max_fps > 0 else 0.0
+        self._pending: list[StepScalars] = []
+        self._flushed_at = -math.inf
         self._sinks = list(sinks)
         self._cond = threading.Condition()
         self._stop = False
@@ -266,16 +298,21 @@ class SamplerWorker(QObject):
                     sink(record)
                 if record.image is not None:
                     last_image = record.image
-                self.step.emit(_scalars(record))
+                self._pending.append(_scalars(record))
+                frame = None
                 if record.image is not None and (record.is_last or self._pacer.ready()):
                     self.frames_emitted += 1
-                    self.frame.emit(Frame(record.t, display_copy(record.image), record.sigma, record.is_last))
+                    frame = display_frame(record.t, record.image, record.sigma, record.is_last)
+                if frame is not None or record.is_last or time.perf_counter() - self._flushed_at >= self._flush_every:
+                    self._flush(frame)
                 if record.is_last:
                     break
         except PriorStudioError as error:
+            self._flush()
             self.failed.emit(str(error))
             return
         except Exception as error:  # a bug or an out-of-memory: report it, keep the application alive
+            self._flush()
             detail = "".join(traceback.format_exception_only(type(error), error)).strip()
             self.failed.emit(f"the run failed: {detail}")
             return
@@ -295,8 +332,16 @@ class SamplerWorker(QObject):
             if last.image is None:
                 last.image = last_image
             if last.image is not None:
-                self.frame.emit(Frame(last.t, display_copy(last.image), last.sigma, True))
+                self._flush(display_frame(last.t, last.image, last.sigma, True))
+        self._flush()
         self.finished.emit(last)
+
+    def _flush(self, frame: Frame | None = None) -> None:
+        """Hand the GUI the steps gathered since the last update (and ``frame``), as one signal."""
+        if self._pending or frame is not None:
+            steps, self._pending = self._pending, []
+            self.update.emit(Update(steps, frame))
+        self._flushed_at = time.perf_counter()
 
     def _wait_turn(self) -> bool:
         """Block while paused; False when the run should end without asking for another step."""
@@ -304,6 +349,7 @@ class SamplerWorker(QObject):
             announced = False
             while self._paused and not self._stop and self._single_steps == 0:
                 if not announced:
+                    self._flush()  # the GUI shows every step up to the pause
                     self.paused.emit(self.steps_done)
                     announced = True
                 self._cond.wait(0.5)
@@ -440,7 +486,10 @@ class ThreadedController(QObject):
 
 
 class RunController(ThreadedController):
-    """Owns one sampler run's worker and thread; forwards the worker's signals. One run at a time."""
+    """Owns one sampler run's worker and thread; forwards the worker's signals. One run at a time.
+
+    ``step`` comes once per step (StepScalars), in order; ``frame`` after the steps it follows.
+    """
 
     step = Signal(object)
     frame = Signal(object)
@@ -463,9 +512,17 @@ class RunController(ThreadedController):
     ) -> SamplerWorker:
         self._ensure_idle()
         worker = SamplerWorker(make_stream, max_fps=max_fps, sinks=sinks, start_paused=start_paused, metrics=metrics)
-        self._launch(worker, "priorstudio-sampler", ("step", "frame", "paused", "resumed"))
+        worker.update.connect(self._on_update)
+        self._launch(worker, "priorstudio-sampler", ("paused", "resumed"))
         self.runningChanged.emit(True)
         return worker
+
+    @Slot(object)
+    def _on_update(self, update: Update) -> None:
+        for scalars in update.steps:
+            self.step.emit(scalars)
+        if update.frame is not None:
+            self.frame.emit(update.frame)
 
     def pause(self, paused: bool = True) -> None:
         if self._worker is not None:

@@ -58,6 +58,9 @@ class HistoryPlayer(QtWidgets.QWidget):
         self.fps.setToolTip("Replay and export speed, frames per second")
         self.fps.valueChanged.connect(self._on_fps)
         self.memory_label = QtWidgets.QLabel("", self)
+        # its text grows as the run does: it must never widen the dock (a re-laid dock area at a run's start
+        # re-laid the plots beside it too)
+        self.memory_label.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored, QtWidgets.QSizePolicy.Policy.Preferred)
         self.memory_label.setToolTip(
             "The run keeps a thinned history of its frames under a memory cap: when full, every other frame "
             "is dropped, so the kept frames always span the whole run evenly."
@@ -86,13 +89,13 @@ class HistoryPlayer(QtWidgets.QWidget):
         for button in self.export_buttons.values():
             exports.addWidget(button)
         exports.addStretch(1)
-        exports.addWidget(self.memory_label)
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         if self.preview is not None:
             layout.addWidget(self.preview, 1)
         layout.addLayout(bar)
         layout.addLayout(exports)
+        layout.addWidget(self.memory_label)
         self._update_play_icon(False)
         self._sync_enabled()
 

@@ -24,7 +24,7 @@ import math
 from typing import Any
 
 import numpy as np
-from PySide6 import QtCore, QtWidgets
+from PySide6 import QtCore, QtGui, QtWidgets
 from PySide6.QtCore import Qt, Slot
 
 from priorstudio.core.errors import PriorStudioError
@@ -57,6 +57,10 @@ def _in_view(dock: QtWidgets.QDockWidget) -> bool:
     return dock.isVisible() and not dock.visibleRegion().isEmpty()
 
 
+#: The narrowest the score pane may be beside the scrub bar; in a narrower dock it goes under the bar.
+SCORE_BESIDE_MIN_WIDTH = 220
+
+
 class RunHistoryPanel(QtWidgets.QWidget):
     """The scrub bar of the last run beside the score f(y_t) = D(y_t) − y_t of the scrubbed step."""
 
@@ -67,12 +71,25 @@ class RunHistoryPanel(QtWidgets.QWidget):
         self.score_pane.setToolTip(
             "Miyasawa: f(y) = σ²∇log p_σ(y) — where the prior pulls the image at this step (zero is mid-colour)"
         )
-        layout = QtWidgets.QHBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        self.score_pane.setMinimumWidth(220)
-        layout.addWidget(self.player, 3)
-        layout.addWidget(self.score_pane, 2)
+        # Beside the player when the dock is wide enough, under it when not: the score appearing after a run
+        # must never make the dock wider (a re-laid dock area re-lays the plots and the panels around it).
+        self.score_pane.setMinimumWidth(0)
+        self.score_pane.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored, QtWidgets.QSizePolicy.Policy.Ignored)
+        self._layout = QtWidgets.QBoxLayout(QtWidgets.QBoxLayout.Direction.LeftToRight, self)
+        self._layout.setContentsMargins(0, 0, 0, 0)
+        self._layout.addWidget(self.player, 3)
+        self._layout.addWidget(self.score_pane, 2)
         self.score_pane.setVisible(False)
+
+    def resizeEvent(self, event: QtGui.QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self._arrange()
+
+    def _arrange(self) -> None:
+        beside = self.width() >= self.player.minimumSizeHint().width() + SCORE_BESIDE_MIN_WIDTH
+        direction = QtWidgets.QBoxLayout.Direction.LeftToRight if beside else QtWidgets.QBoxLayout.Direction.TopToBottom
+        if self._layout.direction() != direction:
+            self._layout.setDirection(direction)
 
     def show_score(self, score: np.ndarray | None) -> None:
         if score is None:
