@@ -103,6 +103,61 @@ def test_declining_discards_and_keeps_the_window_as_it_was(qtbot, settings, tmp_
         second.shutdown()
 
 
+def test_every_crashed_session_is_offered_not_only_the_newest(qtbot, settings, tmp_path: Path, photo: Path) -> None:
+    """Two sessions crashed: declining the newer one offers the older one; restoring one keeps the rest."""
+    import os
+    import time
+
+    folder = tmp_path / "autosave"
+    other = tmp_path / "other.png"
+    Image.fromarray(np.full((40, 56), 90, np.uint8)).save(other)
+    first = make_window(qtbot, settings)
+    try:
+        for path in (photo, other):  # the second one saved later: the newest
+            first.open_path(path)
+            crashed_session(first, folder).save_now()
+            time.sleep(0.05)
+        slots = sorted(folder.glob("session-*"), key=lambda p: p.stat().st_mtime)
+        os.utime(slots[0], (time.time() - 60, time.time() - 60))
+    finally:
+        first.shutdown()
+    second = make_window(qtbot, settings)
+    try:
+        controller = AutosaveController(second, AutosaveStore(folder), interval_ms=60_000)
+        questions: list[str] = []
+        assert controller.offer_restore(lambda text: questions.append(text) or len(questions) == 2)
+        assert "other.png" in questions[0] and "photo.png" in questions[1]
+        assert second.photo_path == str(photo)
+        controller.close()
+    finally:
+        second.shutdown()
+
+
+def test_a_moved_photo_can_be_pointed_to(qtbot, settings, tmp_path: Path, photo: Path) -> None:
+    folder = tmp_path / "autosave"
+    first = make_window(qtbot, settings)
+    try:
+        first.open_path(photo)
+        first.mask.central_block(0.2)
+        painted = first.mask.copy()
+        crashed_session(first, folder).save_now()
+    finally:
+        first.shutdown()
+    moved = tmp_path / "moved" / "photo.png"
+    moved.parent.mkdir()
+    photo.rename(moved)
+    second = make_window(qtbot, settings)
+    try:
+        controller = AutosaveController(second, AutosaveStore(folder), interval_ms=60_000)
+        asked: list[str] = []
+        assert controller.offer_restore(lambda text: True, lambda old: asked.append(old) or str(moved))
+        assert asked == [str(photo)] and second.photo_path == str(moved)
+        assert np.array_equal(second.mask.copy(), painted)  # the same photo, found: the mask comes back too
+        controller.close()
+    finally:
+        second.shutdown()
+
+
 def test_a_live_session_is_never_offered(qtbot, settings, tmp_path: Path, photo: Path) -> None:
     folder = tmp_path / "autosave"
     w = make_window(qtbot, settings)
@@ -141,7 +196,7 @@ def test_missing_photo_restores_nothing(qtbot, settings, tmp_path: Path, photo: 
     monkeypatch.setattr(QtWidgets.QMessageBox, "warning", lambda *a, **k: warnings.append(a[2]))
     w = make_window(qtbot, settings)
     try:
-        assert not apply_state(w, AutosaveState(image_path=str(tmp_path / "gone.png")))
+        assert not apply_state(w, AutosaveState(image_path=str(tmp_path / "gone.png")), lambda old: None)
         assert "no longer there" in warnings[0]
         # a mask that no longer fits the photo is refused with a message, the photo still opens
         state = AutosaveState(image_path=str(photo), mask=np.ones((5, 5), bool))

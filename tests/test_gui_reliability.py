@@ -253,6 +253,42 @@ def test_saving_into_a_missing_folder(window, qtbot, tmp_path: Path, photo: Path
     assert (tmp_path / "ok.png").exists() and window.result_saved
 
 
+def test_save_as_asks_before_replacing_a_file_the_dialog_did_not_confirm(
+    window, qtbot, tmp_path: Path, photo: Path, monkeypatch
+) -> None:
+    """Typed without a suffix, the name the dialog confirmed is not the file written (".png" is added): an
+    existing file of that name is replaced only when the user says so."""
+    still_works(qtbot, window, photo)
+    existing = tmp_path / "result.png"
+    existing.write_bytes(b"precious")
+    asked: list[Path] = []
+    window.confirm_overwrite = lambda path: asked.append(path) or False
+    monkeypatch.setattr(
+        QtWidgets.QFileDialog, "getSaveFileName", lambda *a, **k: (str(tmp_path / "result"), "PNG 8-bit (*.png)")
+    )
+    window.actions["save_as"].trigger()
+    assert asked == [existing] and existing.read_bytes() == b"precious" and not window.result_saved
+    window.confirm_overwrite = lambda path: True
+    window.actions["save_as"].trigger()
+    assert existing.read_bytes() != b"precious" and window.result_saved
+
+
+def test_saving_a_run_record_asks_before_replacing_its_csv(
+    window, qtbot, tmp_path: Path, photo: Path, monkeypatch
+) -> None:
+    still_works(qtbot, window, photo)
+    csv = tmp_path / "run.csv"
+    csv.write_text("precious")
+    asked: list[Path] = []
+    window.confirm_overwrite = lambda path: asked.append(path) or False
+    monkeypatch.setattr(QtWidgets.QFileDialog, "getSaveFileName", lambda *a, **k: (str(tmp_path / "run.json"), ""))
+    window.actions["save_run"].trigger()
+    assert asked == [csv] and csv.read_text() == "precious" and not (tmp_path / "run.json").exists()
+    window.confirm_overwrite = lambda path: True
+    window.actions["save_run"].trigger()
+    assert (tmp_path / "run.json").exists() and csv.read_text().startswith("t,")
+
+
 # -- weights (the real loading path, no injected denoiser) -------------------------------------------------
 def test_bad_weights_refuse_to_run(qtbot, settings, tmp_path: Path, photo: Path) -> None:
     torch.manual_seed(0)

@@ -294,6 +294,33 @@ def test_closing_mid_run_stops_and_joins_the_thread(window, photo, qtbot):
     assert not window.is_running() and not thread.isRunning()
 
 
+def test_closing_mid_run_can_stop_and_save_the_partial_result(window, photo, qtbot, tmp_path, monkeypatch):
+    window.open_path(photo)
+    window.generate_mask("block", 0.3)
+    quick_params(window, sigma_L=1e-4, max_steps=100_000, beta=0.01)
+    window.start_run()
+    qtbot.waitUntil(lambda: window.plots.series.n >= 3, timeout=10_000)
+    target = tmp_path / "partial.png"
+    monkeypatch.setattr(QtWidgets.QFileDialog, "getSaveFileName", lambda *a, **k: (str(target), "PNG 8-bit (*.png)"))
+    window.confirm_close = lambda reason: "save"
+    assert window.close()
+    assert not window.is_running()
+    assert window.last_record is not None and window.last_record.stop_reason == StopReason.CANCELLED
+    assert target.exists() and window.result_saved and window.result_path == str(target)
+
+
+def test_closing_mid_run_stays_open_when_the_save_is_cancelled(window, photo, qtbot, monkeypatch):
+    window.open_path(photo)
+    window.generate_mask("block", 0.3)
+    quick_params(window, sigma_L=1e-4, max_steps=100_000, beta=0.01)
+    window.start_run()
+    qtbot.waitUntil(lambda: window.plots.series.n >= 3, timeout=10_000)
+    monkeypatch.setattr(QtWidgets.QFileDialog, "getSaveFileName", lambda *a, **k: ("", ""))
+    window.confirm_close = lambda reason: "save"
+    assert not window.close()  # the run stopped, its result is kept, the window stays
+    assert not window.is_running() and window.result is not None and not window.result_saved
+
+
 def test_close_asks_about_an_unsaved_result(window, photo, qtbot):
     window.open_path(photo)
     window.generate_mask("block", 0.3)

@@ -51,6 +51,22 @@ def describe_orphan(orphan: Orphan, state: AutosaveState) -> str:
     return "\n".join(parts)
 
 
+def _locate_dialog(parent: Any, old_path: str) -> str | None:
+    """Ask where a moved photo is now; None when the user does not say."""
+    buttons = QtWidgets.QMessageBox.StandardButton
+    answer = QtWidgets.QMessageBox.question(
+        parent,
+        "Restore",
+        f"The photo {old_path} is no longer there. Show where it is now?",
+        buttons.Yes | buttons.No,
+        buttons.Yes,
+    )
+    if answer != buttons.Yes:
+        return None
+    path, _ = QtWidgets.QFileDialog.getOpenFileName(parent, "Where is the photo now?", str(Path(old_path).parent))
+    return path or None
+
+
 class AutosaveController(QtCore.QObject):
     """Saves ``window.session_state()`` to an :class:`AutosaveStore` when it changes, on a timer."""
 
@@ -96,25 +112,27 @@ class AutosaveController(QtCore.QObject):
         self.saves += 1
         return True
 
-    def offer_restore(self, ask: Callable[[str], bool] | None = None) -> bool:
-        """Offer the newest orphaned state back; True when it was restored into the window.
+    def offer_restore(
+        self, ask: Callable[[str], bool] | None = None, locate: Callable[[str], str | None] | None = None
+    ) -> bool:
+        """Offer the orphaned states back, newest first, until one is restored; True when one was.
 
-        ``ask`` gets the question's text and answers it (a dialog by default). Whatever the answer, the
-        orphaned slots are removed afterwards, so the question comes once, not at every start.
+        ``ask`` gets each question's text and answers it (a dialog by default); ``locate`` is asked where a
+        photo went that is no longer where it was (a file dialog by default). Each orphan offered is removed
+        afterwards, whatever the answer, so a question comes once, not at every start; orphans older than
+        the one restored stay for the next start (one window holds one photo).
         """
-        pending = self.store.pending()
-        if not pending:
-            return False
-        orphan = pending[0]
-        state = self.store.restore(orphan)
+        ask = ask or self._ask_dialog
         restored = False
-        if state is not None and (state.image_path or state.mask is not None):
-            ask = ask or self._ask_dialog
-            if ask(describe_orphan(orphan, state)):
-                restored = apply_state(self.window, state)
-        self.store.discard()
-        if restored:
-            self.save_now()
+        for orphan in self.store.pending():
+            state = self.store.restore(orphan)
+            worth_asking = state is not None and (state.image_path or state.mask is not None)
+            if worth_asking and ask(describe_orphan(orphan, state)):
+                restored = apply_state(self.window, state, locate)
+            self.store.discard(orphan)
+            if restored:
+                self.save_now()
+                break
         return restored
 
     def _ask_dialog(self, text: str) -> bool:
@@ -133,15 +151,22 @@ class AutosaveController(QtCore.QObject):
         self.store.close()
 
 
-def apply_state(window: Any, state: AutosaveState) -> bool:
-    """Put an autosaved state back into the window: photo, panels, then the mask (if it fits the photo)."""
+def apply_state(window: Any, state: AutosaveState, locate: Callable[[str], str | None] | None = None) -> bool:
+    """Put an autosaved state back into the window: photo, panels, then the mask (if it fits the photo).
+
+    A photo that is no longer where it was can be pointed to (``locate``, a file dialog by default); the
+    mask comes back when the photo found has the same size.
+    """
     if state.image_path:
-        if not Path(state.image_path).is_file():
-            QtWidgets.QMessageBox.warning(
-                window, "Restore", f"The photo {state.image_path} is no longer there; nothing was restored."
-            )
-            return False
-        if not window.open_path(state.image_path):
+        path = state.image_path
+        if not Path(path).is_file():
+            path = (locate or (lambda old: _locate_dialog(window, old)))(path) or ""
+            if not path or not Path(path).is_file():
+                QtWidgets.QMessageBox.warning(
+                    window, "Restore", f"The photo {state.image_path} is no longer there; nothing was restored."
+                )
+                return False
+        if not window.open_path(path):
             return False
     params = state.params or {}
     algorithm = dict(params.get("algorithm") or {})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from PySide6 import QtCore, QtWidgets
 
 from priorstudio.gui import qt_compat  # noqa: F401  (first: guards a PySide6 refcount bug)
@@ -47,6 +49,15 @@ def show_error(parent: QtWidgets.QWidget | None, title: str, message: str) -> No
     box.exec()
 
 
+def ask_overwrite(parent: QtWidgets.QWidget | None, path: Path) -> bool:
+    """Ask before replacing ``path``; True to replace it."""
+    buttons = QtWidgets.QMessageBox.StandardButton
+    answer = QtWidgets.QMessageBox.question(
+        parent, "Replace file?", f"{path} already exists. Replace it?", buttons.Yes | buttons.No, buttons.No
+    )
+    return answer == buttons.Yes
+
+
 def ask_close(parent: QtWidgets.QWidget | None, reason: str) -> str:
     """Ask before closing; ``reason`` is "running" or "unsaved". Returns "save", "discard" or "cancel"."""
     box = QtWidgets.QMessageBox(parent)
@@ -55,8 +66,9 @@ def ask_close(parent: QtWidgets.QWidget | None, reason: str) -> str:
     buttons = QtWidgets.QMessageBox.StandardButton
     if reason == "running":
         box.setText("A run is still going.")
-        box.setInformativeText("Stop it and close the window?")
-        box.setStandardButtons(buttons.Discard | buttons.Cancel)
+        box.setInformativeText("Stop it and close the window? Its result so far can be saved first.")
+        box.setStandardButtons(buttons.Save | buttons.Discard | buttons.Cancel)
+        box.button(buttons.Save).setText("Stop and save…")
         box.button(buttons.Discard).setText("Stop and close")
     else:
         box.setText("The result has not been saved.")

@@ -45,7 +45,7 @@ from priorstudio.gui import (
 from priorstudio.gui.canvas import ImageCanvas
 from priorstudio.gui.compare import ComparePanel
 from priorstudio.gui.compare_worker import CompareJob
-from priorstudio.gui.dialogs import ShortcutSheet, ask_close, show_error
+from priorstudio.gui.dialogs import ShortcutSheet, ask_close, ask_overwrite, show_error
 from priorstudio.gui.mask_model import MaskModel
 from priorstudio.gui.panels import AlgorithmPanel, DegradationPanel, MaskTools
 from priorstudio.gui.plots import RunPlots
@@ -110,6 +110,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.settings = settings if settings is not None else QtCore.QSettings()
         self.error_sink = error_sink
         self.confirm_close: Callable[[str], str] = lambda reason: ask_close(self, reason)
+        #: asked before a save replaces a file the save dialog did not confirm (a suffix added, a companion file)
+        self.confirm_overwrite: Callable[[Path], bool] = lambda path: ask_overwrite(self, path)
         self.max_fps = max_fps
         self.denoisers = DenoiserProvider(model, denoiser_factory)
         self.denoiser_factory: DenoiserFactory = self.denoisers
@@ -504,10 +506,14 @@ class MainWindow(QtWidgets.QMainWindow):
         start = Path(str(self.settings.value("last_dir", ""))) / f"{base}-restored.png"
         filters = "PNG 8-bit (*.png);;PNG 16-bit (*.png);;JPEG (*.jpg *.jpeg);;TIFF (*.tif *.tiff)"
         path, chosen = QtWidgets.QFileDialog.getSaveFileName(self, "Save the result", str(start), filters)
-        if path:
-            if not Path(path).suffix:
-                path += ".png"
-            self.save_result(path, bit_depth=16 if "16" in chosen else 8, overwrite=True)
+        if not path:
+            return
+        target = Path(path)
+        if not target.suffix:  # the dialog confirmed the name as typed, not with the suffix added here
+            target = target.with_name(target.name + ".png")
+            if target.exists() and not self.confirm_overwrite(target):
+                return
+        self.save_result(target, bit_depth=16 if "16" in chosen else 8, overwrite=True)
 
     def save_result(self, path: str | os.PathLike[str], *, bit_depth: int = 8, overwrite: bool = False) -> Path:
         """Save the result (full-resolution photo for inpainting, the working-size image otherwise)."""
@@ -526,17 +532,19 @@ class MainWindow(QtWidgets.QMainWindow):
         base = Path(self.photo_path).stem if self.photo_path else "run"
         start = Path(str(self.settings.value("last_dir", ""))) / f"{base}-run.json"
         path, _ = QtWidgets.QFileDialog.getSaveFileName(self, "Save the run record", str(start), "JSON (*.json)")
-        if path:
+        if not path:
+            return
+        json_path, csv_path = record_paths(path)
+        # the dialog confirmed only the name as typed: ask about any other file this save would replace
+        unconfirmed = [p for p in (json_path, csv_path) if p != Path(path) and p.exists()]
+        if all(self.confirm_overwrite(p) for p in unconfirmed):
             self.save_run_record(path, overwrite=True)
 
     def save_run_record(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> tuple[Path, Path]:
         """The run's parameters and outcome as JSON, and one CSV row per step beside it (same name, .csv)."""
         if self.record is None:
             raise PriorStudioError("there is no run to save yet")
-        json_path = Path(path)
-        if json_path.suffix.lower() != ".json":
-            json_path = json_path.with_suffix(".json")
-        csv_path = json_path.with_suffix(".csv")
+        json_path, csv_path = record_paths(path)
         if not overwrite:
             for p in (json_path, csv_path):
                 if p.exists():
@@ -1245,23 +1253,40 @@ class MainWindow(QtWidgets.QMainWindow):
         s.sync()
 
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:
+        answer = None
         if self.controller.is_running() or self.compare.is_running():
-            if self.confirm_close("running") == "cancel":
-                event.ignore()
-                return
+            answer = self.confirm_close("running")  # save (stop, keep the partial result, save it), discard, cancel
+            if answer == "save" and self.controller.is_running():
+                self._stop_and_wait()
+            elif answer == "save":
+                answer = "discard"  # a comparison has no single result to save
         elif self.result is not None and not self.result_saved:
             answer = self.confirm_close("unsaved")
-            if answer == "cancel":
+        if answer == "cancel":
+            event.ignore()
+            return
+        if answer == "save" and self.result is not None and not self.result_saved:
+            try:
+                self._cmd_save()
+            except PriorStudioError as error:
+                self.report_error("Cannot save", str(error))
+            if not self.result_saved:  # the save dialog was cancelled or the save failed: stay open
                 event.ignore()
                 return
-            if answer == "save":
-                self._cmd_save()
-                if not self.result_saved:  # the save dialog was cancelled
-                    event.ignore()
-                    return
         self.shutdown()
         self._save_settings()
         event.accept()
+
+    def _stop_and_wait(self, timeout_ms: int = 30_000) -> None:
+        """Stop the run and wait (events still flowing) until its partial result has arrived."""
+        if not self.controller.is_running():
+            return
+        loop = QtCore.QEventLoop()
+        self.runFinished.connect(loop.quit)  # the run's last signals are still queued: they arrive in the loop
+        QtCore.QTimer.singleShot(timeout_ms, loop.quit)
+        self.controller.stop()
+        loop.exec()
+        self.runFinished.disconnect(loop.quit)
 
     def shutdown(self) -> None:
         """Stop any run and join its thread; remove the application-wide key filter."""
@@ -1280,6 +1305,14 @@ class MainWindow(QtWidgets.QMainWindow):
 
 
 # -- helpers ----------------------------------------------------------------------------------------------
+def record_paths(path: str | os.PathLike[str]) -> tuple[Path, Path]:
+    """The run record's JSON file for a chosen name (its suffix made ``.json``) and its CSV beside it."""
+    json_path = Path(path)
+    if json_path.suffix.lower() != ".json":
+        json_path = json_path.with_suffix(".json")
+    return json_path, json_path.with_suffix(".csv")
+
+
 def _group(title: str, widget: QtWidgets.QWidget) -> QtWidgets.QGroupBox:
     box = QtWidgets.QGroupBox(title)
     layout = QtWidgets.QVBoxLayout(box)
