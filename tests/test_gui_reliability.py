@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import math
 import struct
 import zlib
 from pathlib import Path
@@ -156,6 +157,7 @@ def test_awkward_images_open_correctly_and_run(window, qtbot, tmp_path: Path) ->
         "img-exif-rotated": (tmp_path / "phone.jpg", (1, 20, 10)),
         "img-1x1": (_png(tmp_path / "dot.png", _gray(1, 1)), (1, 1, 1)),
         "img-thin": (_png(tmp_path / "row.png", _gray(1, 300)), (1, 1, 300)),
+        "img-thin-2": (_png(tmp_path / "pair.png", _gray(1, 2)), (1, 1, 2)),
     }
     for case, (path, shape) in cases.items():
         assert window.open_path(path), (case, window.errors)
@@ -239,6 +241,59 @@ def test_run_too_large_for_memory_offers_a_size(window, qtbot, photo: Path, monk
     still_works(qtbot, window, photo)
 
 
+def test_run_too_large_for_memory_names_a_size_that_fits(window, qtbot, tmp_path: Path, monkeypatch) -> None:
+    """With room for about a quarter of the pixels, the refusal names the working size that would fit."""
+    from priorstudio.core import memory
+    from priorstudio.gui import main_window
+
+    big = _png(tmp_path / "big.png", _gray(300, 400, seed=2))
+    assert window.open_path(big)
+    window.degradation.set_task("denoise")
+    quick(window)
+    seen: list[memory.MemoryEstimate] = []
+    estimate = main_window.estimate_run_memory
+    monkeypatch.setattr(main_window, "estimate_run_memory", lambda *a, **k: seen.append(estimate(*a, **k)) or seen[-1])
+
+    def available(device=None) -> int:
+        e = seen[-1]
+        return int((e.fixed + e.history + 0.25 * e.bytes_per_pixel * 300 * 400) / memory.USABLE_SHARE)
+
+    monkeypatch.setattr(memory, "available_bytes", available)
+    assert not window.start_run()
+    title, message = last_error(window)
+    assert title == "Cannot run" and "would fit at" in message, message
+    side = int(message.split("longest side ")[1].split()[0])
+    assert 150 <= side <= 210  # half the longest side (400) for a quarter of the pixels, to a multiple
+    assert not window.is_running()
+
+
+def test_task_and_noise_fields_cannot_leave_their_ranges(window, photo: Path) -> None:
+    """Fractions stay in (0, 1], factors and seeds ≥ their minimum, the noise in 0–255, NaN is not taken."""
+    assert window.open_path(photo)
+    for task, field, wrong in (
+        ("random_pixels", "fraction", 0.0),
+        ("random_pixels", "fraction", 1.5),
+        ("random_pixels", "seed", -3),
+        ("compressive", "fraction", -0.2),
+        ("super_resolution", "factor", 0),
+    ):
+        window.degradation.set_task(task)
+        window.degradation.task_form.set_values({field: wrong})
+        value = window.degradation.task_form.values()[field]
+        if field == "fraction":
+            assert 0 < value <= 1, (task, wrong, value)
+        else:
+            assert value >= (1 if field == "factor" else 0), (task, wrong, value)
+    window.degradation.noise.setValue(-5.0)
+    assert window.degradation.noise.value() == 0.0
+    window.degradation.noise.setValue(1e6)
+    assert window.degradation.noise.value() == 255.0
+    window.algorithm.set_values({"beta": float("nan"), "sigma_0": float("nan"), "h_0": float("nan")})
+    values = window.algorithm.values()
+    assert all(math.isfinite(values[k]) for k in ("beta", "sigma_0", "h_0"))
+    assert 0 < values["beta"] <= 1 and 0 < values["h_0"] < 1
+
+
 def test_saving_into_a_missing_folder(window, qtbot, tmp_path: Path, photo: Path, monkeypatch) -> None:
     still_works(qtbot, window, photo)
     target = tmp_path / "gone" / "result.png"
@@ -290,6 +345,16 @@ def test_saving_a_run_record_asks_before_replacing_its_csv(
 
 
 # -- weights (the real loading path, no injected denoiser) -------------------------------------------------
+class _Payload:
+    """Unpickling this would create ``path``: the proof that code ran."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (Path.touch, (self.path,))
+
+
 def test_bad_weights_refuse_to_run(qtbot, settings, tmp_path: Path, photo: Path) -> None:
     torch.manual_seed(0)
     good = tmp_path / "tiny-gray.pt"
@@ -310,6 +375,16 @@ def test_bad_weights_refuse_to_run(qtbot, settings, tmp_path: Path, photo: Path)
         "weights-mismatched-architecture": (tmp_path / "odd.pt", "do not match"),
         "weights-not-priorstudio": (tmp_path / "bare.pt", "not a PriorStudio"),
     }
+    data = bytearray(good.read_bytes())  # a complete archive whose tensor bytes were damaged
+    data[len(data) // 2 : len(data) // 2 + 256] = bytes(256)
+    (tmp_path / "damaged.pt").write_bytes(bytes(data))
+    sentinel = tmp_path / "code-ran"
+    evil = pack_weights(BiasFreeUNet(1, (8, 16)))
+    evil["training"] = _Payload(sentinel)
+    torch.save(evil, tmp_path / "evil.pt")
+    cases["weights-damaged-data"] = (tmp_path / "damaged.pt", "corrupt")
+    cases["weights-unpickle-code"] = (tmp_path / "evil.pt", "refused")
+    cases["weights-unknown-name"] = ("no-such-model", "unknown model")
     window = make_window(qtbot, settings, model=str(good))
     try:
         assert window.open_path(photo)
@@ -318,8 +393,10 @@ def test_bad_weights_refuse_to_run(qtbot, settings, tmp_path: Path, photo: Path)
         for case, (path, words) in cases.items():
             window._on_model_changed(str(path))
             assert not window.start_run(), case
-            assert words in last_error(window)[1], (case, last_error(window))
+            title, message = last_error(window)
+            assert title == "Cannot run" and words in message, (case, title, message)
             assert not window.is_running()
+        assert not sentinel.exists()  # the file that tried to run code was refused before anything ran
         window._on_model_changed(str(good))
         record = run_to_end(qtbot, window)
         assert record is not None and window.result is not None
