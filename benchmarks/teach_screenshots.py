@@ -1,12 +1,12 @@
 """Screenshots of the teaching tools for the README, taken with the bundled models.
 
-    Xvfb :99 -screen 0 1600x1000x24 &
-    DISPLAY=:99 python benchmarks/teach_screenshots.py [--out docs/images] [--only gallery,game]
+    xvfb-run -a -s "-screen 0 1600x1000x24" python benchmarks/teach_screenshots.py [--only gallery,history]
 
-Every tool really runs — on small images (32–64 px, a few samples), so it finishes on a busy CPU — and
-its window is grabbed once the work is done and written as ``teach-<name>.png``. Without a display it
-falls back to Qt's offscreen platform (same pixels, no window manager). PNGs over ``--max-kb`` are
-re-encoded with a 256-colour palette.
+Every tool really runs — on small images (32–96 px, a few samples), so it finishes on a busy CPU — and
+its window is grabbed once the work is done and written as ``teach-<name>.png``; ``history`` is the main
+window after a short run, its *Run history* and *Explain* docks side by side. Without a display it falls
+back to Qt's offscreen platform and says so on stderr: no window manager, and fonts and styles may differ
+from what users see. PNGs over ``--max-kb`` are re-encoded with a 256-colour palette.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 if not os.environ.get("DISPLAY"):
-    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # main() says so loudly
 os.environ.setdefault("PYQTGRAPH_QT_LIB", "PySide6")
 
 import torch
@@ -32,7 +32,14 @@ from priorstudio.core.problem import build_problem
 from priorstudio.core.samplers.implicit_prior import RESTORE_PRESET, ImplicitPriorParams
 from priorstudio.resources import resource_path
 
-SHOTS = ("gallery", "explain", "beta", "game", "inspector", "posterior")
+SHOTS = ("gallery", "explain", "beta", "game", "inspector", "posterior", "history")
+
+NO_DISPLAY_WARNING = """\
+########################################################################################################
+WARNING: no DISPLAY is set, so these screenshots are taken on Qt's offscreen platform: no window manager,
+and fonts and styles may differ from what users see. For the README, run under Xvfb:
+    xvfb-run -a -s "-screen 0 1600x1000x24" python benchmarks/teach_screenshots.py
+########################################################################################################"""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(wanted) - set(SHOTS)
     if unknown:
         parser.error(f"unknown shots: {', '.join(sorted(unknown))}")
+    if not os.environ.get("DISPLAY"):
+        print(NO_DISPLAY_WARNING, file=sys.stderr, flush=True)
     torch.set_num_threads(1)  # a busy machine: one thread does not wait on descheduled siblings
 
     import pyqtgraph as pg
@@ -192,6 +201,45 @@ class Shooter:
         panel.run()
         self.wait(lambda: panel.summary is not None and not panel.is_running(), "the posterior samples")
         self.save(panel, "posterior")
+
+    def history(self, factory, state: dict) -> None:
+        """The main window after a short denoising run, scrubbed back to a mid step: the scrub bar with the
+        score of that step, and the update rule with its numbers."""
+        import tempfile
+
+        from PySide6 import QtCore
+        from PySide6.QtCore import Qt
+
+        from priorstudio.gui.main_window import MainWindow
+
+        folder = tempfile.mkdtemp(prefix="priorstudio-shots-")  # fresh settings: no saved layout or recent files
+        settings = QtCore.QSettings(str(Path(folder) / "settings.ini"), QtCore.QSettings.Format.IniFormat)
+        w = MainWindow(denoiser_factory=factory, settings=settings, error_sink=lambda title, text: print(title, text))
+        w.confirm_close = lambda reason: "discard"
+        w.resize(1500, 960)
+        photo = load_image(resource_path("samples", "camera-gray.png"), mode="gray")[:, 40:136, 80:176]
+        w.set_photo(photo, name="camera-gray (crop)")
+        w.degradation.set_task("denoise")
+        w.algorithm.apply_preset("teach")
+        w.show()
+        teach = w.teach
+        docks = [teach.history_dock, teach.explain_dock]
+        for dock in docks:  # out of the plots' tab group, side by side along the bottom
+            w.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, dock)
+            dock.show()
+        w.splitDockWidget(*docks, Qt.Orientation.Horizontal)
+        w.resizeDocks(docks, [820, 680], Qt.Orientation.Horizontal)
+        w.resizeDocks(docks[:1], [330], Qt.Orientation.Vertical)
+        finished: list[object] = []
+        w.runFinished.connect(finished.append)
+        if not w.start_run():
+            raise RuntimeError("the main window did not start its run")
+        self.wait(lambda: bool(finished), "the main window's run")
+        frames = teach.player.frames()
+        teach.player.seek(len(frames) // 3)  # early enough that the score still shows structure and noise
+        self.wait(lambda: teach.explain.text() != "", "the explain dock")
+        self.save(w, "history")
+        w.shutdown()
 
 
 def _png_bytes(image) -> bytes:

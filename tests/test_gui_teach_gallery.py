@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
@@ -27,6 +28,21 @@ def factory():
     return lambda channels: oracle
 
 
+class Gated:
+    """The oracle, held after a few calls until ``gate`` opens: the run cannot end before the test looks."""
+
+    def __init__(self, oracle: IsotropicOracle, free_calls: int = 3) -> None:
+        self.oracle, self.free_calls, self.calls = oracle, free_calls, 0
+        self.gate = threading.Event()
+        self.channels, self.device, self.name = oracle.channels, oracle.device, oracle.name
+
+    def __call__(self, y: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        if self.calls > self.free_calls:
+            self.gate.wait(timeout=30)
+        return self.oracle(y)
+
+
 def _small(controls, k=4, steps=400):
     controls.k.setValue(k)
     controls.size.setValue(16)
@@ -49,14 +65,19 @@ def test_tile_index():
     assert tile_index((4, 4), 5, 6, 13) is None  # the empty sixth cell
 
 
-def test_gallery_runs_fills_in_and_selects(qtbot, factory):
-    gallery = GalleryWidget(factory)
+def test_gallery_runs_fills_in_and_selects(qtbot):
+    gated = Gated(IsotropicOracle())
+    gallery = GalleryWidget(lambda channels: gated)
     qtbot.addWidget(gallery)
     gallery.show()
     _small(gallery.controls)
     with qtbot.waitSignal(gallery.finished, timeout=30_000) as blocker:
         assert gallery.run()
         assert gallery.is_running() and not gallery.run_button.isEnabled()
+        # the grid fills in live: the first steps' samples are shown while the run is still going
+        qtbot.waitUntil(lambda: gallery.batch.pane.image_shape() == (34, 34), timeout=20_000)
+        assert gallery.is_running() and gallery.batch.last is None
+        gated.gate.set()
     last = blocker.args[0]
     assert last is not None and last.is_last and last.image.shape == (4, 1, 16, 16)
     assert last.stop_reason.value == "converged" and last.t > 10

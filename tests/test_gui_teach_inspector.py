@@ -12,6 +12,7 @@ import torch
 pytest.importorskip("pytestqt")
 
 from priorstudio.core.denoisers import BiasFreeUNet, Denoiser
+from priorstudio.core.teach.inspector import add_noise, crop_window, jacobian_row
 from priorstudio.gui.teach.inspector_dialog import InspectorDialog
 
 pytestmark = pytest.mark.gui
@@ -27,9 +28,10 @@ def factory():
 def test_click_shows_filter_and_identity(qtbot, factory):
     dialog = InspectorDialog(factory)
     qtbot.addWidget(dialog)
-    dialog.window_size.setValue(32)
+    dialog.window_size.setValue(32)  # the window covers the whole 24² image
     dialog.view_size.setValue(15)
-    dialog.set_image(torch.rand(1, 24, 24))
+    clean = torch.rand(1, 24, 24, generator=torch.Generator().manual_seed(1))
+    dialog.set_image(clean)
     dialog.show()
     dialog.select_pixel(10, 12)
     qtbot.waitUntil(lambda: dialog.filter_result is not None, timeout=120_000)
@@ -38,12 +40,18 @@ def test_click_shows_filter_and_identity(qtbot, factory):
     assert result.filter.shape == (1, 15, 15) and result.patch.shape == (1, 15, 15)
     assert result.dot == pytest.approx(result.output, abs=1e-4)
     assert "locally linear" in dialog.info.text()
-    # moving the noise slider recomputes the filter at the same pixel
+    # moving the noise slider recomputes the filter at the same pixel, for the image re-noised at that level
+    first = result.filter
     dialog.filter_result = None
     dialog.set_sigma(60)
-    qtbot.waitUntil(lambda: dialog.filter_result is not None, timeout=120_000)
-    assert dialog.filter_result.sigma == pytest.approx(60 / 255)
-    qtbot.waitUntil(lambda: not dialog.busy(), timeout=120_000)
+    qtbot.waitUntil(lambda: dialog.filter_result is not None and not dialog.busy(), timeout=120_000)
+    moved = dialog.filter_result
+    assert moved.sigma == pytest.approx(60 / 255) and moved.pixel == (0, 10, 12)
+    assert not torch.allclose(moved.filter, first, atol=1e-4)
+    y = add_noise(clean, 60 / 255, seed=0)  # the slider changes the level, not the noise pattern
+    rows, cols = crop_window((24, 24), (10, 12), 15)
+    expected = jacobian_row(factory(1), y, (0, 10, 12))[:, rows, cols]
+    torch.testing.assert_close(moved.filter, expected, atol=1e-5, rtol=1e-4)
 
 
 def test_singular_values_and_dimensionality(qtbot, factory):

@@ -11,12 +11,15 @@ import torch
 
 pytest.importorskip("pytestqt")
 
+from gui_support import open_window, tiny_denoiser
 from teach_oracle import IsotropicOracle
 
+from priorstudio.core.teach.inspector import ScoreTap
 from priorstudio.gui.main_window import MainWindow
+from priorstudio.gui.teach.beta_compare import BetaComparisonWidget
 from priorstudio.gui.teach.gallery import GalleryWidget
 from priorstudio.gui.teach.inspector_dialog import InspectorDialog
-from priorstudio.gui.teach.integration import install_teach_tools
+from priorstudio.gui.teach.integration import SCORE_SHARE
 from priorstudio.gui.teach.posterior_view import PosteriorPanel
 
 pytestmark = pytest.mark.gui
@@ -34,8 +37,17 @@ def window(qtbot, settings):
     w.shutdown()
 
 
+@pytest.fixture
+def tiny_window(qtbot, settings):
+    """The real window with a (tiny) network, as a user runs it: its own teaching tools, nothing added."""
+    w = open_window(qtbot, settings, size=None, denoiser_factory=tiny_denoiser)
+    yield w
+    w.shutdown()
+
+
 def test_menu_docks_and_a_run_fill_the_history(qtbot, window):
-    teach = install_teach_tools(window)
+    teach = window.teach
+    assert [m.title() for m in window.menuBar().findChildren(type(teach.menu))].count("&Teach") == 1
     titles = [a.text() for a in teach.menu.actions() if a.text()]
     assert "Prior samples gallery…" in titles and "Denoiser inspector…" in titles
     window.set_photo(0.5 + 0.1 * torch.randn(1, 32, 32, generator=torch.Generator().manual_seed(0)))
@@ -52,22 +64,42 @@ def test_menu_docks_and_a_run_fill_the_history(qtbot, window):
     assert "‖d_t‖" in teach.explain.text()  # the window's problem told the panel N
 
 
-def test_score_tap_shows_the_score_of_the_scrubbed_step(qtbot, window):
-    teach = install_teach_tools(window)
-    oracle = IsotropicOracle()
-    tapped = teach.tap(oracle)
-    teach._sink_for_run(None)  # what the window does when the run starts
-    y = 0.5 + torch.randn(1, 1, 8, 8)
-    tapped(y)
-    frame_history = teach.score_tap.history
-    assert len(frame_history) == 1 and teach.score_tap is tapped
-    teach.history.push(1, oracle(y), {"sigma": 0.5})
-    teach.player.set_history(teach.history)
-    assert teach.history_panel.score_pane.image_shape() == (8, 8)
+def test_a_real_run_shows_the_score_of_each_kept_step(qtbot, tiny_window):
+    """Frames large for the memory cap (it thins them, not the frame count): every kept frame still has
+    the score of its own step, and the score pane says which step that is."""
+    window = tiny_window
+    teach = window.teach
+    teach.max_bytes = 12 * 1024  # 32² grey frames of 1 KB: the history thins by memory, as a 512² run does
+    window.set_photo(0.5 + 0.1 * torch.randn(1, 32, 32, generator=torch.Generator().manual_seed(0)))
+    window.degradation.set_task("denoise")
+    window.algorithm.apply_preset("teach")
+    window.algorithm.set_values({"sigma_L": 1e-6, "max_steps": 70})
+    with qtbot.waitSignal(window.runFinished, timeout=60_000) as blocker:
+        assert window.start_run(), window.errors
+    last = blocker.args[0]
+    tap = teach.score_tap
+    assert isinstance(tap, ScoreTap) and tap.calls == last.t > 40 and not tap.dropped
+    assert tap.history.max_bytes == 2 * teach.max_bytes // SCORE_SHARE
+    frames = teach.history.frames()
+    assert teach.history.interval > 1 and len(frames) < 15  # thinned by the memory cap
+    kept = tap.history.steps()
+    assert 2 <= len(kept) < len(frames) and set(kept) <= {f.t for f in frames}  # scores of kept frames' steps
+    pane = teach.history_panel.score_pane
+    own = 0
+    for i, frame in enumerate(frames):
+        teach.player.seek(i)
+        assert teach.player.current_frame().t == frame.t
+        nearest = min(kept, key=lambda t: (abs(t - frame.t), t))
+        assert not pane.isHidden() and pane.image_shape() == (32, 32)
+        assert pane.title.text == f"score f(y) = D(y) − y at step {nearest}"  # the step it really shows
+        own += nearest == frame.t
+    assert own == len(kept)
 
 
 def test_tools_open_and_close_cleanly(qtbot, window):
-    teach = install_teach_tools(window)
+    window.show()
+    qtbot.waitExposed(window)
+    teach = window.teach
     with pytest.raises(Exception, match="open an image"):
         teach.open_inspector()
     window.set_photo(torch.rand(1, 24, 24))
@@ -81,8 +113,12 @@ def test_tools_open_and_close_cleanly(qtbot, window):
     panel = posterior.findChild(PosteriorPanel)
     assert panel is not None and panel._problem.task == "inpaint"
     assert teach.open_game().isVisible()
-    teach.open_beta()
+    beta = teach.open_beta()
+    assert beta.isVisible() and beta.findChild(BetaComparisonWidget) is not None
+    window.plots_dock.raise_()
+    qtbot.waitUntil(lambda: not in_view(teach.explain_dock))
     teach.show_explain()
+    qtbot.waitUntil(lambda: in_view(teach.explain_dock))  # brought to the front of its tab group
     teach.shutdown()
     for tool in list(teach._tools.values()):
         tool.close()

@@ -19,6 +19,7 @@ from priorstudio.core.teach.animation import (
     frame_label,
     mp4_encoder,
     render_frame,
+    render_frames,
     tile,
 )
 from priorstudio.core.teach.history import FrameHistory
@@ -127,12 +128,27 @@ def test_unknown_format_and_bad_fps(tmp_path):
         export_gif(_history(2), tmp_path / "run.gif", fps=0)
 
 
-def test_mp4_reports_clearly_or_writes(tmp_path):
+def test_mp4_writes_a_video_that_decodes_back(tmp_path):
+    av = pytest.importorskip("av")  # the `video` extra (and `test`, so CI runs this)
+    assert mp4_encoder() == "av"
     h = _history(6, shape=(1, 15, 15))  # odd size: the encoder path pads to even
-    if mp4_encoder() is None:
-        with pytest.raises(EncoderUnavailableError, match="pip install av"):
-            export_mp4(h, tmp_path / "run.mp4")
-        assert not (tmp_path / "run.mp4").exists()
-    else:
-        path = export_mp4(h, tmp_path / "run.mp4")
-        assert path.stat().st_size > 0
+    rendered = render_frames(h)
+    path = export_animation(h, tmp_path / "run.mp4", fps=10, hold_last_s=1.0)
+    with av.open(str(path)) as container:
+        decoded = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    assert len(decoded) == len(rendered) + 10 - 1  # every frame, then the last held for a second
+    w, h_ = rendered[0].size
+    assert decoded[0].shape == (h_ + h_ % 2, w + w % 2, 3)
+    first = np.asarray(rendered[0].convert("RGB"), dtype=float)
+    assert np.abs(decoded[0][:h_, :w] - first).mean() < 8  # H.264 is lossy, but it is the same picture
+    last = np.asarray(rendered[-1].convert("RGB"), dtype=float)
+    assert np.abs(decoded[-1][:h_, :w] - last).mean() < np.abs(decoded[0][:h_, :w] - last).mean()
+
+
+def test_mp4_without_an_encoder_says_how_to_get_one(tmp_path, monkeypatch):
+    from priorstudio.core.teach import animation
+
+    monkeypatch.setattr(animation, "mp4_encoder", lambda: None)
+    with pytest.raises(EncoderUnavailableError, match="pip install av"):
+        export_mp4(_history(6, shape=(1, 15, 15)), tmp_path / "run.mp4")
+    assert not (tmp_path / "run.mp4").exists()

@@ -57,3 +57,12 @@ def test_record_values_win_and_constrained_direction():
     assert "(I − MMᵀ)f(y_t) + M(x_c − Mᵀy_t)" in e.text
     assert "‖d_t‖ = 5.000 over N = 100 values" in e.text
     assert e.numbers["measured_next_sigma"] is None and "measured" not in e.text
+
+
+def test_html_sets_every_subscript_and_shows_no_raw_underscore():
+    rec = StepRecord(t=4, sigma=0.3, image=torch.zeros(1, 1, 8, 8))
+    e = explain_step(rec, _params(0.5), next_record=StepRecord(t=5, sigma=0.25), constrained=True)
+    assert "p_σ(y)" in e.text and "x_c" in e.text  # the plain text keeps the underscores …
+    assert "_" not in e.html  # … the rich text sets them all as subscripts
+    assert "∇log p<sub>σ</sub>(y)" in e.html and "M(x<sub>c</sub> − Mᵀy<sub>t</sub>)" in e.html
+    assert "σ<sub>t+1</sub> = (1 − βh<sub>t</sub>)σ<sub>t</sub>" in e.html and "σ<sub>L</sub> = 0.01" in e.html

@@ -125,3 +125,22 @@ def test_errors_and_clear():
     assert len(h) == 0 and h.memory_bytes == 0
     with pytest.raises(LookupError):
         h.nearest(0)
+
+
+def test_skipped_pushes_keep_the_grid_of_pushing_every_frame():
+    """A producer that makes only the frames :meth:`next_on_grid` asks for ends with the same grid."""
+    full = FrameHistory(max_frames=6)
+    sparse = FrameHistory(max_frames=6)
+    made = 0
+    for t in range(1, 201):
+        image = torch.full((1, 2, 2), t / 200)
+        full.push(t, image)
+        if sparse.next_on_grid():
+            sparse.push(t, image)
+            made += 1
+        else:
+            sparse.skip()
+    grid = [f.t for f in full.frames() if f.index % full.interval == 0]
+    assert sparse.steps() == grid and sparse.pushed == full.pushed == 200
+    assert made < 40  # the frames that could never be kept were not made
+    assert FrameHistory().next_on_grid(10**9)  # an empty history keeps its first frame, whatever its size

@@ -224,3 +224,84 @@ def test_score_tap_never_fails_a_run_over_its_memory_cap():
     out = tap(torch.zeros(1, 1, 16, 16))  # 512 bytes a frame: cannot be kept
     assert out.shape == (1, 1, 16, 16) and tap.calls == 1 and len(tap.history) == 0
     assert "memory cap" in tap.dropped and tap.latest is not None
+
+
+def _counting(history):
+    """``history`` with the steps of its pushes recorded in ``history.pushed_steps``."""
+    history.pushed_steps = []
+    push = history.push
+
+    def counted(t, image, scalars=None):
+        history.pushed_steps.append(t)
+        push(t, image, scalars)
+
+    history.push = counted
+    return history
+
+
+def test_score_tap_makes_only_the_scores_the_history_keeps():
+    from priorstudio.core.teach.history import FrameHistory
+    from priorstudio.core.teach.inspector import ScoreTap
+
+    reference = FrameHistory(dtype="float16", max_frames=8)  # what keeping every score would keep
+    tap = ScoreTap(lambda y: 0.5 * y, _counting(FrameHistory(dtype="float16", max_frames=8)), clock=lambda: 0.0)
+    on_grid = []
+    for t in range(1, 121):
+        y = torch.full((1, 1, 2, 2), float(t))
+        on_grid.append(reference.next_on_grid())
+        reference.push(t, -0.5 * y)
+        tap(y)
+    history = tap.history
+    assert history.pushed_steps == [t for t, kept in enumerate(on_grid, 1) if kept]  # time stands still
+    assert len(history.pushed_steps) < 30 and tap.calls == 120
+    grid = [f.t for f in reference.frames() if f.index % reference.interval == 0]
+    assert set(grid) <= set(history.steps()) and tap.latest_t == history.steps()[-1] < 120
+    tap.flush()  # the run ended: its last step's score is made now
+    assert history.steps() == reference.steps() == [*grid, 120] and tap.latest_t == 120
+    for frame in history.frames():
+        assert float(frame.image().mean()) == -0.5 * frame.t
+    tap.flush()
+    assert history.pushed_steps.count(120) == 1
+
+
+def test_score_tap_refreshes_the_latest_score_a_few_times_a_second():
+    from priorstudio.core.teach.history import FrameHistory
+    from priorstudio.core.teach.inspector import ScoreTap
+
+    now = [0.0]
+    history = _counting(FrameHistory(dtype="float16", max_frames=4))
+    tap = ScoreTap(lambda y: 0.5 * y, history, latest_every_s=0.2, clock=lambda: now[0])
+    for t in range(1, 201):
+        now[0] = t / 16  # a step every 62.5 ms: a fresh latest score every 4 steps
+        tap(torch.full((1, 1, 2, 2), float(t)))
+        assert t - tap.latest_t < 4 and history.latest().t == tap.latest_t
+        torch.testing.assert_close(tap.latest, torch.full((1, 1, 2, 2), -0.5 * tap.latest_t))
+    assert len(history.pushed_steps) <= 200 // 4 + 10  # a quarter of the steps, plus a few on the grid
+
+
+def test_score_tap_skipping_keeps_each_samples_score_in_a_batch():
+    """Thinned and skipping, the tap still finds sample k's row in the batches of the samples still running."""
+    from priorstudio.core.teach.history import FrameHistory
+    from priorstudio.core.teach.inspector import ScoreTap
+
+    tap = ScoreTap(lambda y: 0.5 * y, _counting(FrameHistory(dtype="float16", max_frames=5)), clock=lambda: 0.0)
+    last_steps = [40, 13, 37]
+
+    def state(k: int, t: int) -> torch.Tensor:
+        return torch.full((1, 2, 2), float(100 * k + t))
+
+    for t in range(1, 41):
+        running = [k for k in range(3) if last_steps[k] >= t]
+        tap(torch.stack([state(k, t) for k in running]))
+    tap.flush()
+    assert len(tap.history.pushed_steps) < 20 and tap.history.interval > 1
+    checked = 0
+    for k in range(3):
+        for frame in tap.history.frames():
+            if frame.t > last_steps[k]:
+                continue
+            step, score = tap.sample_score(frame.t, k, last_steps)
+            assert step == frame.t
+            torch.testing.assert_close(score, -0.5 * state(k, step))
+            checked += 1
+    assert checked >= 8

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import html
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -135,17 +136,22 @@ def explain_step(
     return Explanation(numbers, text, _to_html(lines))
 
 
+#: A subscript of the plain text: ``_{t+1}`` or one letter after a symbol (``σ_t``, ``p_σ``, ``x_c``).
+_SUBSCRIPT = re.compile(r"_\{([^}]*)\}|(?<=\w)_(\w)")
+
+
+def subscripts_to_html(text: str) -> str:
+    """Escape ``text`` for Qt's rich text and set its subscripts as <sub>, so no raw underscore shows."""
+    return _SUBSCRIPT.sub(lambda m: f"<sub>{m.group(1) or m.group(2)}</sub>", html.escape(text))
+
+
 def _to_html(lines: list[str]) -> str:
-    """Plain lines → paragraphs; indented lines become centred formulas; subscripts in braces become <sub>."""
+    """Plain lines → paragraphs; indented lines become indented formulas; subscripts become <sub>."""
     out = []
     for line in lines:
         if not line:
             continue
-        body = html.escape(line.strip()).replace("_{t+1}", "<sub>t+1</sub>")
-        for name in ("σ_t", "h_t", "γ_t", "d_t", "y_t", "z_t", "σ_L", "x_c"):
-            base, sub = name.split("_")
-            body = body.replace(html.escape(name), f"{base}<sub>{sub}</sub>")
-        body = body.replace("σ_", "σ")
+        body = subscripts_to_html(line.strip())
         if line.startswith("    "):
             out.append(f'<p style="margin-left:2em"><i>{body}</i></p>')
         else:

@@ -138,6 +138,11 @@ class FrameHistory:
         return self._dtype
 
     @property
+    def itemsize(self) -> int:
+        """Bytes a stored value takes (1 for uint8, 2 for float16)."""
+        return 1 if self._dtype == "uint8" else 2
+
+    @property
     def interval(self) -> int:
         """Spacing of the stored frames, in pushes: doubles at every thinning."""
         return self._interval
@@ -178,11 +183,7 @@ class FrameHistory:
         with self._lock:
             frame = Frame(self._pushed, int(t), data, _clean_scalars(scalars or {}))
             self._pushed += 1
-            # the grid plus this frame plus room for the next latest frame must fit under the caps
-            while len(self._grid) > 1 and (
-                self._grid_bytes + 2 * frame.nbytes > self._max_bytes
-                or (self._max_frames is not None and len(self._grid) + 2 > self._max_frames)
-            ):
+            while len(self._grid) > 1 and self._over_caps(len(self._grid), self._grid_bytes, frame.nbytes):
                 self._thin()
             if self._grid_bytes + frame.nbytes > self._max_bytes:
                 raise ResourceLimitError(
@@ -196,6 +197,28 @@ class FrameHistory:
             else:
                 self._latest = frame
 
+    def next_on_grid(self, nbytes: int = 0) -> bool:
+        """Whether the next push, of a frame of ``nbytes`` bytes when stored, will be kept for good.
+
+        A producer can skip making a frame that would only pass through the latest slot (see :meth:`skip`).
+        The thinning that push would do is taken into account; with ``nbytes`` too small the answer errs
+        towards True (a frame made for nothing), never towards dropping a frame the grid would keep.
+        """
+        with self._lock:
+            interval, kept = self._interval, self._grid
+            size = self._grid_bytes
+            while len(kept) > 1 and self._over_caps(len(kept), size, nbytes):
+                interval *= 2
+                kept = [f for f in kept if f.index % interval == 0]
+                size = sum(f.nbytes for f in kept)
+            return self._pushed % interval == 0
+
+    def skip(self) -> None:
+        """Count a push without storing it (a frame that was not made because it would not be kept), so
+        the grid of later pushes stays the same as if every frame had been pushed."""
+        with self._lock:
+            self._pushed += 1
+
     def push_record(self, record: Any) -> bool:
         """Push a StepRecord (anything with ``t``, ``image`` and ``scalars()``); False when it has no image."""
         image = getattr(record, "image", None)
@@ -203,6 +226,12 @@ class FrameHistory:
             return False
         self.push(record.t, image, record.scalars())
         return True
+
+    def _over_caps(self, count: int, size: int, nbytes: int) -> bool:
+        """Whether a grid of ``count`` frames and ``size`` bytes must thin before a frame of ``nbytes`` is
+        pushed: it plus that frame plus room for the next latest one must fit under both caps."""
+        too_many = self._max_frames is not None and count + 2 > self._max_frames
+        return size + 2 * nbytes > self._max_bytes or too_many
 
     def _thin(self) -> None:
         """Drop every other stored frame and double the spacing; index 0 always survives."""

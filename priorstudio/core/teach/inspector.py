@@ -21,6 +21,8 @@ would make the identity A(y)y = D(y) hold only to bf16 precision).
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -288,23 +290,44 @@ def filter_display(row: Tensor) -> Tensor:
     return score_display(row)
 
 
+#: Between the steps the history keeps, the newest score is made at most this often (seconds): enough for a
+#: live view, and the run's worker thread does not pay a copy and a compaction for every step.
+LATEST_EVERY_S = 0.2
+
+
 class ScoreTap:
-    """Wraps a denoiser to keep the score f(y_t) = D(y_t) − y_t of every call, i.e. of every sampler step.
+    """Wraps a denoiser to keep the score f(y_t) = D(y_t) − y_t of the sampler's steps.
 
     The sampler's records carry the estimate D(y_t), not the iterate y_t, so the score of a past step cannot
-    be recomputed from them. Hand the sampler ``ScoreTap(denoiser)`` instead of the denoiser: call n (the
-    sampler's step t = n) stores its score, compactly and thinned under a memory cap, in ``history``
-    (a FrameHistory in float16, so the sign survives), and the latest one in ``latest``. With a batch, the
-    sampler passes only the samples still running, so a frame holds those.
+    be recomputed from them. Hand the sampler ``ScoreTap(denoiser)`` instead of the denoiser: call n is the
+    sampler's step t = n. Its score goes, compactly and thinned under a memory cap, into ``history`` (a
+    FrameHistory in float16, so the sign survives) when step n lands on the history's grid; between those
+    steps a score is made only every ``latest_every_s`` seconds (it fills the history's latest slot and
+    ``latest``), since making one costs the run a copy off the device and a compaction. :meth:`flush` keeps
+    the score of the final call once the run has ended. With a batch, the sampler passes only the samples
+    still running, so a frame holds those.
     """
 
-    def __init__(self, denoiser: Callable[[Tensor], Tensor], history: FrameHistory | None = None) -> None:
+    def __init__(
+        self,
+        denoiser: Callable[[Tensor], Tensor],
+        history: FrameHistory | None = None,
+        *,
+        latest_every_s: float = LATEST_EVERY_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.denoiser = denoiser
         self.history = history if history is not None else FrameHistory(dtype="float16")
+        self.latest_every_s = float(latest_every_s)
         self.calls = 0
+        #: the newest score made and its step: at most ``latest_every_s`` seconds behind the newest call
         self.latest: Tensor | None = None
+        self.latest_t = 0
         #: why the scores stopped being kept (a frame larger than the cap allows), or "" while they are
         self.dropped = ""
+        self._clock = clock
+        self._made_at = -math.inf
+        self._skipped: tuple[int, Tensor, Tensor] | None = None  # the last call, while its score is not made
 
     # the attributes the sampler and the GUI read from a Denoiser, stated explicitly
     @property
@@ -325,15 +348,40 @@ class ScoreTap:
 
     def __call__(self, y: Tensor) -> Tensor:
         out = self.denoiser(y)
+        self._pass_skipped()
         self.calls += 1
-        score = (out - y).detach().to("cpu", torch.float32)
-        self.latest = score
-        if not self.dropped:
-            try:
-                self.history.push(self.calls, score)
-            except ResourceLimitError as error:  # keeping scores is for display: never fail the run for it
-                self.dropped = str(error)
+        now = self._clock()
+        on_grid = not self.dropped and self.history.next_on_grid(y.numel() * self.history.itemsize)
+        if on_grid or now - self._made_at >= self.latest_every_s:
+            self._keep(self.calls, y, out)
+            self._made_at = now
+        else:  # held (no copy) so that flush() can still make it if this is the run's last call
+            self._skipped = (self.calls, y.detach(), out.detach())
         return out
+
+    def flush(self) -> None:
+        """Make and keep the score of the last call if it was skipped; call once the run has ended, so the
+        final step's score can be shown."""
+        skipped, self._skipped = self._skipped, None
+        if skipped is not None:
+            self._keep(*skipped)
+
+    def _pass_skipped(self) -> None:
+        """The previous call was not the last: its score stays unmade, and the history counts it."""
+        if self._skipped is not None:
+            self._skipped = None
+            if not self.dropped:
+                self.history.skip()
+
+    def _keep(self, t: int, y: Tensor, out: Tensor) -> None:
+        score = (out - y).detach().to("cpu", torch.float32)
+        self.latest, self.latest_t = score, t
+        if self.dropped:
+            return
+        try:
+            self.history.push(t, score)
+        except ResourceLimitError as error:  # keeping scores is for display: never fail the run for it
+            self.dropped = str(error)
 
     def score_at(self, t: int) -> Tensor:
         """The kept score nearest step ``t`` (float32)."""

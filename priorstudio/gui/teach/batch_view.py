@@ -298,6 +298,8 @@ class SampleBatchView(QtWidgets.QWidget):
     @Slot(object)
     def _on_finished(self, last: StepRecord | None) -> None:
         self.timer.stop()
+        if self.scores is not None:
+            self.scores.flush()  # the final step's score (the run's thread is done with the tap)
         self._repaint()
         self.last = last
         if last is not None and last.image is not None:

@@ -44,12 +44,16 @@ from priorstudio.gui.teach.inspector_dialog import InspectorDialog
 from priorstudio.gui.teach.posterior_view import PosteriorPanel
 
 # Every run in the main window keeps a history, so its caps are small: a long session must not grow by more
-# than a few tens of MB (thinning keeps ≥ 20 evenly spaced frames of a 512² colour run within the cap).
+# than about 50 MB (thinning keeps ≥ 20 evenly spaced frames of a 512² colour run within the cap).
 # The frame cap binds for small images: the scrub bar has a few hundred usable positions, so a 256² run
 # keeps 128–256 frames (8–16 MB) instead of filling the memory cap with frames nobody could land on.
 RUN_HISTORY_MAX_BYTES = 32 * 1024 * 1024
 RUN_HISTORY_MAX_FRAMES = 256
-SCORE_MAX_BYTES = 8 * 1024 * 1024  # the scores are float16 (they are signed), so they get their own cap
+# The scores are float16 (they are signed): 2 bytes a value against the frames' 1. They keep a quarter as
+# many steps as the frames (both caps a quarter, in frames of their size), so they take half the frames'
+# memory at most; both histories keep steps on grids of powers of two, so every kept score is the score of
+# a kept frame's own step (the pane names the step it shows).
+SCORE_SHARE = 4
 
 
 def _in_view(dock: QtWidgets.QDockWidget) -> bool:
@@ -67,7 +71,7 @@ class RunHistoryPanel(QtWidgets.QWidget):
     def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
         self.player = HistoryPlayer(self, show_preview=True)
-        self.score_pane = ImagePane("score f(y) = D(y) − y at this step", colormap="CET-D1")
+        self.score_pane = ImagePane(score_title(None), colormap="CET-D1")
         self.score_pane.setToolTip(
             "Miyasawa: f(y) = σ²∇log p_σ(y) — where the prior pulls the image at this step (zero is mid-colour)"
         )
@@ -91,7 +95,8 @@ class RunHistoryPanel(QtWidgets.QWidget):
         if self._layout.direction() != direction:
             self._layout.setDirection(direction)
 
-    def show_score(self, score: np.ndarray | None) -> None:
+    def show_score(self, score: np.ndarray | None, step: int | None = None) -> None:
+        """Show ``score`` (None hides the pane) titled with the step it was kept at."""
         if score is None:
             self.score_pane.setVisible(False)
             return
@@ -99,7 +104,14 @@ class RunHistoryPanel(QtWidgets.QWidget):
         s = s[0] if s.shape[0] == 1 else s.mean(0)
         m = float(np.abs(s).max()) or 1.0
         self.score_pane.set_image(s, (-m, m))
+        self.score_pane.set_title(score_title(step))
         self.score_pane.setVisible(True)
+
+
+def score_title(step: int | None) -> str:
+    """The score pane's title names the step the score is from: it can differ from the frame's while a run
+    goes on (between kept steps a score is made a few times a second) or when scores stopped being kept."""
+    return "score f(y) = D(y) − y" + (f" at step {step}" if step is not None else "")
 
 
 class TeachTools(QtCore.QObject):
@@ -139,8 +151,10 @@ class TeachTools(QtCore.QObject):
 
     # -- the window's seams ----------------------------------------------------------------------------
     def tap(self, denoiser: Any) -> Any:
-        """Wrap the run's denoiser so the score of every step is kept (for the *Run history* dock)."""
-        scores = FrameHistory(SCORE_MAX_BYTES, dtype="float16", max_frames=self.max_frames)
+        """Wrap the run's denoiser so the score of each kept step is kept too (for the *Run history* dock)."""
+        scores = FrameHistory(
+            2 * self.max_bytes // SCORE_SHARE, dtype="float16", max_frames=max(2, self.max_frames // SCORE_SHARE)
+        )
         self._pending_tap = ScoreTap(denoiser, scores)
         return self._pending_tap
 
@@ -177,6 +191,8 @@ class TeachTools(QtCore.QObject):
     @Slot(object)
     def _on_run_finished(self, _record: Any) -> None:
         self.live_timer.stop()
+        if self.score_tap is not None:
+            self.score_tap.flush()  # the last step's score, so the final frame has its own
         self.player.refresh(go_to_end=True)
 
     # -- reacting to the scrub bar ---------------------------------------------------------------------
@@ -184,7 +200,8 @@ class TeachTools(QtCore.QObject):
     def _on_frame_selected(self, frame: Frame) -> None:
         tap = self.score_tap
         if tap is not None and len(tap.history) and frame.t <= tap.calls:
-            self.history_panel.show_score(tap.history.nearest(frame.t).image())
+            kept = tap.history.nearest(frame.t)
+            self.history_panel.show_score(kept.image(), kept.t)
         else:
             self.history_panel.show_score(None)
         if self.params is not None and hasattr(self.params, "beta") and math.isfinite(frame.sigma):
