@@ -302,7 +302,6 @@ class MainWindow(QtWidgets.QMainWindow):
 
         right = QtWidgets.QWidget()
         rl = QtWidgets.QVBoxLayout(right)
-        rl.addWidget(_group("Algorithm", self.algorithm))
         run_box = QtWidgets.QWidget()
         bl = QtWidgets.QGridLayout(run_box)
         for i, key in enumerate(("run", "pause", "step", "stop")):
@@ -318,7 +317,9 @@ class MainWindow(QtWidgets.QMainWindow):
         compare_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
         compare_button.setSizePolicy(QtWidgets.QSizePolicy.Policy.Expanding, QtWidgets.QSizePolicy.Policy.Fixed)
         bl.addWidget(compare_button, 3, 0, 1, 4)
+        # Run first: its buttons and progress stay in view when the dock is short and its parameters scroll
         rl.addWidget(_group("Run", run_box))
+        rl.addWidget(_group("Algorithm", self.algorithm))
         rl.addStretch(1)
         self.algorithm_dock = dock("Algorithm", right, Qt.DockWidgetArea.RightDockWidgetArea, "algorithm_dock")
 
@@ -339,9 +340,16 @@ class MainWindow(QtWidgets.QMainWindow):
         self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.compare_dock)
         self.compare_dock.hide()
         self.resize(1500, 950)
-        # the canvas gets what the panels do not need
-        self.resizeDocks([self.problem_dock, self.algorithm_dock], [290, 380], Qt.Orientation.Horizontal)
-        self.resizeDocks([self.algorithm_dock, self.plots_dock], [420, 480], Qt.Orientation.Vertical)
+        # the canvas gets what the panels do not need: each side column as wide as its content asks (no
+        # sideways scrolling), and the plots most of the right column's height
+        bar = self.style().pixelMetric(QtWidgets.QStyle.PixelMetric.PM_ScrollBarExtent)
+
+        def need(w: QtWidgets.QWidget) -> int:
+            return max(w.sizeHint().width(), w.minimumSizeHint().width()) + bar + 12
+
+        widths = [need(left), max(need(right), 380)]
+        self.resizeDocks([self.problem_dock, self.algorithm_dock], widths, Qt.Orientation.Horizontal)
+        self.resizeDocks([self.algorithm_dock, self.plots_dock], [380, 520], Qt.Orientation.Vertical)
 
     # ================================================================================================
     # errors

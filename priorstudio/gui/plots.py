@@ -27,6 +27,8 @@ from PySide6 import QtCore, QtWidgets
 from priorstudio.gui import qt_compat  # noqa: F401  (first: guards a PySide6 refcount bug)
 
 SERIES = ("sigma", "residual_norm", "data_error", "psnr", "ssim")
+#: The least height (pixels) one plot gets, axes included.
+PLOT_MIN_HEIGHT = 85
 
 
 class ScalarSeries:
@@ -196,6 +198,12 @@ class RunPlots(pg.GraphicsLayoutWidget):
             self.cursor_lines.append(line)
         self.scene().sigMouseMoved.connect(self._on_mouse_moved)
         self.simulate = True
+        self._keep_readable()
+
+    def _keep_readable(self) -> None:
+        """Enough height for every shown plot to keep its axes and curves readable: a dock squeezed by its
+        neighbours gives the room to the plots rather than flatten them to lines."""
+        self.setMinimumHeight(PLOT_MIN_HEIGHT * (4 if self.simulate else 2))  # PSNR and SSIM only in simulate
 
     # -- runs -------------------------------------------------------------------------------------------
     def new_run(
@@ -261,6 +269,7 @@ class RunPlots(pg.GraphicsLayoutWidget):
         self.simulate = bool(simulate)
         self.p_psnr.setVisible(self.simulate)
         self.p_ssim.setVisible(self.simulate)
+        self._keep_readable()
         self.p_ssim.setLabel("bottom", "step t" if self.simulate else "")
         self.p_resid.setLabel("bottom", "" if self.simulate else "step t")
 
