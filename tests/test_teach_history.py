@@ -144,3 +144,31 @@ def test_skipped_pushes_keep_the_grid_of_pushing_every_frame():
     assert sparse.steps() == grid and sparse.pushed == full.pushed == 200
     assert made < 40  # the frames that could never be kept were not made
     assert FrameHistory().next_on_grid(10**9)  # an empty history keeps its first frame, whatever its size
+
+
+def test_history_sink_keeps_the_same_frames_but_compacts_only_those_it_keeps():
+    """Fed every record of a run, the sink keeps the frames a plain push of every record keeps (the same
+    steps), compacts few more than those, and after flush() ends with the run's last step."""
+    from types import SimpleNamespace
+
+    from priorstudio.core.teach.history import HistorySink
+
+    def records(n: int):
+        for t in range(1, n + 1):
+            yield SimpleNamespace(t=t, image=torch.full((1, 8, 8), t / n), scalars=lambda t=t: {"sigma": 1 / t})
+
+    plain = FrameHistory(64 * 20, max_frames=12)
+    for r in records(300):
+        plain.push_record(r)
+    kept = FrameHistory(64 * 20, max_frames=12)
+    pushes = []
+    original = kept.push_record
+    kept.push_record = lambda r: pushes.append(r.t) or original(r)
+    sink = HistorySink(kept, clock=lambda: 0.0)  # the clock stands still: only grid frames are due
+    for r in records(300):
+        sink(r)
+    assert kept.steps() == plain.steps()[:-1]  # the same grid; no latest slot until flush
+    assert len(pushes) < 40  # not 300 compactions
+    sink.flush()
+    assert kept.steps()[-1] == 300 and kept.latest().t == 300
+    assert float(kept.latest().image().mean()) == pytest.approx(1.0, abs=1 / 255)

@@ -17,8 +17,10 @@ This class is plain Python + NumPy and thread-safe (a worker may push while the 
 
 from __future__ import annotations
 
+import math
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -279,3 +281,45 @@ class FrameHistory:
             return [frames[-1]]
         picks = np.linspace(0, len(frames) - 1, n).round().astype(int)
         return [frames[i] for i in dict.fromkeys(int(p) for p in picks)]
+
+
+class HistorySink:
+    """A run's records into a :class:`FrameHistory`, compacting only the frames it will keep.
+
+    Compacting a frame costs the run's thread a pass over the image; most steps' frames would only pass
+    through the latest slot before the next one replaces them. So a record's frame is pushed when it lands
+    on the history's grid, and otherwise at most every ``latest_every_s`` seconds (the live view of a running
+    run); the others are counted (:meth:`FrameHistory.skip`), so the grid is the same as if all were pushed.
+    The newest skipped record is held (records own their images) and :meth:`flush` pushes it once the run
+    has ended, so the history always ends with the run's last step.
+    """
+
+    def __init__(
+        self, history: FrameHistory, *, latest_every_s: float = 0.2, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.history = history
+        self.latest_every_s = float(latest_every_s)
+        self._clock = clock
+        self._pushed_at = -math.inf
+        self._held: Any = None
+
+    def __call__(self, record: Any) -> None:
+        image = getattr(record, "image", None)
+        if image is None:
+            return
+        self._held = None
+        now = self._clock()
+        nbytes = int(image.numel() if isinstance(image, Tensor) else np.asarray(image).size) * self.history.itemsize
+        due = now - self._pushed_at >= self.latest_every_s
+        if due or getattr(record, "is_last", False) or self.history.next_on_grid(nbytes):
+            self.history.push_record(record)
+            self._pushed_at = now
+        else:
+            self.history.skip()
+            self._held = record
+
+    def flush(self) -> None:
+        """Push the newest record if it was skipped (call once the run has ended)."""
+        held, self._held = self._held, None
+        if held is not None:
+            self.history.push_record(held)  # after the run: no later push, so the grid it took is no one's

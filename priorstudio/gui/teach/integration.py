@@ -31,7 +31,7 @@ from priorstudio.core.errors import PriorStudioError
 from priorstudio.core.operators import Identity
 from priorstudio.core.samplers.base import StepRecord
 from priorstudio.core.samplers.implicit_prior import RESTORE_PRESET, ImplicitPriorParams
-from priorstudio.core.teach.history import Frame, FrameHistory
+from priorstudio.core.teach.history import Frame, FrameHistory, HistorySink
 from priorstudio.core.teach.inspector import ScoreTap
 from priorstudio.gui import qt_compat  # noqa: F401  (first: guards a PySide6 refcount bug)
 from priorstudio.gui.teach.beta_compare import BetaComparisonWidget
@@ -129,6 +129,7 @@ class TeachTools(QtCore.QObject):
         self.params: Any = None
         self.plan: Any = None
         self._pending_tap: ScoreTap | None = None
+        self._frames_sink: HistorySink | None = None
         self.score_tap: ScoreTap | None = None
         self._tools: dict[str, QtWidgets.QWidget] = {}
 
@@ -168,11 +169,12 @@ class TeachTools(QtCore.QObject):
             self.params = self.window.algorithm.params(emit_every=1)
         except PriorStudioError:
             self.params = None
-        history, rows = self.history, self.rows
+        rows = self.rows
+        self._frames_sink = frames = HistorySink(self.history)
 
         def sink(record: StepRecord) -> None:  # in the worker thread: both are thread-safe and quick
             rows.append(record.scalars())
-            history.push_record(record)
+            frames(record)
 
         return sink
 
@@ -191,6 +193,8 @@ class TeachTools(QtCore.QObject):
     @Slot(object)
     def _on_run_finished(self, _record: Any) -> None:
         self.live_timer.stop()
+        if self._frames_sink is not None:
+            self._frames_sink.flush()  # the run's last step, if its frame was not kept yet
         if self.score_tap is not None:
             self.score_tap.flush()  # the last step's score, so the final frame has its own
         self.player.refresh(go_to_end=True)
