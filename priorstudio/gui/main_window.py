@@ -65,8 +65,8 @@ from priorstudio.gui.worker import Frame, FrameMailbox, MetricsTap, RecordSink, 
 # FRAME_GAP_MS; the timer shows a frame that had to wait and redraws the plots and the progress, less often.
 REPAINT_MS = 33
 FRAME_GAP_MS = 25
-PLOTS_MS = 200  # four plots with their axes take ~8 ms to redraw (see gui/plots.py)
-PROGRESS_MS = 100
+PLOTS_MS = 250  # four plots with their axes take ~4 ms to redraw (see gui/plots.py): 4 a second look live
+PROGRESS_MS = 250  # the progress bar repaints whole with its text
 RELEASE_AFTER_RUN_MS = 500  # once the run's thread is gone, its free memory goes back (core/allocator.py)
 # and during a long run every ten seconds: the allocator keeps what a step frees for the next step, and over
 # thousands of steps the pages it keeps but no longer reuses add up (+35–70 MB in 3000 steps, measured).
