@@ -4,12 +4,14 @@ Every case must end in success or a PriorStudioError (a clear message for the us
 *unhandled* exception and a bug. Cases are built from seed files of every format and pixel mode the loader
 supports, then mutated: bit flips, byte overwrites, truncation, insertions and deletions, random header
 fields, and huge or zero declared sizes written into the format's own size fields (with the PNG chunk CRC
-recomputed, so the damage reaches the decoder instead of stopping at the checksum). A share of cases are
-left intact (they must load) and a share are pure random bytes.
+recomputed, so the damage reaches the decoder instead of stopping at the checksum). The first cases are
+the seed files themselves, each once, and a share of the later ones too: intact files must load, at the
+size they were made with (EXIF turns included). A share of cases are pure random bytes.
 
     python benchmarks/fuzz_loaders.py --cases 10000 --seed 0 --json fuzz.json
 
-Prints the counts and the first failures; exits with status 1 when anything was unhandled.
+Prints the counts and the first failures; exits with status 1 when a case was unhandled, an image came out
+wrong (values, channels, size) or an intact file was refused.
 """
 
 from __future__ import annotations
@@ -60,6 +62,13 @@ def _pixels(rng: np.random.Generator, h: int, w: int, c: int) -> np.ndarray:
     return np.clip(base + rng.normal(0, 20, (h, w, c)), 0, 255).astype(np.uint8)
 
 
+def _exif(orientation: int) -> tuple[Image.Exif, bool]:
+    """An EXIF block with this orientation, and whether it swaps width and height (5–8)."""
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    return exif, orientation >= 5
+
+
 def make_seeds(rng: np.random.Generator) -> list[Seed]:
     seeds: list[Seed] = []
 
@@ -75,8 +84,8 @@ def make_seeds(rng: np.random.Generator) -> list[Seed]:
         bits = gray.convert("1")
         deep = Image.fromarray(_pixels(rng, h, w, 1)[..., 0].astype(np.uint16) * 257)
         mask = Image.fromarray(np.where(_pixels(rng, h, w, 1)[..., 0] > 128, 255, 0).astype(np.uint8))
-        exif = Image.Exif()
-        exif[0x0112] = int(rng.integers(1, 9))
+        exif, turned = _exif(int(rng.integers(1, 9)))
+        exif_gray, turned_gray = _exif(int(rng.integers(2, 9)))  # a turn or a flip: thin images once crashed
         size = (h, w)
         add("png-rgb", _encode(rgb, "PNG"), size)
         add("png-gray", _encode(gray, "PNG"), size)
@@ -90,7 +99,9 @@ def make_seeds(rng: np.random.Generator) -> list[Seed]:
         add("jpeg-rgb", _encode(rgb, "JPEG", quality=90), size)
         add("jpeg-gray", _encode(gray, "JPEG"), size)
         add("jpeg-cmyk", _encode(rgb.convert("CMYK"), "JPEG"), size)
-        add("jpeg-exif", _encode(rgb, "JPEG", exif=exif), size if exif[0x0112] < 5 else (w, h))
+        add("jpeg-exif", _encode(rgb, "JPEG", exif=exif), (w, h) if turned else size)
+        add("jpeg-exif-gray", _encode(gray, "JPEG", exif=exif_gray), (w, h) if turned_gray else size)
+        add("png-exif", _encode(rgba, "PNG", exif=exif_gray), (w, h) if turned_gray else size)
         add("jpeg-progressive", _encode(rgb, "JPEG", progressive=True), size)
         add("tiff-rgb", _encode(rgb, "TIFF"), size)
         add("tiff-gray16", _encode(deep, "TIFF"), size)
@@ -434,6 +445,8 @@ def run_case(
             tally.loaded += 1
             if name in ("image_from_bytes", "load_image"):
                 problem = _check_image(result, mode)
+                if problem is None and intact and tuple(result.shape[1:]) != size:
+                    problem = f"loaded at {tuple(result.shape[1:])} (H, W), made at {size}"
                 if problem:
                     tally.bad_output += 1
                     tally.example(case=case, seed=label, mutation=how, call=name, problem=problem)
@@ -441,6 +454,22 @@ def run_case(
         tally.slowest.append((elapsed, f"case {case} {label} {how} {name}"))
         if len(tally.slowest) > 64:
             tally.slowest = sorted(tally.slowest, reverse=True)[:8]
+
+
+def pick_case(case: int, seeds: list[Seed], rng: np.random.Generator) -> tuple[str, str, bytes, tuple[int, int]]:
+    """(seed label, how it was made, file bytes, size as made): every seed intact first, then a random mix."""
+    if case < len(seeds):
+        label, data, size = seeds[case]
+        return label, "intact", data, size
+    r = rng.random()
+    label, data, size = seeds[int(rng.integers(len(seeds)))]
+    if r < 0.05:
+        noise = rng.integers(0, 256, int(rng.integers(0, 4096)), dtype=np.uint8).tobytes()
+        return "random", "random-bytes", noise, size
+    if r < 0.12:
+        return label, "intact", data, size
+    data, how = mutate(data, rng)
+    return label, how, data, size
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -472,16 +501,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="priorstudio-fuzz-") as tmp, quiet as progress:
         folder = Path(tmp)
         for case in range(args.cases):
-            r = rng.random()
-            label, data, size = seeds[int(rng.integers(len(seeds)))]
-            intact = False
-            if r < 0.05:
-                label, how = "random", "random-bytes"
-                data = rng.integers(0, 256, int(rng.integers(0, 4096)), dtype=np.uint8).tobytes()
-            elif r < 0.12:
-                how, intact = "intact", True
-            else:
-                data, how = mutate(data, rng)
+            label, how, data, size = pick_case(case, seeds, rng)
+            intact = how == "intact"
             tally.cases += 1
             tally.by_label[label] += 1
             before = tally.unhandled + tally.bad_output + tally.intact_failures

@@ -10,18 +10,21 @@ repaint timer, plots and run record.
    early (a diverged random network) is followed by the next, so the count is always reached.
 2. **Start/stop:** ``--cycles`` times, start a run and press Stop after a short random delay (sometimes
    before the first step, sometimes after a few), and wait for the run to end. Every stop must keep a
-   partial result, and no thread may be left behind.
+   partial result (the verdict counts them), and no thread may be left behind.
 
 Memory (RSS), open file descriptors and threads are read at the start (after one warm-up run, so lazily
-loaded libraries are not counted as growth), after the long run, and at the end. Frames: emitted by the
-worker, shown by the window, dropped by the one-slot mailbox (replaced before the repaint timer took them:
-by design, not a loss). The longest event-loop stall is the worst lateness of a 5 ms heartbeat timer.
+loaded libraries are not counted as growth), after the long run, and at the end. Frames emitted by the
+worker are each either shown live by the window, dropped by the one-slot mailbox (replaced before the
+repaint timer took them: by design, not a loss) or replaced by the final result still waiting when the run
+ended; the final results shown are counted apart, so that emitted = shown + dropped + replaced must hold.
+The longest event-loop stall is the worst lateness of a 5 ms heartbeat timer.
 
 ``--model tiny`` (the default) uses a random-weight UNet with widths 8/16, which keeps the soak about
 the app rather than about the network on a busy CPU; any bundled model name or weights file works too.
 
-``--json FILE`` writes ``{"steps", "mem_mb_start", "mem_mb_end", "threads_end"}`` and more. Targets:
-memory growth < 50 MB, no thread left (``threads_end`` equal to the start), no unexpected error.
+``--json FILE`` writes ``{"steps", "mem_mb_start", "mem_mb_end", "threads_end"}`` and more. Targets (the
+verdict "OK" and exit status 0): memory growth < 50 MB, no thread left (``threads_end`` equal to the
+start), every start/stop cycle kept a partial result, the frame counts add up, no unexpected error.
 """
 
 from __future__ import annotations
@@ -102,7 +105,9 @@ class Soak:
         self.runs = 0
         self.frames_emitted = 0
         self.frames_dropped = 0
-        self.frames_shown = 0
+        self.frames_shown = 0  # live frames, while the run went
+        self.frames_replaced = 0  # waiting in the mailbox when the run ended: the final result took their place
+        self.finals_shown = 0  # final results (one per run that ended with an image)
         self.stop_reasons: dict[str, int] = {}
         self.errors: list[str] = []
         self.max_stall_ms = 0.0
@@ -126,13 +131,36 @@ class Soak:
     def _on_finished(self, record) -> None:  # type: ignore[no-untyped-def]
         self._finished = True
         self._last_record = record
-        worker = self.window.controller.worker
-        if worker is not None:
-            self.frames_emitted += worker.frames_emitted
-        self.frames_dropped += self.window.mailbox.dropped
-        self.frames_shown += self.window.frames_shown
+        self._count_frames(record)
         reason = record.stop_reason.value if record is not None and record.stop_reason else "failed"
         self.stop_reasons[reason] = self.stop_reasons.get(reason, 0) + 1
+
+    def _count_frames(self, record) -> None:  # type: ignore[no-untyped-def]
+        """Split the window's frame count into live frames and the final result, which is no worker frame."""
+        worker = self.window.controller.worker
+        mailbox = self.window.mailbox
+        final = int(record is not None and self.window.result is not None)
+        live = self.window.frames_shown - final
+        self.frames_emitted += worker.frames_emitted if worker is not None else 0
+        self.frames_dropped += mailbox.dropped
+        self.frames_shown += live
+        self.frames_replaced += mailbox.delivered - live  # taken by the end of the run, not shown
+        self.finals_shown += final
+
+    def frames(self) -> dict[str, int]:
+        return {
+            "emitted": self.frames_emitted,
+            "shown": self.frames_shown,
+            "dropped": self.frames_dropped,
+            "replaced_by_final": self.frames_replaced,
+            "finals_shown": self.finals_shown,
+        }
+
+    def reset_counts(self) -> None:
+        self.steps = self.runs = 0
+        self.frames_emitted = self.frames_dropped = self.frames_shown = 0
+        self.frames_replaced = self.finals_shown = 0
+        self.stop_reasons.clear()
 
     def _spin(self, ms: int, *, until_finished: bool = False) -> None:
         """Run the event loop for ``ms`` (with ``until_finished``: at most, ending with the run): a real,
@@ -198,6 +226,18 @@ class Soak:
         return kept
 
 
+def frames_add_up(frames: dict[str, int]) -> bool:
+    return frames["emitted"] == frames["shown"] + frames["dropped"] + frames["replaced_by_final"]
+
+
+def describe_frames(frames: dict[str, int]) -> str:
+    verdict = "" if frames_add_up(frames) else " (DO NOT ADD UP)"
+    return (
+        f"frames emitted {frames['emitted']} = shown {frames['shown']} + dropped {frames['dropped']} + replaced "
+        f"by the final result {frames['replaced_by_final']}{verdict}; final results shown {frames['finals_shown']}"
+    )
+
+
 def tiny(channels: int) -> Denoiser:
     torch.manual_seed(0)
     return Denoiser(BiasFreeUNet(channels, (8, 16)), fast=True, device="cpu")
@@ -253,35 +293,34 @@ def main(argv: list[str] | None = None) -> int:
     soak._spin(1000)  # each snapshot is taken a second after a run ended, as the end one is
     start = snapshot()
     t0 = time.perf_counter()
-    soak.steps, soak.runs, soak.frames_emitted, soak.frames_dropped, soak.frames_shown = 0, 0, 0, 0, 0
-    soak.stop_reasons.clear()
+    soak.reset_counts()
     soak.long_run(args.steps, args.per_run)
     long_seconds = time.perf_counter() - t0
     soak._spin(1000)
     after_long = snapshot()
     long_runs, long_steps = soak.runs, soak.steps
-    frames = {"emitted": soak.frames_emitted, "shown": soak.frames_shown, "dropped": soak.frames_dropped}
+    frames = soak.frames()
     reasons_long = dict(soak.stop_reasons)
     print(
         f"long run: {long_steps} steps in {long_runs} run(s), {long_seconds:.1f} s ({long_steps / long_seconds:.0f} "
-        f"steps/s); frames emitted {frames['emitted']}, shown {frames['shown']}, dropped {frames['dropped']}; "
-        f"longest stall {soak.max_stall_ms:.0f} ms"
+        f"steps/s); {describe_frames(frames)}; longest stall {soak.max_stall_ms:.0f} ms"
     )
     print(
         f"  memory {start['mem_mb']:.1f} → {after_long['mem_mb']:.1f} MB, fds {start['fds']} → {after_long['fds']}, "
         f"threads {start['threads']} → {after_long['threads']}"
     )
 
-    soak.stop_reasons.clear()
+    soak.reset_counts()
     t1 = time.perf_counter()
     kept = soak.start_stop(args.cycles, random.Random(args.seed))
     cycle_seconds = time.perf_counter() - t1
+    cycle_frames = soak.frames()
     soak._spin(1000)  # let deleteLater(), the memory release after a run and the last signals run first
     end = snapshot()
     running = window.controller.is_running()
     print(
         f"start/stop: {args.cycles} cycles in {cycle_seconds:.1f} s, partial result kept {kept}/{args.cycles}, "
-        f"stop reasons {dict(soak.stop_reasons)}"
+        f"stop reasons {dict(soak.stop_reasons)}; {describe_frames(cycle_frames)}"
     )
     print(
         f"  memory {after_long['mem_mb']:.1f} → {end['mem_mb']:.1f} MB, fds {after_long['fds']} → {end['fds']}, "
@@ -289,10 +328,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     growth = end["mem_mb"] - start["mem_mb"]
     ok = growth < TARGET_GROWTH_MB and end["threads"] <= start["threads"] and not running and not soak.errors
-    ok = ok and not errors and end["fds"] <= start["fds"] + 2
+    ok = ok and not errors and end["fds"] <= start["fds"] + 2 and kept == args.cycles
+    ok = ok and frames_add_up(frames) and frames_add_up(cycle_frames)
     print(
         f"memory growth {growth:+.1f} MB (target < {TARGET_GROWTH_MB:.0f}); threads at end {end['threads']} "
-        f"(start {start['threads']}); {'OK' if ok else 'NOT OK'}"
+        f"(start {start['threads']}); partial results kept {kept}/{args.cycles}; {'OK' if ok else 'NOT OK'}"
         + (f"; errors: {soak.errors + [m for _, m in errors]}" if soak.errors or errors else "")
     )
     result = {
@@ -316,6 +356,10 @@ def main(argv: list[str] | None = None) -> int:
         "frames_emitted": frames["emitted"],
         "frames_shown": frames["shown"],
         "frames_dropped": frames["dropped"],
+        "frames_replaced_by_final": frames["replaced_by_final"],
+        "final_results_shown": frames["finals_shown"],
+        "frames_cycles": cycle_frames,
+        "frames_add_up": frames_add_up(frames) and frames_add_up(cycle_frames),
         "max_stall_ms": round(soak.max_stall_ms, 1),
         "cycles": args.cycles,
         "cycles_seconds": round(cycle_seconds, 2),

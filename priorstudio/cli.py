@@ -10,14 +10,22 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from priorstudio import __version__
 from priorstudio.cli_args import parse_number_list
 from priorstudio.core.errors import ParameterError, PriorStudioError
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+#: The smallest std that maps to white (as in the desktop app's posterior view): a map of K equal samples
+#: stays black instead of amplifying rounding noise.
+STD_SCALE_FLOOR = 1e-6
 
 MODEL_NOTE = (
     "Bundled models are listed by `priorstudio models`; their training status and benchmark figures are in "
@@ -152,6 +160,18 @@ def _task_params(args: argparse.Namespace, image_hw: tuple[int, int]) -> dict[st
     return {}
 
 
+def _save_std_map(samples: Tensor, args: argparse.Namespace) -> float:
+    """Write the spread of K samples as the desktop app shows it: one gray map (the root-mean-square of the
+    channels' std), scaled so that its largest value is white. Returns that value, the map's scale."""
+    from priorstudio.core.imageio import save_image
+    from priorstudio.core.teach.posterior import posterior_summary
+
+    summary = posterior_summary(samples)
+    scale = max(float(summary.std_map().max()), STD_SCALE_FLOOR)
+    save_image(summary.std_display(scale), Path(args.std), bit_depth=args.bit_depth, overwrite=args.overwrite)
+    return scale
+
+
 def cmd_restore(args: argparse.Namespace) -> int:
     import torch
 
@@ -214,14 +234,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     samples = last.image.clamp(0, 1)
     result = samples.mean(0)
     save_image(result, out, bit_depth=args.bit_depth, overwrite=args.overwrite)
-    if args.std:
-        std = samples.std(0)
-        save_image(
-            (std / std.max().clamp_min(1e-8)),
-            Path(args.std),
-            bit_depth=args.bit_depth,
-            overwrite=args.overwrite,
-        )
+    std_scale = _save_std_map(samples, args) if args.std else None
     metrics = {
         "seconds": round(time.perf_counter() - start, 3),
         "iterations": last.t,
@@ -235,12 +248,15 @@ def cmd_restore(args: argparse.Namespace) -> int:
             if problem.observed.shape == problem.truth.shape
             else None,
         )
-    record.finish(stop_reason=metrics["stop_reason"], metrics=metrics)
+    recorded = metrics if std_scale is None else {**metrics, "std_scale": std_scale}
+    record.finish(stop_reason=metrics["stop_reason"], metrics=recorded)
     if args.json:
-        record.save_json(args.json)
+        record.save_json(args.json, overwrite=args.overwrite)
     summary = ", ".join(
         f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items() if v is not None
     )
+    if std_scale is not None:
+        summary += f"; std map {args.std}: white = std {std_scale:.4g}"
     print(f"{out}: {summary}")
     if last.stop_reason is not None and last.stop_reason.value.startswith("diverged"):
         print(f"warning: {last.message}", file=sys.stderr)
@@ -299,6 +315,32 @@ def cmd_flash(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sample_path(folder: Path, seed: int, k: int) -> Path:
+    return folder / f"sample_{seed}_{k:03d}.png"
+
+
+def _existing_samples(folder: Path, seed: int, n: int) -> list[Path]:
+    """The files among the n samples' names that exist, in order. Found by listing the folder, not by
+    trying every name: -n is only bounded by the memory check, which needs the model loaded first."""
+    if not folder.is_dir():
+        return []
+    found = []
+    for path in folder.iterdir():
+        match = re.fullmatch(rf"sample_{seed}_(\d+)\.png", path.name)
+        if match and int(match.group(1)) < n and path == _sample_path(folder, seed, int(match.group(1))):
+            found.append((int(match.group(1)), path))
+    return [path for _, path in sorted(found)]
+
+
+def _make_folder(folder: Path) -> None:
+    from priorstudio.core.errors import SaveError
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise SaveError(f"cannot create the folder {folder} ({error.strerror or type(error).__name__})") from None
+
+
 def cmd_sample(args: argparse.Namespace) -> int:
     import torch
 
@@ -313,12 +355,15 @@ def cmd_sample(args: argparse.Namespace) -> int:
     channels = 3 if args.color else 1
     params = _sampler_params(args, emit_every=0)
     out_dir = Path(args.output)
-    targets = [out_dir / f"sample_{params.seed}_{k:03d}.png" for k in range(args.n)]
-    _refuse_existing([*targets, args.json], args.overwrite)  # before the run, not after minutes of sampling
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ParameterError(f"{out_dir} is a file; -o names the folder the samples are written to")
+    existing = _existing_samples(out_dir, params.seed, args.n)
+    _refuse_existing([*existing, args.json], args.overwrite)  # before the run, not after minutes of sampling
     denoiser = load_denoiser(args.model, channels=channels, fast=not args.plain)
     estimate = estimate_run_memory((channels, args.size, args.size), denoiser, batch=args.n)
     check_run_fits(estimate, (args.size, args.size), what=f"drawing {args.n} samples")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    _make_folder(out_dir)
+    targets = [_sample_path(out_dir, params.seed, k) for k in range(args.n)]
     stream = implicit_prior_sampler(
         denoiser, None, None, params, batch=args.n, image_shape=(channels, args.size, args.size)
     )
@@ -339,13 +384,27 @@ def cmd_sample(args: argparse.Namespace) -> int:
         for row in rows:
             record.append_row(row)
         record.finish(stop_reason=last.stop_reason.value if last.stop_reason else None, metrics={"iterations": last.t})
-        record.save_json(args.json)
+        record.save_json(args.json, overwrite=args.overwrite)
     print(f"{args.n} samples of {args.size}² in {out_dir} after {last.t} steps ({last.stop_reason.value})")
     del torch
     return 0
 
 
 # -- train -------------------------------------------------------------------------------------------
+def _refuse_existing_model(args: argparse.Namespace) -> None:
+    """A trained model (or the checkpoint of an unfinished run) is hours of work: replace it only when asked."""
+    from priorstudio.core.denoisers.training import checkpoint_path
+
+    out = Path(args.out)
+    if out.is_dir():
+        raise ParameterError(f"--out {out} is a folder; name the weights file to write, such as model.pt")
+    if args.overwrite or args.resume:
+        return
+    for path in (out, checkpoint_path(out)):
+        if path.exists():
+            raise ParameterError(f"{path} exists; pass --overwrite to replace it, or --resume to continue its run")
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from priorstudio.core.denoisers.training import TrainConfig, train
 
@@ -373,6 +432,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         threads=args.threads,
         init_from=str(args.init_from) if args.init_from else None,
     )
+    _refuse_existing_model(args)
     result = train(cfg, resume=args.resume, show_progress=not args.quiet)
     if result["rank"] == 0:
         print(f"wrote {cfg.out} at step {result['step']}/{cfg.steps}")
@@ -383,11 +443,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 # -- bench / models / gui ------------------------------------------------------------------------------
 def cmd_bench(args: argparse.Namespace) -> int:
+    _refuse_existing([args.json], args.overwrite)  # before the benchmark, not after its minutes
     rows = args.bench_module.run(args)
     if args.json:
         from priorstudio.core.atomic import atomic_write_text
 
-        atomic_write_text(args.json, json.dumps(rows, indent=2) + "\n", overwrite=True)
+        atomic_write_text(args.json, json.dumps(rows, indent=2) + "\n", overwrite=args.overwrite)
         print(f"wrote {len(rows)} rows to {args.json}")
     return 0
 
@@ -474,7 +535,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--gray", action="store_true", help="convert the image to gray first")
     p.add_argument("--samples", type=int, default=1, help="draw K samples as one batch; the output is their mean")
-    p.add_argument("--std", default=None, help="with --samples K: write the per-pixel standard deviation map here")
+    p.add_argument(
+        "--std",
+        default=None,
+        help="with --samples K: write the per-pixel standard deviation here, one gray map as the desktop app "
+        "shows it (RMS over colour channels, scaled to its maximum; the output line gives the std shown as white)",
+    )
     p.add_argument("--final-projection", action="store_true", help="finish with an exact projection onto the data")
     p.add_argument("--bit-depth", type=int, choices=(8, 16), default=8)
     p.add_argument("--json", default=None, help="write the run record (parameters and per-step values) as JSON")
@@ -540,6 +606,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--checkpoint-minutes", type=float, default=5.0)
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint beside --out")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file and its checkpoint")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_train)
 
@@ -554,6 +621,7 @@ def build_parser() -> argparse.ArgumentParser:
         bp = bench_sub.add_parser(name, help=module.HELP, description=module.HELP)
         module.add_arguments(bp)
         bp.add_argument("--json", default=None, help="write the rows as a JSON list to this file")
+        bp.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
         bp.set_defaults(func=cmd_bench, bench_module=module)
     return parser
 

@@ -9,7 +9,6 @@ tests stay fast; the parameter checks the commands apply later are fuzzed direct
 from __future__ import annotations
 
 import argparse
-import itertools
 import math
 import os
 import tempfile
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from priorstudio import cli
@@ -139,16 +138,21 @@ def test_parser_on_bench_commands(argv: list[str]) -> None:
 
 # -- commands that must fail early and cleanly ---------------------------------------------------------------
 def _run_main(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    """Run the command; a refusal must be one line on stderr with a documented non-zero exit code."""
     threads = torch.get_num_threads()
     try:
         code = cli.main(argv)
-    except SystemExit as exc:
+    except SystemExit as exc:  # argparse's usage errors: a usage line and an error line, checked elsewhere
         assert exc.code in (0, 2), (argv, exc.code)
         return
     finally:
         torch.set_num_threads(threads)  # `train --threads N` must not leak into other tests
-        capsys.readouterr()
+        err = capsys.readouterr().err
     assert code in EXIT_CODES, (argv, code)
+    if code != 0:
+        lines = [line for line in err.splitlines() if line.strip()]
+        expected = "priorstudio: interrupted" if code == 130 else "priorstudio: error: "
+        assert len(lines) == 1 and lines[0].startswith(expected), (argv, code, err)
 
 
 _restore_missing_input = _well_formed("restore", COMMANDS["restore"], [MISSING + ".png", "-o"]).map(
@@ -175,18 +179,7 @@ def test_sample_with_hostile_options_fails_cleanly(argv: list[str], capsys: pyte
 def test_train_with_hostile_options_fails_cleanly(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     argv = [a for a in argv if a != "--resume"]
     argv[1] = MISSING  # the data folder never exists
-    assume(_known_train_issue(argv) is None)
     _run_main(argv, capsys)
-
-
-def _known_train_issue(argv: list[str]) -> str | None:
-    """Crashes found by this file and not fixed yet; each has a regression test below."""
-    for flag, value in itertools.pairwise(argv):
-        if flag == "--widths" and not all(w.strip().lstrip("-").isdigit() for w in value.split(",")):
-            return "widths"
-        if flag == "--threads" and value.lstrip("-").isdigit() and int(value) < 0:
-            return "threads"
-    return None
 
 
 @FUZZ
@@ -204,15 +197,6 @@ def small_image() -> torch.Tensor:
     return torch.rand(1, 12, 10, generator=torch.Generator().manual_seed(0))
 
 
-def _known_restore_issue(args: argparse.Namespace) -> str | None:
-    """Crashes found by this file and not fixed yet; each has a regression test below."""
-    if args.task == "inpaint" and not math.isfinite(args.block):
-        return "block"
-    if not -(2**63) <= args.seed < 2**64:
-        return "seed"
-    return None
-
-
 @FUZZ
 @given(
     argv=_well_formed("restore", COMMANDS["restore"], ["in.png", "-o", "out.png"], hostile=False).filter(
@@ -226,7 +210,6 @@ def test_restore_parameter_checks_are_total(argv: list[str], small_image: torch.
     args = _parse_outcome(argv)
     if args is None:
         return
-    assume(_known_restore_issue(args) is None)
     try:
         params = cli._sampler_params(args)
     except PriorStudioError:
@@ -303,6 +286,25 @@ def test_restore_seed_beyond_64_bits(folder_with_model: Path, capsys: pytest.Cap
     image, model = folder_with_model / "a.png", folder_with_model / "tiny.pt"
     argv = ["restore", str(image), "-o", OUT, "--model", str(model)]
     assert cli.main([*argv, "--seed", str(2**70)]) == 2
+
+
+def test_sample_huge_n_is_refused_without_trying_every_name(
+    folder_with_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """A huge -n once hung `sample`: it checked every one of the n output names before the memory check."""
+    checked: list[Path] = []
+    real_exists = Path.exists
+    monkeypatch.setattr(Path, "exists", lambda self, **kw: checked.append(self) or real_exists(self, **kw))
+    argv = ["sample", "-n", str(10**6), "-o", str(tmp_path / "out"), "--model", str(folder_with_model / "tiny.pt")]
+    assert cli.main([*argv, "-q"]) == 6
+    assert len(checked) < 100
+    assert "needs about" in capsys.readouterr().err
+
+
+def test_sample_into_a_file(folder_with_model: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["sample", "-n", "2", "--size", "8", "-o", str(folder_with_model / "a.png"), "--max-steps", "1", "-q"]
+    assert cli.main([*argv, "--model", str(folder_with_model / "tiny.pt")]) == 2
+    assert "is a file" in capsys.readouterr().err
 
 
 def test_known_outcomes() -> None:

@@ -8,6 +8,7 @@ run to the end with a tiny random-weights model and write a result of the right 
 from __future__ import annotations
 
 import io
+import json
 import re
 import struct
 import zlib
@@ -223,6 +224,17 @@ def test_img_exif_rotated(cli, tmp_path: Path, models) -> None:
     assert out.size == (10, 20)
 
 
+@pytest.mark.parametrize("size", [(1, 1), (1, 17), (13, 1)])
+def test_img_exif_thin(cli, tmp_path: Path, models, size: tuple[int, int]) -> None:
+    h, w = size
+    for orientation in (2, 6, 7):
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        Image.fromarray(_gray(h, w)).save(tmp_path / "thin.jpg", exif=exif, quality=95)
+        out = restored_ok(cli, tmp_path, tmp_path / "thin.jpg", models["gray"], "--overwrite")
+        assert out.size == ((w, h) if orientation < 5 else (h, w))
+
+
 # == masks ===================================================================================================
 def inpaint(cli, tmp_path: Path, photo: Path, model: Path, mask: Path) -> Result:
     return restore(cli, tmp_path, photo, model, "--task", "inpaint", "--mask", mask)
@@ -397,12 +409,19 @@ def test_weights_unpickle_code(cli, tmp_path: Path, photo: Path) -> None:
 
 # == output ==================================================================================================
 def test_output_exists(cli, tmp_path: Path, photo: Path, models) -> None:
-    out = tmp_path / "out.png"
+    out, record = tmp_path / "out.png", tmp_path / "run.json"
     out.write_bytes(b"precious")
     expect_error(restore(cli, tmp_path, photo, models["gray"]), 2, "exists", "--overwrite")
     assert out.read_bytes() == b"precious"
     assert restore(cli, tmp_path, photo, models["gray"], "--overwrite").code == 0
     assert out.read_bytes() != b"precious"
+    out.unlink()
+    record.write_text("precious")
+    expect_error(restore(cli, tmp_path, photo, models["gray"], "--json", record), 2, "run.json", "exists")
+    assert not out.exists() and record.read_text() == "precious"
+    res = restore(cli, tmp_path, photo, models["gray"], "--json", record, "--overwrite")
+    assert res.code == 0, res.err
+    assert out.exists() and json.loads(record.read_text())["method"] == "implicit_prior"
 
 
 def test_output_exists_sample(cli, tmp_path: Path, models, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -418,11 +437,52 @@ def test_output_exists_sample(cli, tmp_path: Path, models, monkeypatch: pytest.M
     res = cli("sample", "-n", 2, "--size", 16, "-o", folder, "--model", models["gray"], "--max-steps", 3, "-q")
     expect_error(res, 2, "sample_0_001.png", "exists", "--overwrite")
     assert (folder / "sample_0_001.png").read_bytes() == b"precious" and not steps
+    record = tmp_path / "run.json"
+    record.write_text("precious")
     res = cli(
-        "sample", "-n", 2, "--size", 16, "-o", folder, "--model", models["gray"], "--max-steps", 3, "-q", "--overwrite"
-    )
+        "sample", "-n", 2, "--size", 16, "-o", folder, "--model", models["gray"], "--max-steps", 3, "-q",
+        "--json", record, "--overwrite",
+    )  # fmt: skip
     assert res.code == 0, res.err
     assert (folder / "sample_0_001.png").read_bytes() != b"precious"
+    assert json.loads(record.read_text())["task"] == "synthesis"
+
+
+def test_output_exists_train(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`train --out` never replaces a model (or its checkpoint) unasked, and refuses before any training."""
+    from priorstudio.core.denoisers import training
+
+    runs: list[bool] = []
+
+    def fake_train(cfg, resume: bool = False, **kwargs):
+        runs.append(resume)
+        return {"rank": 0, "step": cfg.steps, "weights_sha256": "0" * 64, "interrupted": False}
+
+    monkeypatch.setattr(training, "train", fake_train)
+    model = tmp_path / "model.pt"
+    model.write_bytes(b"hours of training")
+    argv = ("train", tmp_path, "--out", model, "-q")
+    expect_error(cli(*argv), 2, "model.pt exists", "--overwrite", "--resume")
+    assert model.read_bytes() == b"hours of training" and runs == []
+    model.unlink()
+    training.checkpoint_path(model).write_bytes(b"an unfinished run")
+    expect_error(cli(*argv), 2, r"model\.ckpt\.pt exists", "--resume")
+    assert runs == []
+    assert cli(*argv, "--resume").code == 0 and runs == [True]
+    assert cli(*argv, "--overwrite").code == 0 and runs == [True, False]
+
+
+def test_output_exists_bench(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from priorstudio.bench import speed
+
+    runs: list[int] = []
+    monkeypatch.setattr(speed, "run", lambda args: runs.append(1) or [{"size": 8}])
+    rows = tmp_path / "rows.json"
+    rows.write_text("precious")
+    expect_error(cli("bench", "speed", "--json", rows), 2, "rows.json exists", "--overwrite")
+    assert rows.read_text() == "precious" and runs == []
+    assert cli("bench", "speed", "--json", rows, "--overwrite").code == 0
+    assert json.loads(rows.read_text()) == [{"size": 8}] and runs == [1]
 
 
 def test_param_operator_seed(cli, tmp_path: Path, photo: Path, models) -> None:
@@ -457,25 +517,86 @@ def test_output_folder_missing(cli, tmp_path: Path, photo: Path, models) -> None
     expect_error(res, 8, "no-such-folder", "does not exist")
 
 
+def test_run_interrupted(cli, tmp_path: Path, photo: Path, models, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C after the first step: exit 130, one line, and neither the image nor the record is written."""
+    from priorstudio.core.samplers import implicit_prior
+
+    real = implicit_prior.implicit_prior_sampler
+
+    def interrupted(*args, **kwargs):
+        yield next(real(*args, **kwargs))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(implicit_prior, "implicit_prior_sampler", interrupted)
+    res = restore(cli, tmp_path, photo, models["gray"], "--json", tmp_path / "run.json")
+    assert res.code == 130, res.err
+    assert [line for line in res.err.splitlines() if line.strip()] == ["priorstudio: interrupted"]
+    assert not (tmp_path / "out.png").exists() and not (tmp_path / "run.json").exists()
+
+
 # == the table and the tests stay in sync ====================================================================
 def _table_ids() -> list[str]:
     return re.findall(r"^\|\s*`([a-z0-9-]+)`\s*\|", DOC.read_text(encoding="utf-8"), flags=re.MULTILINE)
 
 
+META_TESTS = {
+    "every_row_has_a_test_and_every_test_a_row",
+    "every_error_class_is_documented_with_its_exit_code",
+    "every_exit_code_in_the_cases_is_documented",
+    "the_cli_docstring_lists_the_documented_codes",
+}
+
+
 def test_every_row_has_a_test_and_every_test_a_row() -> None:
     ids = _table_ids()
     assert len(ids) == len(set(ids)) and len(ids) >= 30
-    meta = {"every_row_has_a_test_and_every_test_a_row", "documented_exit_codes_match_the_errors_module"}
+    meta = META_TESTS
     tests = {name[len("test_") :] for name in globals() if name.startswith("test_")} - meta
     rows = {i.replace("-", "_") for i in ids}
     assert rows - tests == set(), "rows without a test"
     assert tests - rows == set(), "tests without a row"
 
 
-def test_documented_exit_codes_match_the_errors_module() -> None:
+def _exit_code_table() -> dict[int, set[str]]:
+    """The "Exit codes" table of the doc: code → the exception names in its "raised as" cell."""
+    text = DOC.read_text(encoding="utf-8")
+    section = text.split("## Exit codes", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\|\s*(\d+)\s*\|[^|\n]*\|([^|\n]*)\|\s*$", section, flags=re.MULTILINE)
+    table = {int(code): set(re.findall(r"`(\w+)`", names)) for code, names in rows}
+    assert len(table) == len(rows), "a code is listed twice"
+    return table
+
+
+def _error_classes() -> dict[str, type]:
     from priorstudio.core import errors
 
+    return {
+        name: cls
+        for name, cls in vars(errors).items()
+        if isinstance(cls, type) and issubclass(cls, errors.PriorStudioError)
+    }
+
+
+def test_every_error_class_is_documented_with_its_exit_code() -> None:
+    table = _exit_code_table()
+    classes = _error_classes()
+    documented = {name: code for code, names in table.items() for name in names}
+    assert set(documented) == set(classes), "classes and documented names differ"
+    for name, code in documented.items():
+        assert classes[name].exit_code == code, f"{name} exits {classes[name].exit_code}, documented {code}"
+    # the rows without an exception: success, and Ctrl-C (see test_run_interrupted)
+    assert {code for code, names in table.items() if not names} == {0, 130}
+    assert {cls.exit_code for cls in classes.values()} | {0, 130} == set(table)
+
+
+def test_every_exit_code_in_the_cases_is_documented() -> None:
     text = DOC.read_text(encoding="utf-8")
-    for cls in (errors.ParameterError, errors.InputImageError, errors.MaskError, errors.WeightsError):
-        assert f"| {cls.exit_code} " in text, cls.__name__
-    assert f"| {errors.ResourceLimitError.exit_code} " in text
+    codes = {int(c) for c in re.findall(r"^\|\s*`[a-z0-9-]+`\s*\|.*\|\s*(\d+)\s*\|\s*$", text, flags=re.MULTILINE)}
+    assert len(codes) >= 7 and codes <= set(_exit_code_table())
+
+
+def test_the_cli_docstring_lists_the_documented_codes() -> None:
+    from priorstudio import cli
+
+    listed = cli.__doc__.split("(docs/errors.md):", 1)[1]
+    assert {int(c) for c in re.findall(r"\b(\d+) [a-z]", listed)} == set(_exit_code_table()) - {0}

@@ -405,6 +405,35 @@ def test_broken_or_bogus_orientation_is_ignored(tmp_path: Path) -> None:
     assert load_image(tmp_path / "b.jpg").shape == (3, 16, 24)
 
 
+def _exif_jpeg(size: tuple[int, int], orientation: int, mode: str) -> bytes:
+    """A JPEG of (H, W) pixels whose EXIF says how to turn it for display."""
+    h, w = size
+    rng = np.random.default_rng(orientation)
+    a = rng.integers(0, 256, (h, w) if mode == "L" else (h, w, 3), dtype=np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    buf = io.BytesIO()
+    Image.fromarray(a, mode).save(buf, format="JPEG", exif=exif, quality=100)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB"])
+@pytest.mark.parametrize("orientation", range(1, 9))
+@pytest.mark.parametrize("size", [(1, 1), (1, 17), (13, 1)])
+def test_exif_orientation_of_one_pixel_wide_images(
+    tmp_path: Path, size: tuple[int, int], orientation: int, mode: str
+) -> None:
+    """Flipping a 1-pixel side leaves a negative stride that torch cannot take; the image must still load."""
+    path = tmp_path / "thin.jpg"
+    path.write_bytes(_exif_jpeg(size, orientation, mode))
+    h, w = size if orientation < 5 else size[::-1]
+    t = load_image(path)
+    assert t.shape == (1 if mode == "L" else 3, h, w)
+    expected = np.asarray(ImageOps.exif_transpose(Image.open(path)), dtype=np.float32) / 255
+    np.testing.assert_allclose(hwc(t), expected.reshape(h, w, -1), atol=1e-6)
+    assert (load_image_info(path).height, load_image_info(path).width) == (h, w)
+
+
 # -- bad input -----------------------------------------------------------------------------------------
 def _good_png() -> bytes:
     buf = io.BytesIO()
@@ -805,6 +834,8 @@ def _seed_files() -> list[bytes]:
         Image.fromarray(a[..., 0] if mode == "L" else a, mode).save(buf, format=fmt)
         files.append(buf.getvalue())
     files.append(png_bytes(rng.integers(0, 65536, (5, 4, 3)).astype(np.uint16), 16, 2))
+    thin_turned = [((1, 1), 2, "L"), ((1, 17), 5, "RGB"), ((13, 1), 6, "L"), ((1, 9), 7, "RGB"), ((11, 1), 4, "RGB")]
+    files += [_exif_jpeg(size, orientation, mode) for size, orientation, mode in thin_turned]
     return files
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import re
+
 import pytest
 import torch
 
@@ -56,7 +59,7 @@ def test_stream_needs_two_samples():
         posterior_stream(None, None, torch.zeros(1, 4), None, 1)
 
 
-def test_cli_writes_the_std_map_that_lights_up_the_hole(tmp_path):
+def test_cli_writes_the_std_map_that_lights_up_the_hole(tmp_path, capsys):
     """`priorstudio restore … --samples K --std STD.png`: zero spread on measured pixels, spread in the hole."""
     from priorstudio.cli import main
     from priorstudio.core.denoisers import BiasFreeUNet
@@ -74,6 +77,7 @@ def test_cli_writes_the_std_map_that_lights_up_the_hole(tmp_path):
         "--max-steps", 8, "--final-projection", "--bit-depth", 16, "-q",
     ]  # fmt: skip
     assert main([str(a) for a in argv]) == 0
+    assert _printed_std_scale(capsys.readouterr().out) > 0
     std = load_image(tmp_path / "std.png", mode="gray")[0]
     hole = torch.zeros(24, 24, dtype=torch.bool)
     hole[6:18, 6:18] = True  # the central block of half of each side
@@ -83,3 +87,44 @@ def test_cli_writes_the_std_map_that_lights_up_the_hole(tmp_path):
     one = ["restore", str(photo), "-o", str(tmp_path / "x.png"), "--model", str(model), "-q"]
     assert main([*one, "--std", str(tmp_path / "s.png")]) != 0  # a spread needs K ≥ 2
     assert not (tmp_path / "s.png").exists() and not (tmp_path / "x.png").exists()
+
+
+def _printed_std_scale(out: str) -> float:
+    match = re.search(r"white = std ([0-9.e+-]+)", out)
+    assert match, out
+    return float(match.group(1))
+
+
+def test_cli_std_map_of_a_colour_image_is_the_desktop_apps_map(tmp_path, capsys, monkeypatch):
+    """Colour samples give one gray map, the one the desktop app shows, and the line names its scale."""
+    from priorstudio.cli import main
+    from priorstudio.core.denoisers import BiasFreeUNet
+    from priorstudio.core.denoisers.registry import save_weights
+    from priorstudio.core.imageio import load_image, save_image
+    from priorstudio.core.samplers import implicit_prior
+    from priorstudio.core.samplers.base import StepRecord, StopReason
+
+    samples = torch.rand(4, 3, 10, 12, generator=torch.Generator().manual_seed(2)) * 0.5
+    samples[:, 1] *= 0.2  # channels spread differently: an RGB map and the app's one map disagree
+
+    def known_samples(*args, **kwargs):
+        yield StepRecord(t=1, sigma=0.01, image=samples.clone(), stop_reason=StopReason.CONVERGED)
+
+    monkeypatch.setattr(implicit_prior, "implicit_prior_sampler", known_samples)
+    torch.manual_seed(0)
+    save_weights(tmp_path / "tiny-color.pt", BiasFreeUNet(3, (8, 16)))
+    save_image(torch.rand(3, 10, 12), tmp_path / "photo.png")
+    argv = [
+        "restore", tmp_path / "photo.png", "-o", tmp_path / "mean.png", "--std", tmp_path / "std.png",
+        "--samples", 4, "--model", tmp_path / "tiny-color.pt", "--bit-depth", 16, "--json", tmp_path / "run.json",
+        "-q",
+    ]  # fmt: skip
+    assert main([str(a) for a in argv]) == 0
+    summary = posterior_summary(samples)
+    scale = float(summary.std_map().max())
+    assert _printed_std_scale(capsys.readouterr().out) == pytest.approx(scale, rel=1e-3)
+    std = load_image(tmp_path / "std.png")
+    assert std.shape == (1, 10, 12)  # one map, not one per channel
+    torch.testing.assert_close(std, summary.std_display(scale), atol=1e-4, rtol=0)
+    record = json.loads((tmp_path / "run.json").read_text())
+    assert record["metrics"]["std_scale"] == pytest.approx(scale)

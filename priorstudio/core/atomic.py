@@ -15,7 +15,7 @@ import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
-from priorstudio.core.errors import PriorStudioError
+from priorstudio.core.errors import OutputExistsError, PriorStudioError, SaveError
 
 __all__ = [
     "OutputExistsError",
@@ -24,16 +24,6 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_text",
 ]
-
-
-class SaveError(PriorStudioError, OSError):
-    """A file that cannot be written: missing folder, no permission, disk full."""
-
-    exit_code = 8
-
-
-class OutputExistsError(SaveError, FileExistsError):
-    """The target exists and the caller did not ask to replace it."""
 
 
 def _describe(error: OSError) -> str:

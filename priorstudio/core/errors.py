@@ -47,3 +47,13 @@ class RunRecordError(PriorStudioError):
     """A run record (JSON/CSV) that cannot be read back."""
 
     exit_code = 7
+
+
+class SaveError(PriorStudioError, OSError):
+    """A file that cannot be written: missing folder, no permission, disk full."""
+
+    exit_code = 8
+
+
+class OutputExistsError(SaveError, FileExistsError):
+    """The target exists and the caller did not ask to replace it (the CLI checks first, see docs/errors.md)."""

@@ -466,6 +466,17 @@ def _decode(data: bytes, name: str, max_pixels: int) -> _Decoded:
     return decoded
 
 
+def _tensor_from(array: np.ndarray) -> torch.Tensor:
+    """A tensor sharing ``array``'s memory when torch can, else from a fresh C-ordered copy.
+
+    ``np.ascontiguousarray`` is not enough: an EXIF flip of an image one pixel wide or high is already
+    "contiguous" to NumPy, yet keeps a negative stride on its length-1 axis, which torch refuses.
+    """
+    if not array.flags.c_contiguous or any(stride < 0 for stride in array.strides):
+        array = array.copy(order="C")
+    return torch.from_numpy(array)
+
+
 def _to_tensor(decoded: _Decoded, mode: str) -> torch.Tensor:
     """Composite, convert channels and clip in place where possible: large images need no extra copies."""
     values = decoded.values.astype(np.float32, copy=False)
@@ -480,7 +491,7 @@ def _to_tensor(decoded: _Decoded, mode: str) -> torch.Tensor:
     elif mode == "color" and values.shape[-1] == 1:
         values = np.repeat(values, 3, axis=-1)
     np.clip(values, 0.0, 1.0, out=values)
-    return torch.from_numpy(np.ascontiguousarray(values.transpose(2, 0, 1)))
+    return _tensor_from(values.transpose(2, 0, 1))
 
 
 def _check_mode(mode: str) -> None:
