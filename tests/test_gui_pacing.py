@@ -259,3 +259,26 @@ def test_a_live_frame_s_ready_pixels_are_shown_only_at_the_default_levels(qtbot)
     canvas.set_levels(0.0, 0.5)
     canvas.set_layer("estimate", "run", image, pixels=marker)
     assert shown() == 128  # converted at the new levels, the ready pixels ignored
+
+
+def test_a_colour_frame_s_pixels_show_its_colours(qtbot):
+    """Colour frames come as the screen's 32-bit pixels (B, G, R, 255): the canvas shows the same colours
+    as when it converts the float image itself."""
+    from priorstudio.gui.canvas import ImageCanvas
+    from priorstudio.gui.worker import display_frame
+
+    image = torch.rand(1, 3, 6, 5, generator=torch.Generator().manual_seed(3))
+    image[0, :, 0, 0] = torch.tensor([1.0, 0.5, 0.0])
+    frame = display_frame(7, image)
+    assert frame.display.shape == (6, 5, 4) and frame.display.dtype == np.uint8
+    canvas = ImageCanvas()
+    qtbot.addWidget(canvas)
+    canvas.set_photo_size(6, 5)
+    canvas.set_layer("estimate", "run", frame.image, pixels=frame.display)
+    ready = canvas._layers["estimate"]["run"].image
+    canvas.set_layer("estimate", "run", frame.image)
+    converted = canvas._layers["estimate"]["run"].image
+    assert QtGui.QColor(ready.pixel(0, 0)).getRgb()[:3] == (255, 128, 0)
+    for y in range(6):
+        for x in range(5):
+            assert ready.pixel(x, y) == converted.pixel(x, y)

@@ -56,10 +56,16 @@ def array_to_qimage(arr: np.ndarray, levels: tuple[float, float] = (0.0, 1.0)) -
 
 
 def uint8_to_qimage(u8: np.ndarray) -> QtGui.QImage:
-    """An 8-bit (H, W) or (H, W, 3) array as a QImage that owns a copy of the pixels."""
+    """An 8-bit (H, W) gray, (H, W, 3) RGB or (H, W, 4) B, G, R, 255 array as a QImage that owns a copy of
+    the pixels (the last is the 32-bit layout pixmaps use: no conversion when one is made from it)."""
     u8 = np.ascontiguousarray(u8, dtype=np.uint8)
     h, w = u8.shape[:2]
-    fmt = QtGui.QImage.Format.Format_Grayscale8 if u8.ndim == 2 else QtGui.QImage.Format.Format_RGB888
+    if u8.ndim == 2:
+        fmt = QtGui.QImage.Format.Format_Grayscale8
+    elif u8.shape[2] == 4:
+        fmt = QtGui.QImage.Format.Format_RGB32  # 0xffRRGGBB words: bytes B, G, R, 255 on a little-endian CPU
+    else:
+        fmt = QtGui.QImage.Format.Format_RGB888
     return QtGui.QImage(u8.data, w, h, u8.strides[0], fmt).copy()  # detach from the numpy buffer
 
 
@@ -253,7 +259,7 @@ class ImageCanvas(QtWidgets.QGraphicsView):
         arr = to_display_array(image)
         if rect is None:
             rect = QRectF(0, 0, self._size[1], self._size[0])
-        if pixels is not None and self.levels == (0.0, 1.0) and pixels.shape == arr.shape:
+        if pixels is not None and self.levels == (0.0, 1.0) and pixels.shape[:2] == arr.shape[:2]:
             qimage = uint8_to_qimage(pixels)
         else:
             qimage = array_to_qimage(arr, self.levels)
