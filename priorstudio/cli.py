@@ -195,6 +195,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
         args.noise if args.noise is not None else (25.0 if args.task == "denoise" and args.mode == "simulate" else 0.0)
     ) / 255
     task_params = _task_params(args, tuple(image.shape[-2:]))
+    hole = task_params.get("missing") if args.task == "inpaint" else None
     problem = build_problem(
         image,
         args.task,
@@ -233,6 +234,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
         record.append_row(row)
     samples = last.image.clamp(0, 1)
     result = samples.mean(0)
+    if hole is not None:  # inpainting changes only the pixels to fill; the others stay the photo's, as in the app
+        result = torch.where(torch.as_tensor(hole, dtype=torch.bool).expand_as(result), result, image)
     save_image(result, out, bit_depth=args.bit_depth, overwrite=args.overwrite)
     std_scale = _save_std_map(samples, args) if args.std else None
     metrics = {

@@ -405,16 +405,33 @@ def test_bad_weights_refuse_to_run(qtbot, settings, tmp_path: Path, photo: Path)
 
 
 # -- determinism across front ends ------------------------------------------------------------------------
-@pytest.mark.parametrize(("task", "cli_task"), [("denoise", "denoise"), ("super_resolution", "sr")])
-def test_app_and_cli_give_identical_bytes(qtbot, settings, tmp_path: Path, task: str, cli_task: str) -> None:
+@pytest.mark.parametrize(
+    ("task", "cli_task", "fields", "cli_extra", "color"),
+    [
+        ("denoise", "denoise", {}, [], False),
+        ("super_resolution", "sr", {"factor": 2}, ["--factor", 2], False),
+        ("inpaint", "inpaint", {}, [], False),  # the app plans a crop around the hole: the same pixels here
+        ("random_pixels", "pixels", {"fraction": 0.3, "seed": 5}, ["--fraction", 0.3, "--operator-seed", 5], False),
+        ("denoise", "denoise", {}, [], True),
+    ],
+    ids=["denoise", "sr", "inpaint", "pixels-seeded", "denoise-colour"],
+)
+def test_app_and_cli_give_identical_bytes(
+    qtbot, settings, tmp_path: Path, task: str, cli_task: str, fields: dict, cli_extra: list, color: bool
+) -> None:
     torch.manual_seed(0)
-    model = tmp_path / "tiny-gray.pt"
-    save_weights(model, BiasFreeUNet(1, (8, 16)))
-    photo = _png(tmp_path / "photo.png", _gray(20, 24, seed=9))
+    channels = 3 if color else 1
+    model = tmp_path / ("tiny-color.pt" if color else "tiny-gray.pt")
+    save_weights(model, BiasFreeUNet(channels, (8, 16)))
+    pixels = np.random.default_rng(9).integers(0, 256, (20, 24, 3), dtype=np.uint8)
+    photo = _png(tmp_path / "photo.png", pixels if color else _gray(20, 24, seed=9))
+    hole = np.zeros((20, 24), bool)
+    hole[6:14, 8:18] = True
+    if task == "inpaint":
+        cli_extra = ["--mask", _png(tmp_path / "hole.png", (hole * 255).astype(np.uint8))]
     values = {"sigma_0": 1.0, "sigma_L": 0.02, "h_0": 0.05, "beta": 0.3, "seed": 17, "max_steps": 12}
-    extra = ["--factor", "2"] if task == "super_resolution" else []
     out = tmp_path / "cli.png"
-    argv = ["restore", photo, "-o", out, "--task", cli_task, "--model", model, "--bit-depth", 16, "-q", *extra]
+    argv = ["restore", photo, "-o", out, "--task", cli_task, "--model", model, "--bit-depth", 16, "-q", *cli_extra]
     flags = ["--sigma0", 1.0, "--sigmaL", 0.02, "--h0", 0.05, "--beta", 0.3, "--seed", 17, "--max-steps", 12]
     assert cli_main([str(a) for a in [*argv, *flags]]) == 0
 
@@ -424,8 +441,9 @@ def test_app_and_cli_give_identical_bytes(qtbot, settings, tmp_path: Path, task:
         window.degradation.set_mode("restore")
         window.degradation.set_task(task)
         window.degradation.set_working_side(None)
-        if task == "super_resolution":
-            window.degradation.task_form.set_values({"factor": 2})
+        window.degradation.task_form.set_values(fields)
+        if task == "inpaint":
+            window.mask.set_mask(hole)
         window.algorithm.apply_preset("restore")
         window.algorithm.set_values(values)
         results = []
