@@ -149,6 +149,7 @@ def test_awkward_images_open_correctly_and_run(window, qtbot, tmp_path: Path) ->
     exif = Image.Exif()
     exif[0x0112] = 6
     Image.fromarray(stored).save(tmp_path / "phone.jpg", exif=exif, quality=95)
+    Image.fromarray(_gray(1, 13)).save(tmp_path / "sliver.jpg", exif=exif, quality=95)  # 13 wide, 1 high
     cases = {
         "img-16bit": (_png(tmp_path / "deep.png", a16), (1, 16, 24)),
         "img-alpha": (_png(tmp_path / "alpha.png", rgba, "RGBA"), (3, 12, 16)),
@@ -158,6 +159,7 @@ def test_awkward_images_open_correctly_and_run(window, qtbot, tmp_path: Path) ->
         "img-1x1": (_png(tmp_path / "dot.png", _gray(1, 1)), (1, 1, 1)),
         "img-thin": (_png(tmp_path / "row.png", _gray(1, 300)), (1, 1, 300)),
         "img-thin-2": (_png(tmp_path / "pair.png", _gray(1, 2)), (1, 1, 2)),
+        "img-exif-thin": (tmp_path / "sliver.jpg", (1, 13, 1)),  # turned upright: 1 wide, 13 high
     }
     for case, (path, shape) in cases.items():
         assert window.open_path(path), (case, window.errors)
@@ -292,6 +294,20 @@ def test_task_and_noise_fields_cannot_leave_their_ranges(window, photo: Path) ->
     values = window.algorithm.values()
     assert all(math.isfinite(values[k]) for k in ("beta", "sigma_0", "h_0"))
     assert 0 < values["beta"] <= 1 and 0 < values["h_0"] < 1
+
+
+def test_the_random_pixels_dialog_keeps_the_share_in_range(window, photo: Path, monkeypatch) -> None:
+    asked: list[tuple] = []
+
+    def get_double(parent, title, label, value, low, high, decimals):
+        asked.append((low, high))
+        return min(max(150.0, low), high), True  # what the dialog does with a typed 150
+
+    monkeypatch.setattr(QtWidgets.QInputDialog, "getDouble", get_double)
+    assert window.open_path(photo)
+    window.actions["mask_random"].trigger()
+    assert asked == [(0.1, 99.9)]
+    assert 0.99 < window.mask.copy().mean() < 1.0  # 99.9 % hidden, never all of it
 
 
 def test_saving_into_a_missing_folder(window, qtbot, tmp_path: Path, photo: Path, monkeypatch) -> None:
@@ -471,3 +487,61 @@ def test_seeded_tasks_can_be_planned(task: str) -> None:
 
     assert torch.equal(measured(), measured(seed=99))  # the run seed does not move the operator …
     assert not torch.equal(measured(), measured(task_params={"fraction": 0.2, "seed": 4}))  # … its own seed does
+
+
+# -- every row of docs/errors.md that the window handles has its test here --------------------------------
+GUI_ROWS = {
+    **dict.fromkeys(
+        ["img-missing", "img-zero-byte", "img-truncated", "img-corrupt", "img-not-an-image", "img-bomb-header"],
+        "test_bad_images_show_a_dialog_and_keep_the_photo",
+    ),
+    "img-huge-declared-size": "test_bad_images_show_a_dialog_and_keep_the_photo",
+    "run-too-large-for-memory": "test_run_too_large_for_memory_names_a_size_that_fits",
+    **dict.fromkeys(
+        ["img-1x1", "img-thin", "img-16bit", "img-alpha", "img-cmyk", "img-palette", "img-exif-rotated"],
+        "test_awkward_images_open_correctly_and_run",
+    ),
+    "img-exif-thin": "test_awkward_images_open_correctly_and_run",
+    **dict.fromkeys(
+        ["mask-wrong-size", "mask-wrong-mode", "mask-not-an-image"],
+        "test_bad_masks_show_a_dialog_and_keep_the_painted_mask",
+    ),
+    **dict.fromkeys(["mask-empty", "mask-full"], "test_empty_or_full_mask_refuses_to_run"),
+    **dict.fromkeys(
+        ["param-sigma-order", "param-beta", "param-h0", "param-negative-size"], "test_parameters_out_of_range"
+    ),
+    **dict.fromkeys(
+        ["param-fraction", "param-noise", "param-operator-seed"], "test_task_and_noise_fields_cannot_leave_their_ranges"
+    ),
+    "param-block-fraction": "test_the_random_pixels_dialog_keeps_the_share_in_range",
+    **dict.fromkeys(
+        [
+            "weights-missing",
+            "weights-corrupt",
+            "weights-truncated",
+            "weights-wrong-channels",
+            "weights-mismatched-architecture",
+            "weights-damaged-data",
+            "weights-not-priorstudio",
+            "weights-unpickle-code",
+        ],
+        "test_bad_weights_refuse_to_run",
+    ),
+    "output-exists": "test_save_as_asks_before_replacing_a_file_the_dialog_did_not_confirm",
+    "output-folder-missing": "test_saving_into_a_missing_folder",
+}
+
+
+def test_every_documented_window_case_has_a_test() -> None:
+    """A row whose app column describes what the window does (not "(not applicable)" and the like) must
+    name a test of this file, and that test must mention the row's case where it lists cases by name."""
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "errors.md").read_text()
+    rows = {}
+    for line in doc.splitlines():
+        cells = [c.strip() for c in line.split("|")]
+        if len(cells) > 4 and cells[1].startswith("`") and cells[1].endswith("`"):
+            rows[cells[1].strip("`")] = cells[3]
+    in_window = {case for case, cell in rows.items() if not cell.startswith("(")}
+    assert in_window and in_window == set(GUI_ROWS), sorted(in_window ^ set(GUI_ROWS))
+    for case, name in GUI_ROWS.items():
+        assert callable(globals().get(name)), (case, name)
