@@ -42,17 +42,19 @@ def to_display_array(image: object) -> np.ndarray:
     return np.ascontiguousarray(arr, dtype=np.float32)
 
 
-def array_to_qimage(arr: np.ndarray, levels: tuple[float, float] = (0.0, 1.0)) -> QtGui.QImage:
-    """A float (H, W) or (H, W, 3) image mapped through ``levels`` to an 8-bit QImage (owns its pixels)."""
+def to_bytes(arr: np.ndarray, levels: tuple[float, float] = (0.0, 1.0)) -> np.ndarray:
+    """A float image mapped through ``levels`` (black and white points) to 8-bit values; NaN shows black."""
     lo, hi = levels
-    scale = 255.0 / max(hi - lo, 1e-12)
-    u8 = np.empty(arr.shape, dtype=np.uint8)
-    tmp = (arr - lo) * scale
+    tmp = (arr - lo) * (255.0 / max(hi - lo, 1e-12))
     np.nan_to_num(tmp, copy=False, nan=0.0)
     np.clip(tmp, 0, 255, out=tmp)
     np.rint(tmp, out=tmp)
-    u8[...] = tmp
-    return uint8_to_qimage(u8)
+    return tmp.astype(np.uint8)
+
+
+def array_to_qimage(arr: np.ndarray, levels: tuple[float, float] = (0.0, 1.0)) -> QtGui.QImage:
+    """A float (H, W) or (H, W, 3) image mapped through ``levels`` to an 8-bit QImage (owns its pixels)."""
+    return uint8_to_qimage(to_bytes(arr, levels))
 
 
 def uint8_to_qimage(u8: np.ndarray) -> QtGui.QImage:

@@ -39,6 +39,7 @@ from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 from priorstudio.core.errors import PriorStudioError
 from priorstudio.core.samplers.base import StepRecord, StepStream, StopReason
 from priorstudio.gui import qt_compat  # noqa: F401  (first: guards a PySide6 refcount bug)
+from priorstudio.gui.canvas import to_bytes
 from priorstudio.gui.compute_threads import enter_worker
 
 RecordSink = Callable[[StepRecord], None]
@@ -89,11 +90,9 @@ def display_frame(t: int, image: Any, sigma: float = math.nan, final: bool = Fal
     (H, W) gray, or colour as (H, W, 4) bytes B, G, R, 255 — the screen's own 32-bit layout, so turning
     them into a pixmap is a plain copy (packed RGB would be converted pixel by pixel in the GUI thread)."""
     arr = display_copy(image)
-    values = np.nan_to_num(arr, nan=0.0)
-    np.multiply(values, 255.0, out=values)
-    np.rint(values, out=values)
+    values = to_bytes(arr)  # as the canvas converts at its default levels
     if values.ndim == 2 or sys.byteorder != "little":  # (big-endian 32-bit pixels are A, R, G, B)
-        return Frame(t, arr, sigma, final, values.astype(np.uint8))
+        return Frame(t, arr, sigma, final, values)
     pixels = np.empty((*values.shape[:2], 4), dtype=np.uint8)
     pixels[..., 2::-1] = values  # B, G, R
     pixels[..., 3] = 255
