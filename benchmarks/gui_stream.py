@@ -130,7 +130,7 @@ def run_gui(
         if s.t in (100, 3000):
             mem[s.t] = rss_mb()
         if screenshot is not None and s.t == screenshot[1]:  # after the next repaint: the window mid-run
-            QtCore.QTimer.singleShot(2 * REPAINT_MS, lambda: window.grab().save(screenshot[0]))
+            QtCore.QTimer.singleShot(REPAINT_MS + 50, lambda: window.grab().save(screenshot[0]))
 
     stalls = [0.0]
     beat = [time.perf_counter()]

@@ -282,3 +282,69 @@ def test_a_colour_frame_s_pixels_show_its_colours(qtbot):
     for y in range(6):
         for x in range(5):
             assert ready.pixel(x, y) == converted.pixel(x, y)
+
+
+def test_a_live_frame_moved_or_resized_is_placed_again(qtbot):
+    """Frames in the same place only swap pixels; one over another rectangle, or of another size, is
+    placed (and scaled) anew, and a layer removed and shown again is placed from scratch."""
+    from priorstudio.gui.canvas import ImageCanvas
+
+    canvas = ImageCanvas()
+    qtbot.addWidget(canvas)
+    canvas.set_photo_size(64, 48)
+    canvas.set_view("estimate")
+    items = canvas._pane_a.items
+    frame = np.zeros((32, 24), dtype=np.float32)
+
+    def placed() -> QtCore.QRectF:
+        item = items["run"]
+        return item.mapRectToParent(item.boundingRect())
+
+    canvas.set_layer("estimate", "run", frame, QtCore.QRectF(8, 8, 24, 32))
+    assert placed() == QtCore.QRectF(8, 8, 24, 32)
+    canvas.set_layer("estimate", "run", frame + 1.0, QtCore.QRectF(8, 8, 24, 32))
+    assert placed() == QtCore.QRectF(8, 8, 24, 32)
+    assert QtGui.QColor(items["run"].pixmap().toImage().pixel(0, 0)).red() == 255  # the new pixels
+    canvas.set_layer("estimate", "run", frame, QtCore.QRectF(16, 0, 24, 32))  # moved
+    assert placed() == QtCore.QRectF(16, 0, 24, 32)
+    canvas.set_layer("estimate", "run", np.zeros((16, 12), np.float32), QtCore.QRectF(16, 0, 24, 32))  # other size
+    assert placed() == QtCore.QRectF(16, 0, 24, 32)
+    canvas.remove_layer("estimate", "run")
+    canvas.set_layer("estimate", "run", frame, QtCore.QRectF(0, 0, 48, 64))
+    assert placed() == QtCore.QRectF(0, 0, 48, 64)
+
+
+class _LayoutRequests(QtCore.QObject):
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def eventFilter(self, obj, event):  # type: ignore[no-untyped-def]
+        if event.type() == QtCore.QEvent.Type.LayoutRequest:
+            self.count += 1
+        return False
+
+
+def test_the_values_line_changes_without_re_laying_out_its_panel(qtbot):
+    """The values line under the plots gets new text with every redraw during a run; that must repaint the
+    line only, not ask the panel (and the dock around it) to lay itself out again."""
+    panel = QtWidgets.QWidget()
+    qtbot.addWidget(panel)
+    layout = QtWidgets.QVBoxLayout(panel)
+    plots = RunPlots()
+    layout.addWidget(plots)
+    layout.addWidget(plots.readout)
+    panel.resize(400, 600)
+    panel.show()
+    qtbot.waitExposed(panel)
+    requests = _LayoutRequests()
+    panel.installEventFilter(requests)
+    for t in range(1, 30):
+        plots.append(t, {"sigma": 0.5 / t, "residual_norm": 0.1, "psnr": 10.0})
+        plots.refresh()
+        QtWidgets.QApplication.processEvents()
+        if t == 5:  # the first redraws may size the axes
+            requests.count = 0
+    assert "t = 29" in plots.readout_text()
+    assert requests.count == 0
+    assert plots.readout.isReadOnly()

@@ -495,3 +495,55 @@ def test_a_run_does_not_re_lay_out_the_docks(window, photo, qtbot):
     assert pane.height() > 50 and pane.width() > 50
     bar = panel.player.geometry()
     assert pane.top() >= bar.bottom() if panel.width() < bar.width() + 220 else pane.left() >= bar.right()
+
+
+def test_a_frame_that_comes_too_soon_is_shown_once_the_gap_is_over(window, photo, qtbot):
+    """Frames closer than FRAME_GAP_MS are not shown at once, nor lost: a single-shot timer shows the newest."""
+    from priorstudio.gui import main_window as mw
+    from priorstudio.gui.worker import Frame
+
+    window.open_path(photo)
+    window.generate_mask("block", 0.3)
+    quick_params(window, max_steps=5)
+    run_to_end(qtbot, window)
+    qtbot.wait(2 * mw.FRAME_GAP_MS)  # the gap after the run's last frame is over
+    shown = window.frames_shown
+    hole = window.plan.problem.image_shape[1:]
+    window._on_frame(Frame(1, np.zeros(hole, np.float32)))
+    assert window.frames_shown == shown + 1
+    window._on_frame(Frame(2, np.ones(hole, np.float32)))
+    assert window.frames_shown == shown + 1  # too soon: it waits …
+    assert window.frame_timer.isActive() and window.frame_timer.remainingTime() <= mw.FRAME_GAP_MS
+    qtbot.waitUntil(lambda: window.frames_shown == shown + 2, timeout=1_000)  # … and is shown after the gap
+    assert window.mailbox.take() is None
+    assert window.canvas.layer("estimate", "run").source.max() == 1.0  # the newer frame
+
+
+class _PaintCounter(QtCore.QObject):
+    def __init__(self) -> None:
+        super().__init__()
+        self.paints = 0
+
+    def eventFilter(self, obj, event):  # type: ignore[no-untyped-def]
+        if event.type() == QtCore.QEvent.Type.Paint:
+            self.paints += 1
+        return False
+
+
+def test_the_progress_bar_takes_a_new_step_without_painting_at_once(window, photo, qtbot):
+    """QProgressBar.setValue paints synchronously; the progress line is set with updates off and painted
+    once, later, by the event loop."""
+    window.open_path(photo)
+    window.generate_mask("block", 0.3)
+    quick_params(window, max_steps=8, sigma_L=1e-4)
+    run_to_end(qtbot, window)
+    bar = window.progress_bar
+    counter = _PaintCounter()
+    bar.installEventFilter(counter)
+    bar.setValue(0)
+    qtbot.wait(50)
+    counter.paints = 0
+    window._update_progress()
+    assert counter.paints == 0  # nothing painted inside the call …
+    assert bar.updatesEnabled() and bar.value() == 1000 and bar.format().startswith("step 8")
+    qtbot.waitUntil(lambda: counter.paints >= 1, timeout=1_000)  # … the event loop paints it

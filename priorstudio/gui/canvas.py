@@ -89,6 +89,7 @@ class _Pane(QtWidgets.QGraphicsRectItem):
         self.setPen(QtGui.QPen(Qt.PenStyle.NoPen))
         self.view_name: str | None = None
         self.items: dict[str, QtWidgets.QGraphicsPixmapItem] = {}
+        self._placed: dict[str, tuple[float, ...]] = {}  # key → (rect, pixmap size) its item was placed for
 
     def show_layers(self, view: str | None, layers: dict[str, Layer]) -> None:
         for item in self.items.values():
@@ -96,6 +97,7 @@ class _Pane(QtWidgets.QGraphicsRectItem):
             if item.scene() is not None:
                 item.scene().removeItem(item)
         self.items = {}
+        self._placed = {}
         self.view_name = view
         for key, layer in layers.items():
             self.set_layer(key, layer)
@@ -109,6 +111,10 @@ class _Pane(QtWidgets.QGraphicsRectItem):
             self.items[key] = item
         item.setPixmap(QtGui.QPixmap.fromImage(layer.image))
         w, h = layer.image.width(), layer.image.height()
+        placed = (layer.rect.x(), layer.rect.y(), layer.rect.width(), layer.rect.height(), w, h)
+        if self._placed.get(key) == placed:
+            return  # a new live frame in the same place: only the pixels change
+        self._placed[key] = placed
         transform = QtGui.QTransform()
         transform.translate(layer.rect.x(), layer.rect.y())
         transform.scale(layer.rect.width() / w, layer.rect.height() / h)
@@ -122,6 +128,7 @@ class _Pane(QtWidgets.QGraphicsRectItem):
 
     def remove_layer(self, key: str) -> None:
         item = self.items.pop(key, None)
+        self._placed.pop(key, None)
         if item is not None and item.scene() is not None:
             item.scene().removeItem(item)
         self._hide_covered()

@@ -62,11 +62,10 @@ from priorstudio.gui.worker import Frame, FrameMailbox, MetricsTap, RecordSink, 
 
 # What the GUI thread does during a run is paced: on two cores every millisecond it spends is taken from the
 # sampler. Frames are shown as they arrive (the worker sends ≤ max_fps a second) but never closer than
-# FRAME_GAP_MS; the timer shows a frame that had to wait and redraws the plots and the progress, less often.
-REPAINT_MS = 33
+# FRAME_GAP_MS: one that comes sooner waits on a single-shot timer. The plots and the progress are redrawn by a
+# slower periodic timer; a 33 ms one that mostly found nothing to do cost ~5 ms of GUI time a second.
+REPAINT_MS = 250  # the plots (~4 ms to redraw, see gui/plots.py) and the progress bar: 4 a second look live
 FRAME_GAP_MS = 25
-PLOTS_MS = 250  # four plots with their axes take ~4 ms to redraw (see gui/plots.py): 4 a second look live
-PROGRESS_MS = 250  # the progress bar repaints whole with its text
 RELEASE_AFTER_RUN_MS = 500  # once the run's thread is gone, its free memory goes back (core/allocator.py)
 # and during a long run every ten seconds: the allocator keeps what a step frees for the next step, and over
 # thousands of steps the pages it keeps but no longer reuses add up (+35–70 MB in 3000 steps, measured).
@@ -133,7 +132,6 @@ class MainWindow(QtWidgets.QMainWindow):
         self.progress: RunProgress | None = None
         self.frames_shown = 0
         self._frame_shown_at = -math.inf
-        self._progress_at = -math.inf
         self._released_at = -math.inf
         self._preview_plan: RunPlan | None = None
 
@@ -143,6 +141,10 @@ class MainWindow(QtWidgets.QMainWindow):
         self.repaint_timer = QtCore.QTimer(self)
         self.repaint_timer.setInterval(REPAINT_MS)
         self.repaint_timer.timeout.connect(self._repaint)
+        self.frame_timer = QtCore.QTimer(self)  # a frame that came within FRAME_GAP_MS of the last one
+        self.frame_timer.setSingleShot(True)
+        self.frame_timer.setTimerType(QtCore.Qt.TimerType.PreciseTimer)
+        self.frame_timer.timeout.connect(self._show_frame)
         self.preview_timer = QtCore.QTimer(self)
         self.preview_timer.setSingleShot(True)
         self.preview_timer.setInterval(PREVIEW_DELAY_MS)
@@ -1079,8 +1081,11 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _on_frame(self, frame: Frame) -> None:
         self.mailbox.put(frame)
-        if time.monotonic() - self._frame_shown_at >= FRAME_GAP_MS / 1000:
-            self._show_frame()  # on arrival, unless the last one was just shown: the timer catches that one
+        wait_ms = FRAME_GAP_MS - 1000 * (time.monotonic() - self._frame_shown_at)
+        if wait_ms <= 0:
+            self._show_frame()  # on arrival, unless the last one was just shown
+        elif not self.frame_timer.isActive():
+            self.frame_timer.start(math.ceil(wait_ms))  # then as soon as the gap is over
 
     def _show_frame(self) -> None:
         frame = self.mailbox.take()
@@ -1090,13 +1095,11 @@ class MainWindow(QtWidgets.QMainWindow):
             self._frame_shown_at = time.monotonic()
 
     def _repaint(self) -> None:
-        """The timer's tick: a frame still waiting, then the plots and the progress, each at its own rate."""
+        """The periodic timer's tick: a frame still waiting, the plots and the progress."""
         self._show_frame()
-        self.plots.refresh(min_interval=PLOTS_MS / 1000)
+        self.plots.refresh()
+        self._update_progress()
         now = time.monotonic()
-        if now - self._progress_at >= PROGRESS_MS / 1000:
-            self._progress_at = now
-            self._update_progress()
         if now - self._released_at >= RELEASE_DURING_RUN_MS / 1000:
             self._released_at = now
             release_free_memory()
@@ -1105,7 +1108,6 @@ class MainWindow(QtWidgets.QMainWindow):
         p = self.progress
         if p is None:
             return
-        self.progress_bar.setValue(round(1000 * p.fraction))
         rate = p.steps_per_second
         eta = p.eta_seconds
         parts = [f"step {p.t}"]
@@ -1117,7 +1119,13 @@ class MainWindow(QtWidgets.QMainWindow):
             parts.append(f"ETA {format_duration(eta)}")
         if self.controller.is_paused():
             parts.append("paused")
-        self.progress_bar.setFormat("  ".join(parts))
+        bar = self.progress_bar
+        # QProgressBar.setValue repaints at once (synchronously, ~1.5 ms); with updates off it only stores the
+        # value, and turning them back on schedules one repaint for value and text together
+        bar.setUpdatesEnabled(False)
+        bar.setValue(round(1000 * p.fraction))
+        bar.setFormat("  ".join(parts))
+        bar.setUpdatesEnabled(True)
 
     def _on_paused(self, _steps: int) -> None:
         self._show_frame()  # paused: frame, plots and progress all show the step it paused at
@@ -1133,6 +1141,7 @@ class MainWindow(QtWidgets.QMainWindow):
     def _run_ended(self) -> None:
         """What every end of a run does first: no more repaint ticks, and its free memory goes back soon."""
         self.repaint_timer.stop()
+        self.frame_timer.stop()
         QtCore.QTimer.singleShot(RELEASE_AFTER_RUN_MS, release_free_memory)
 
     def _on_finished(self, record: StepRecord) -> None:
@@ -1299,6 +1308,7 @@ class MainWindow(QtWidgets.QMainWindow):
     def shutdown(self) -> None:
         """Stop any run and join its thread; remove the application-wide key filter."""
         self.repaint_timer.stop()
+        self.frame_timer.stop()
         self.preview_timer.stop()
         self.controller.shutdown()
         self.compare.shutdown()

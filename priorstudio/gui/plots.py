@@ -22,7 +22,7 @@ from typing import ClassVar
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6 import QtCore, QtWidgets
+from PySide6 import QtCore, QtGui, QtWidgets
 
 from priorstudio.gui import qt_compat  # noqa: F401  (first: guards a PySide6 refcount bug)
 
@@ -132,9 +132,16 @@ class RunPlots(pg.GraphicsLayoutWidget):
         self._by_hand: set[object] = set()  # plots the user zoomed or panned: left alone until the next run
         self._ideal_values = np.empty(0)
         # the values line is a plain widget for the owner to place (``readout``), not an item of the plot
-        # scene: re-setting a scene label's rich text every redraw re-laid out the plots under it
-        self.readout = QtWidgets.QLabel("")
-        self.readout.setTextFormat(QtCore.Qt.TextFormat.PlainText)
+        # scene: re-setting a scene label's rich text every redraw re-laid out the plots under it. A read-only
+        # line edit, not a QLabel: a label asks its layout to recompute on every new text (~1 ms each, 4 a
+        # second during a run); a line edit only repaints itself. Its text can be selected and copied.
+        self.readout = QtWidgets.QLineEdit("")
+        self.readout.setReadOnly(True)
+        self.readout.setFrame(False)
+        self.readout.setFocusPolicy(QtCore.Qt.FocusPolicy.ClickFocus)
+        palette = self.readout.palette()
+        palette.setColor(QtGui.QPalette.ColorRole.Base, QtGui.QColor(0, 0, 0, 0))
+        self.readout.setPalette(palette)
         self.readout.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored, QtWidgets.QSizePolicy.Policy.Fixed)
         font = self.readout.font()
         font.setPointSizeF(max(font.pointSizeF() - 1, 7.0))
