@@ -245,6 +245,14 @@ def test_mask_wrong_size(cli, tmp_path: Path, photo: Path, models) -> None:
     expect_error(inpaint(cli, tmp_path, photo, models["gray"], mask), 4, "12", "16", "size|×")
 
 
+def test_flash_wrong_size(cli, tmp_path: Path, photo: Path) -> None:
+    flash = write_png(tmp_path / "flash.png", _gray(16, 12))
+    out = tmp_path / "merged.png"
+    res = cli("flash", flash, photo, "-o", out, "--gray", "-q")
+    expect_error(res, 2, "12×16", "16×16", "same shot")
+    assert not out.exists()
+
+
 def test_mask_wrong_mode(cli, tmp_path: Path, photo: Path, models) -> None:
     colours = np.random.default_rng(3).integers(0, 256, (16, 16, 3), dtype=np.uint8)
     mask = write_png(tmp_path / "m.png", colours)

@@ -348,3 +348,4 @@ def test_the_values_line_changes_without_re_laying_out_its_panel(qtbot):
     assert "t = 29" in plots.readout_text()
     assert requests.count == 0
     assert plots.readout.isReadOnly()
+    assert plots.readout.cursorPosition() == 0  # a line too long for the dock shows its start

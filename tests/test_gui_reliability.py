@@ -527,9 +527,25 @@ GUI_ROWS = {
         ],
         "test_bad_weights_refuse_to_run",
     ),
+    "flash-wrong-size": "test_a_flash_photo_of_another_size_is_refused_and_changes_nothing",
     "output-exists": "test_save_as_asks_before_replacing_a_file_the_dialog_did_not_confirm",
     "output-folder-missing": "test_saving_into_a_missing_folder",
 }
+
+
+def test_a_flash_photo_of_another_size_is_refused_and_changes_nothing(window, photo, tmp_path) -> None:
+    """flash-wrong-size: the flash photo must be the photo's size; a file that is not an image is refused too."""
+    window.open_path(photo)
+    assert window.algorithm.set_method("dip_adam")
+    before = window.algorithm.values()
+    assert not window.open_guide(_png(tmp_path / "other.png", _gray(20, 32, seed=1)))
+    title, message = last_error(window)
+    assert title == "Flash photo" and "32×20" in message and "32×24" in message and "same shot" in message
+    assert window.guide is None and window.algorithm.values() == before
+    assert "random code" in window.algorithm.guide_label.text()
+    (tmp_path / "broken.png").write_bytes(b"not an image")
+    assert not window.open_guide(tmp_path / "broken.png")
+    assert window.guide is None
 
 
 def test_every_documented_window_case_has_a_test() -> None:

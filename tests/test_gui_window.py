@@ -15,6 +15,7 @@ pytest.importorskip("pytestqt")
 from gui_support import open_window, structured_photo, tiny_denoiser
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from priorstudio.core.errors import ParameterError
 from priorstudio.core.samplers.base import StopReason
 from priorstudio.gui import keymap
 from priorstudio.gui.main_window import MainWindow
@@ -547,3 +548,57 @@ def test_the_progress_bar_takes_a_new_step_without_painting_at_once(window, phot
     assert counter.paints == 0  # nothing painted inside the call …
     assert bar.updatesEnabled() and bar.value() == 1000 and bar.format().startswith("step 8")
     qtbot.waitUntil(lambda: counter.paints >= 1, timeout=1_000)  # … the event loop paints it
+
+
+# -- flash/no-flash ------------------------------------------------------------------------------------------
+def test_a_flash_photo_becomes_the_network_input_of_a_dip_run(window, photo, tmp_path, qtbot, monkeypatch):
+    """Deep Image Prior's flash/no-flash in the window: the loaded photo is the target, the flash photo (same
+    size) the network's fixed input, with the flash preset; the run record names it; a new photo drops it."""
+    import priorstudio.core.samplers.registry as registry
+
+    seen: list = []
+    real = registry.dip_sampler
+
+    def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append(kwargs.get("net_input"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(registry, "dip_sampler", spy)
+    window.open_path(photo)
+    assert window.algorithm.set_method("dip_adam")
+    assert window.algorithm.guide_row.isVisibleTo(window.algorithm)
+    flash = structured_photo(tmp_path / "flash.png", 48, 64)
+    assert window.open_guide(flash)
+    assert "flash.png" in window.algorithm.guide_label.text()
+    assert window.degradation.settings().task == "denoise" and window.degradation.settings().mode == "restore"
+    values = window.algorithm.values()
+    assert values["max_steps"] == 600 and values["reg_noise_std"] == 0.0 and values["lr"] == 0.1
+    window.algorithm.set_values({"max_steps": 2, "width": 8})
+    record = run_to_end(qtbot, window, timeout=60_000)
+    assert record.t == 2
+    (net_input,) = seen
+    assert net_input is not None and tuple(net_input.shape) == (3, 48, 64)
+    assert torch.allclose(net_input, window.guide)  # working size = photo size here: the flash photo itself
+    assert window.record.parameters["network_input"] == "flash.png"
+    window.open_path(photo)  # another photo: the flash photo belonged to the last one
+    assert window.guide is None and "random code" in window.algorithm.guide_label.text()
+
+
+def test_the_flash_photo_is_cut_and_scaled_as_the_run_sees_the_photo():
+    from priorstudio.gui.session import RunSettings, plan_run
+
+    photo = torch.rand(1, 40, 80)
+    guide = torch.linspace(0, 1, 80).expand(1, 40, 80).contiguous()
+    plan = plan_run(photo, RunSettings(task="denoise", mode="restore", working_side=40))
+    taken = plan.take(guide)
+    assert tuple(taken.shape) == (1, 20, 40)
+    assert taken[0, 0, 0] < 0.05 and taken[0, 0, -1] > 0.95  # the whole width, scaled
+    mask = np.zeros((40, 80), dtype=bool)
+    mask[10:20, 50:60] = True
+    plan = plan_run(photo, RunSettings(task="inpaint", mode="simulate"), mask)
+    taken = plan.take(guide)
+    r = plan.region
+    assert tuple(taken.shape[1:]) == (r.height, r.width)
+    assert torch.equal(taken, guide[:, r.top : r.bottom, r.left : r.right])
+    with pytest.raises(ParameterError, match="same size"):
+        plan.take(torch.rand(1, 40, 81))

@@ -124,6 +124,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.photo_name = ""
         self.mask: MaskModel | None = None
         self.plan: RunPlan | None = None
+        self.guide: torch.Tensor | None = None  # a flash photo: the network input of a DIP run
+        self.guide_name: str | None = None
         self.result: torch.Tensor | None = None
         self.result_saved = True
         self.result_path: str | None = None
@@ -183,6 +185,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.algorithm = AlgorithmPanel(model_choice=not self.denoisers.injected)
         self.algorithm.changed.connect(self.schedule_preview)
         self.algorithm.modelChanged.connect(self._on_model_changed)
+        self.algorithm.guideRequested.connect(self.choose_guide)
+        self.algorithm.guideCleared.connect(self.clear_guide)
         self.mask_tools = MaskTools()
         self.plots = RunPlots()
         self.compare = ComparePanel()
@@ -408,6 +412,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.photo_name = name or (Path(path).name if path else "untitled")
         self.plan = None
         self._preview_plan = None
+        self.clear_guide()  # it belonged to the previous photo
         self.result = None
         self.result_saved = True
         self.result_path = None
@@ -437,6 +442,52 @@ class MainWindow(QtWidgets.QMainWindow):
         self._on_degradation_changed()
         self._update_actions()
         self.photoChanged.emit()
+
+    # -- flash/no-flash: a second photo as the network input ------------------------------------------
+    def choose_guide(self) -> bool:
+        if self.photo is None:
+            self.report_error("Flash photo", "open the photo taken without flash first")
+            return False
+        path, _ = QtWidgets.QFileDialog.getOpenFileName(
+            self, "Open the photo taken with flash", os.path.dirname(self.photo_path or ""), IMAGE_FILTER
+        )
+        return bool(path) and self.open_guide(path)
+
+    def open_guide(self, path: str | os.PathLike[str]) -> bool:
+        """Use the photo at ``path`` (the same shot with flash) as the network input of DIP runs: the loaded
+        photo is then restored as it is (task Denoise, mode Restore), with the flash preset. A file that does
+        not load or is not the photo's size is refused with a message; nothing changes then."""
+        if self.photo is None:
+            self.report_error("Flash photo", "open the photo taken without flash first")
+            return False
+        c, h, w = (int(v) for v in self.photo.shape)
+        try:
+            image = load_image(path, mode="gray" if c == 1 else "color")
+        except PriorStudioError as error:
+            self.report_error("Cannot open the flash photo", str(error))
+            return False
+        if tuple(image.shape[1:]) != (h, w):
+            self.report_error(
+                "Flash photo",
+                f"the flash photo is {image.shape[2]}×{image.shape[1]} and the photo {w}×{h}: take both from the "
+                "same shot, at the same size",
+            )
+            return False
+        self.guide = image.detach().to("cpu", torch.float32).contiguous()
+        self.guide_name = Path(path).name
+        self.algorithm.set_guide_name(self.guide_name)
+        self.degradation.set_task("denoise")
+        self.degradation.set_mode("restore")
+        method = self.algorithm.current_method()
+        if method.takes_guide:
+            self.algorithm.set_values(_flash_values(method.name))
+        self.run_label.setText(f"flash photo {self.guide_name}: press Run to merge it with {self.photo_name}")
+        return True
+
+    def clear_guide(self) -> None:
+        self.guide = None
+        self.guide_name = None
+        self.algorithm.set_guide_name(None)
 
     def open_sample(self) -> bool:
         from priorstudio.resources import resource_path
@@ -953,7 +1004,8 @@ class MainWindow(QtWidgets.QMainWindow):
         simulate = settings.mode == "simulate"
         truth = plan.problem.truth if simulate else None
         # the worker measures PSNR/SSIM itself (SSIM on a time budget), so the sampler runs at full speed
-        stream = method.stream(denoiser=denoiser, problem=plan.problem, params=params, truth=None)
+        guide = plan.take(self.guide) if self.guide is not None and method.takes_guide else None
+        stream = method.stream(denoiser=denoiser, problem=plan.problem, params=params, truth=None, guide=guide)
         metrics = MetricsTap(truth) if truth is not None else None
 
         self.plan = plan
@@ -971,6 +1023,7 @@ class MainWindow(QtWidgets.QMainWindow):
                 "degradation": self.degradation.state(),
                 "work_shape": list(plan.work_shape),
                 "region": dataclasses.asdict(plan.region),
+                **({"network_input": self.guide_name} if guide is not None else {}),
             },
             model=getattr(denoiser, "description", "") if denoiser is not None else "",
             seed=getattr(params, "seed", None),
@@ -1363,3 +1416,15 @@ def _jsonable_params(params: Any) -> dict[str, Any]:
     if dataclasses.is_dataclass(params):
         return {k: v for k, v in dataclasses.asdict(params).items() if isinstance(v, (int, float, str, bool))}
     return {}
+
+
+def _flash_values(method: str) -> dict[str, Any]:
+    """The flash/no-flash preset's values for the form: its steps, no input jitter, and (with Adam) its
+    learning rate; plain gradient descent keeps its own."""
+    from priorstudio.core.samplers.dip import DIPParams
+
+    preset = DIPParams.preset("flash_no_flash")
+    values: dict[str, Any] = {"max_steps": preset.max_steps, "reg_noise_std": preset.reg_noise_std}
+    if method != "dip_gd":
+        values["lr"] = preset.lr
+    return values

@@ -58,8 +58,19 @@ class MethodChoice:
             validate()
         return params
 
-    def stream(self, *, denoiser: Any, problem: Problem, params: Any, truth: Any = None) -> StepStream:
-        """Start a run on ``problem`` (keyword arguments the method's ``run`` does not take are left out)."""
+    @property
+    def takes_guide(self) -> bool:
+        """Whether the method can take an image as its network's input (Deep Image Prior: flash/no-flash)."""
+        return "net_input" in inspect.signature(self.run).parameters
+
+    def stream(
+        self, *, denoiser: Any, problem: Problem, params: Any, truth: Any = None, guide: Any = None
+    ) -> StepStream:
+        """Start a run on ``problem`` (keyword arguments the method's ``run`` does not take are left out).
+
+        ``guide``: an image (C, H, W) at the size of the image sought, fed to the network instead of its
+        random input, for methods that take one (see :attr:`takes_guide`); others never see it.
+        """
         offered = {
             "denoiser": denoiser,
             "operator": problem.operator,
@@ -70,10 +81,11 @@ class MethodChoice:
             "emit_every": 1,  # an image in every record: the worker decides how many to show
             "problem": problem,
             "observed": problem.observed,
+            "net_input": guide,
         }
         signature = inspect.signature(self.run)
         takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.parameters.values())
-        extras = ("problem", "observed", "emit_every")  # passed only to a run that names them
+        extras = ("problem", "observed", "emit_every", "net_input")  # passed only to a run that names them
         kwargs = {k: v for k, v in offered.items() if k in signature.parameters or (takes_any and k not in extras)}
         return self.run(**kwargs)
 

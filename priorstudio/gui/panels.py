@@ -248,6 +248,8 @@ class AlgorithmPanel(QtWidgets.QWidget):
 
     changed = Signal()
     modelChanged = Signal(object)  # the model name/path, or None for the bundled default
+    guideRequested = Signal()  # "Flash photo…": the window asks for a file
+    guideCleared = Signal()
 
     #: fields the window sets itself (every record must carry an image for the live view)
     HIDDEN_FIELDS = ("emit_every",)
@@ -295,6 +297,27 @@ class AlgorithmPanel(QtWidgets.QWidget):
             self.preset_buttons[name] = button
         presets.addStretch(1)
         layout.addLayout(presets)
+        # the network input of methods that can take an image (Deep Image Prior: flash/no-flash)
+        guide_row = QtWidgets.QHBoxLayout()
+        guide_row.setContentsMargins(0, 0, 0, 0)
+        self.guide_label = QtWidgets.QLabel("")
+        self.guide_label.setWordWrap(True)
+        self.guide_button = QtWidgets.QPushButton("Flash photo…")
+        self.guide_button.setToolTip(
+            "flash/no-flash: a photo of the same shot taken with flash becomes the network's input; the loaded "
+            "photo (without flash) is the target, so the result keeps its light with the flash photo's low noise"
+        )
+        self.guide_clear = QtWidgets.QPushButton("Clear")
+        self.guide_clear.setToolTip("back to the random network input")
+        guide_row.addWidget(self.guide_label, 1)
+        guide_row.addWidget(self.guide_button)
+        guide_row.addWidget(self.guide_clear)
+        self.guide_row = QtWidgets.QWidget()
+        self.guide_row.setLayout(guide_row)
+        layout.addWidget(self.guide_row)
+        self.guide_button.clicked.connect(self.guideRequested)
+        self.guide_clear.clicked.connect(self.guideCleared)
+        self.set_guide_name(None)
         self.form = ParamsForm()
         layout.addWidget(self.form)
         layout.addStretch(1)
@@ -315,7 +338,13 @@ class AlgorithmPanel(QtWidgets.QWidget):
         self.form.set_values(m.default_values())
         for name, button in self.preset_buttons.items():
             button.setEnabled(name in m.presets)
+        self.guide_row.setVisible(m.takes_guide)
         self.changed.emit()
+
+    def set_guide_name(self, name: str | None) -> None:
+        """Show which image the network takes as its input (None: its random code)."""
+        self.guide_label.setText(f"network input: flash photo {name}" if name else "network input: random code")
+        self.guide_clear.setEnabled(name is not None)
 
     def apply_preset(self, name: str) -> None:
         m = self.current_method()

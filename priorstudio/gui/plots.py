@@ -356,7 +356,7 @@ class RunPlots(pg.GraphicsLayoutWidget):
             if t is not None and i is not None:
                 line.setPos(s.t[i])
         if i is None:
-            self.readout.setText("")
+            self.readout.clear()
             return
         parts = [f"t = {int(s.t[i])}", f"σ = {s['sigma'][i]:.4g}", f"residual = {s['residual_norm'][i]:.3g}"]
         if np.isfinite(s["data_error"][i]):
@@ -366,6 +366,7 @@ class RunPlots(pg.GraphicsLayoutWidget):
         if self.simulate and np.isfinite(s["ssim"][i]):
             parts.append(f"SSIM = {s['ssim'][i]:.3f}")
         self.readout.setText("  ".join(parts))
+        self.readout.setCursorPosition(0)  # a line too long for the dock shows its start, as a label would
 
     def readout_text(self) -> str:
         return self.readout.text()

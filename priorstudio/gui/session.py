@@ -151,6 +151,20 @@ class RunPlan:
             where = f" (photo {self.photo_shape[2]}×{self.photo_shape[1]})"
         return f"{w}×{h} {kind}{where}"
 
+    def take(self, image: Tensor) -> Tensor:
+        """A photo-size companion image (C, H, W) cut and scaled as the run sees the photo: its region, at the
+        size of the image the run seeks (a flash photo becomes the network input of a DIP run this way)."""
+        h, w = (int(v) for v in image.shape[1:])
+        if (h, w) != self.photo_shape[1:]:
+            raise ParameterError(
+                f"the image is {w}×{h} and the photo {self.photo_shape[2]}×{self.photo_shape[1]}: "
+                "they must be the same size"
+            )
+        rows, cols = self.region.slices()
+        piece = image.detach().to("cpu", torch.float32)[:, rows, cols]
+        size = tuple(int(v) for v in self.problem.image_shape[1:])
+        return resize(piece, size) if tuple(piece.shape[1:]) != size else piece.contiguous()
+
     def compose(self, photo: Tensor, estimate: Tensor) -> Tensor:
         """The image to save from the run's final estimate (C, H, W) or (1, C, H, W).
 

@@ -117,9 +117,11 @@ def _dip_runner(name: str) -> Callable[..., StepStream]:
         denoiser: Any = None,
         emit_every: int | None = None,
         init: Tensor | None = None,
+        net_input: Tensor | None = None,
     ) -> StepStream:
+        """``net_input``: an image to feed the network instead of its random code (flash/no-flash)."""
         params = _prepare(METHODS[name], operator, params, emit_every)
-        return dip_sampler(operator, measurement, params, truth=truth, init=init)
+        return dip_sampler(operator, measurement, params, truth=truth, init=init, net_input=net_input)
 
     return run
 
