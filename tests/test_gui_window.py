@@ -573,6 +573,10 @@ def test_a_flash_photo_becomes_the_network_input_of_a_dip_run(window, photo, tmp
     assert window.degradation.settings().task == "denoise" and window.degradation.settings().mode == "restore"
     values = window.algorithm.values()
     assert values["max_steps"] == 600 and values["reg_noise_std"] == 0.0 and values["lr"] == 0.1
+    assert window.algorithm.set_method("dip_gd")  # another DIP method keeps the flash recipe (and its own lr)
+    values = window.algorithm.values()
+    assert values["max_steps"] == 600 and values["reg_noise_std"] == 0.0 and values["lr"] != 0.1
+    assert window.algorithm.set_method("dip_adam")
     window.algorithm.set_values({"max_steps": 2, "width": 8})
     record = run_to_end(qtbot, window, timeout=60_000)
     assert record.t == 2

@@ -187,6 +187,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.algorithm.modelChanged.connect(self._on_model_changed)
         self.algorithm.guideRequested.connect(self.choose_guide)
         self.algorithm.guideCleared.connect(self.clear_guide)
+        self.algorithm.method.currentIndexChanged.connect(self._on_method_changed)
         self.mask_tools = MaskTools()
         self.plots = RunPlots()
         self.compare = ComparePanel()
@@ -483,6 +484,12 @@ class MainWindow(QtWidgets.QMainWindow):
             self.algorithm.set_values(_flash_values(method.name))
         self.run_label.setText(f"flash photo {self.guide_name}: press Run to merge it with {self.photo_name}")
         return True
+
+    def _on_method_changed(self, _index: int) -> None:
+        """A method that takes the chosen flash photo starts from the flash recipe, not its plain defaults."""
+        method = self.algorithm.current_method()
+        if self.guide is not None and method.takes_guide:
+            self.algorithm.set_values(_flash_values(method.name))
 
     def clear_guide(self) -> None:
         self.guide = None
