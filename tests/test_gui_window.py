@@ -606,3 +606,17 @@ def test_the_flash_photo_is_cut_and_scaled_as_the_run_sees_the_photo():
     assert torch.equal(taken, guide[:, r.top : r.bottom, r.left : r.right])
     with pytest.raises(ParameterError, match="same size"):
         plan.take(torch.rand(1, 40, 81))
+
+
+def test_the_algorithm_panel_shows_the_model_only_for_methods_that_use_one(qtbot):
+    from priorstudio.gui.panels import AlgorithmPanel
+
+    panel = AlgorithmPanel()
+    qtbot.addWidget(panel)
+    assert panel.model_row.isVisibleTo(panel) and not panel.guide_row.isVisibleTo(panel)
+    assert panel.set_method("dip_adam")
+    assert not panel.model_row.isVisibleTo(panel) and panel.guide_row.isVisibleTo(panel)
+    assert panel.set_method("nlm_twicing")
+    assert not panel.model_row.isVisibleTo(panel) and not panel.guide_row.isVisibleTo(panel)
+    assert panel.set_method("implicit_prior")
+    assert panel.model_row.isVisibleTo(panel) and panel.model_note.isVisibleTo(panel)

@@ -277,6 +277,7 @@ class AlgorithmPanel(QtWidgets.QWidget):
         self.model_row = QtWidgets.QWidget()
         self.model_row.setLayout(model_row)
         model_row.setContentsMargins(0, 0, 0, 0)
+        self._model_choice = model_choice
         self.model_row.setVisible(model_choice)
         layout.addWidget(self.model_row)
         self.model_note = QtWidgets.QLabel("")
@@ -339,6 +340,8 @@ class AlgorithmPanel(QtWidgets.QWidget):
         for name, button in self.preset_buttons.items():
             button.setEnabled(name in m.presets)
         self.guide_row.setVisible(m.takes_guide)
+        self.model_row.setVisible(self._model_choice and m.needs_denoiser)  # DIP and twicing use no denoiser
+        self.model_note.setVisible(m.needs_denoiser)
         self.changed.emit()
 
     def set_guide_name(self, name: str | None) -> None:
