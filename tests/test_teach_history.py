@@ -8,7 +8,7 @@ import torch
 
 from priorstudio.core.errors import ParameterError, ResourceLimitError
 from priorstudio.core.samplers.base import StepRecord
-from priorstudio.core.teach.history import FrameHistory
+from priorstudio.core.teach.history import FrameHistory, KeepPolicy
 
 
 def _frame(value: float, shape=(1, 4, 4)) -> torch.Tensor:
@@ -172,3 +172,25 @@ def test_history_sink_keeps_the_same_frames_but_compacts_only_those_it_keeps():
     sink.flush()
     assert kept.steps()[-1] == 300 and kept.latest().t == 300
     assert float(kept.latest().image().mean()) == pytest.approx(1.0, abs=1 / 255)
+
+
+def test_keep_policy_keeps_grid_frames_a_live_one_a_few_times_a_second_and_forced_ones():
+    history = FrameHistory(max_bytes=1 << 30, max_frames=4)  # a grid that thins out as frames come
+    now = [0.0]
+    policy = KeepPolicy(history, latest_every_s=0.2, clock=lambda: now[0])
+    kept = []
+    for n in range(40):
+        now[0] += 0.01  # 100 frames a second: the live view alone would keep one in 20
+        keep = policy.keep(64, force=n == 39)
+        kept.append(keep)
+        if keep:
+            history.push(n, torch.zeros(4, 4))
+        else:
+            history.skip()
+    on_grid = [f.index for f in history._grid]
+    assert kept[0] and kept[-1]  # the first (due) and the forced last
+    assert 3 <= sum(kept) < 20  # far fewer than all, more than the live view alone
+    assert all(kept[i] for i in on_grid)  # every frame the grid holds was made
+    now[0] += 1.0
+    assert policy.keep(64, grid=False)  # due again
+    assert not policy.keep(64, grid=False)  # not on the grid's say-so when told to ignore it

@@ -283,15 +283,14 @@ class FrameHistory:
         return [frames[i] for i in dict.fromkeys(int(p) for p in picks)]
 
 
-class HistorySink:
-    """A run's records into a :class:`FrameHistory`, compacting only the frames it will keep.
+class KeepPolicy:
+    """Which frames of a run a producer should make for a :class:`FrameHistory`, and which to skip.
 
-    Compacting a frame costs the run's thread a pass over the image; most steps' frames would only pass
-    through the latest slot before the next one replaces them. So a record's frame is pushed when it lands
-    on the history's grid, and otherwise at most every ``latest_every_s`` seconds (the live view of a running
-    run); the others are counted (:meth:`FrameHistory.skip`), so the grid is the same as if all were pushed.
-    The newest skipped record is held (records own their images) and :meth:`flush` pushes it once the run
-    has ended, so the history always ends with the run's last step.
+    Making a frame costs the run's thread (a copy off the device, a compaction), and most frames would only
+    pass through the history's latest slot before the next replaced them. So a frame is made when it lands
+    on the history's grid, and between those at most every ``latest_every_s`` seconds (the live view of a
+    running run). The producer counts the ones it skips with :meth:`FrameHistory.skip`, so the grid is the
+    same as if every frame had been pushed.
     """
 
     def __init__(
@@ -300,7 +299,31 @@ class HistorySink:
         self.history = history
         self.latest_every_s = float(latest_every_s)
         self._clock = clock
-        self._pushed_at = -math.inf
+        self._kept_at = -math.inf
+
+    def keep(self, nbytes: int, *, force: bool = False, grid: bool = True) -> bool:
+        """Whether to make the next frame (``nbytes`` when stored): forced, due for the live view, or (with
+        ``grid``) on the history's grid. True counts as kept now."""
+        now = self._clock()
+        if force or now - self._kept_at >= self.latest_every_s or (grid and self.history.next_on_grid(nbytes)):
+            self._kept_at = now
+            return True
+        return False
+
+
+class HistorySink:
+    """A run's records into a :class:`FrameHistory`, compacting only the frames it will keep.
+
+    Which frames are compacted is the :class:`KeepPolicy`'s choice (the grid's, a live one a few times a
+    second, and the run's last step). The newest skipped record is held (records own their images) and
+    :meth:`flush` pushes it once the run has ended, so the history always ends with the run's last step.
+    """
+
+    def __init__(
+        self, history: FrameHistory, *, latest_every_s: float = 0.2, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.history = history
+        self.policy = KeepPolicy(history, latest_every_s=latest_every_s, clock=clock)
         self._held: Any = None
 
     def __call__(self, record: Any) -> None:
@@ -308,12 +331,9 @@ class HistorySink:
         if image is None:
             return
         self._held = None
-        now = self._clock()
         nbytes = int(image.numel() if isinstance(image, Tensor) else np.asarray(image).size) * self.history.itemsize
-        due = now - self._pushed_at >= self.latest_every_s
-        if due or getattr(record, "is_last", False) or self.history.next_on_grid(nbytes):
+        if self.policy.keep(nbytes, force=bool(getattr(record, "is_last", False))):
             self.history.push_record(record)
-            self._pushed_at = now
         else:
             self.history.skip()
             self._held = record

@@ -21,7 +21,6 @@ would make the identity A(y)y = D(y) hold only to bf16 precision).
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -31,7 +30,7 @@ from torch import Tensor, nn
 
 from priorstudio.core.denoisers.inference import Denoiser
 from priorstudio.core.errors import ParameterError, ResourceLimitError
-from priorstudio.core.teach.history import FrameHistory
+from priorstudio.core.teach.history import FrameHistory, KeepPolicy
 
 NetLike = Denoiser | nn.Module | Callable[[Tensor], Tensor]
 
@@ -318,15 +317,13 @@ class ScoreTap:
     ) -> None:
         self.denoiser = denoiser
         self.history = history if history is not None else FrameHistory(dtype="float16")
-        self.latest_every_s = float(latest_every_s)
+        self.policy = KeepPolicy(self.history, latest_every_s=latest_every_s, clock=clock)
         self.calls = 0
         #: the newest score made and its step: at most ``latest_every_s`` seconds behind the newest call
         self.latest: Tensor | None = None
         self.latest_t = 0
         #: why the scores stopped being kept (a frame larger than the cap allows), or "" while they are
         self.dropped = ""
-        self._clock = clock
-        self._made_at = -math.inf
         self._skipped: tuple[int, Tensor, Tensor] | None = None  # the last call, while its score is not made
 
     # the attributes the sampler and the GUI read from a Denoiser, stated explicitly
@@ -350,11 +347,8 @@ class ScoreTap:
         out = self.denoiser(y)
         self._pass_skipped()
         self.calls += 1
-        now = self._clock()
-        on_grid = not self.dropped and self.history.next_on_grid(y.numel() * self.history.itemsize)
-        if on_grid or now - self._made_at >= self.latest_every_s:
+        if self.policy.keep(y.numel() * self.history.itemsize, grid=not self.dropped):
             self._keep(self.calls, y, out)
-            self._made_at = now
         else:  # held (no copy) so that flush() can still make it if this is the run's last call
             self._skipped = (self.calls, y.detach(), out.detach())
         return out
