@@ -349,3 +349,19 @@ def test_the_values_line_changes_without_re_laying_out_its_panel(qtbot):
     assert requests.count == 0
     assert plots.readout.isReadOnly()
     assert plots.readout.cursorPosition() == 0  # a line too long for the dock shows its start
+
+
+def test_to_bytes_writes_the_same_values_into_a_given_buffer_at_any_levels():
+    from priorstudio.gui.canvas import to_bytes
+
+    arr = np.random.default_rng(0).uniform(-0.2, 1.2, (5, 7, 3)).astype(np.float32)
+    arr[0, 0, 0] = np.nan
+    for levels in ((0.0, 1.0), (0.1, 0.9), (-0.5, 2.0)):
+        lo, hi = levels
+        expected = np.rint(np.clip(np.nan_to_num((arr - lo) * (255.0 / (hi - lo)), nan=0.0), 0, 255))
+        made = to_bytes(arr, levels)
+        assert made.dtype == np.uint8 and np.array_equal(made, expected.astype(np.uint8))
+        pixels = np.zeros((5, 7, 4), dtype=np.uint8)
+        to_bytes(arr, levels, out=pixels[..., 2::-1])
+        assert np.array_equal(pixels[..., 2::-1], made) and not pixels[..., 3].any()
+    assert to_bytes(arr)[0, 0, 0] == 0  # NaN shows black

@@ -90,11 +90,10 @@ def display_frame(t: int, image: Any, sigma: float = math.nan, final: bool = Fal
     (H, W) gray, or colour as (H, W, 4) bytes B, G, R, 255 — the screen's own 32-bit layout, so turning
     them into a pixmap is a plain copy (packed RGB would be converted pixel by pixel in the GUI thread)."""
     arr = display_copy(image)
-    values = to_bytes(arr)  # as the canvas converts at its default levels
-    if values.ndim == 2 or sys.byteorder != "little":  # (big-endian 32-bit pixels are A, R, G, B)
-        return Frame(t, arr, sigma, final, values)
-    pixels = np.empty((*values.shape[:2], 4), dtype=np.uint8)
-    pixels[..., 2::-1] = values  # B, G, R
+    if arr.ndim == 2 or sys.byteorder != "little":  # (big-endian 32-bit pixels are A, R, G, B)
+        return Frame(t, arr, sigma, final, to_bytes(arr))  # as the canvas converts at its default levels
+    pixels = np.empty((*arr.shape[:2], 4), dtype=np.uint8)
+    to_bytes(arr, out=pixels[..., 2::-1])  # B, G, R, straight into the 32-bit layout
     pixels[..., 3] = 255
     return Frame(t, arr, sigma, final, pixels)
 
