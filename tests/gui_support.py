@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
+from PySide6 import QtCore
 
 from priorstudio.core.denoisers import BiasFreeUNet, Denoiser
 from priorstudio.gui.main_window import MainWindow
@@ -44,3 +45,17 @@ def open_window(qtbot, settings, *, size: tuple[int, int] | None = (1200, 800), 
         w.show()
         qtbot.waitExposed(w)
     return w
+
+
+class EventCounter(QtCore.QObject):
+    """An event filter that counts the events of one type an object receives (and lets them all through)."""
+
+    def __init__(self, kind: QtCore.QEvent.Type) -> None:
+        super().__init__()
+        self.kind = kind
+        self.count = 0
+
+    def eventFilter(self, obj, event):  # type: ignore[no-untyped-def]
+        if event.type() == self.kind:
+            self.count += 1
+        return False

@@ -9,6 +9,7 @@ import threading
 import numpy as np
 import pytest
 import torch
+from gui_support import EventCounter
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from priorstudio.core.allocator import tune_allocator
@@ -314,17 +315,6 @@ def test_a_live_frame_moved_or_resized_is_placed_again(qtbot):
     assert placed() == QtCore.QRectF(0, 0, 48, 64)
 
 
-class _LayoutRequests(QtCore.QObject):
-    def __init__(self) -> None:
-        super().__init__()
-        self.count = 0
-
-    def eventFilter(self, obj, event):  # type: ignore[no-untyped-def]
-        if event.type() == QtCore.QEvent.Type.LayoutRequest:
-            self.count += 1
-        return False
-
-
 def test_the_values_line_changes_without_re_laying_out_its_panel(qtbot):
     """The values line under the plots gets new text with every redraw during a run; that must repaint the
     line only, not ask the panel (and the dock around it) to lay itself out again."""
@@ -337,7 +327,7 @@ def test_the_values_line_changes_without_re_laying_out_its_panel(qtbot):
     panel.resize(400, 600)
     panel.show()
     qtbot.waitExposed(panel)
-    requests = _LayoutRequests()
+    requests = EventCounter(QtCore.QEvent.Type.LayoutRequest)
     panel.installEventFilter(requests)
     for t in range(1, 30):
         plots.append(t, {"sigma": 0.5 / t, "residual_norm": 0.1, "psnr": 10.0})

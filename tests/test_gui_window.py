@@ -12,7 +12,7 @@ from PIL import Image
 
 pytest.importorskip("pytestqt")
 
-from gui_support import open_window, structured_photo, tiny_denoiser
+from gui_support import EventCounter, open_window, structured_photo, tiny_denoiser
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from priorstudio.core.errors import ParameterError
@@ -520,17 +520,6 @@ def test_a_frame_that_comes_too_soon_is_shown_once_the_gap_is_over(window, photo
     assert window.canvas.layer("estimate", "run").source.max() == 1.0  # the newer frame
 
 
-class _PaintCounter(QtCore.QObject):
-    def __init__(self) -> None:
-        super().__init__()
-        self.paints = 0
-
-    def eventFilter(self, obj, event):  # type: ignore[no-untyped-def]
-        if event.type() == QtCore.QEvent.Type.Paint:
-            self.paints += 1
-        return False
-
-
 def test_the_progress_bar_takes_a_new_step_without_painting_at_once(window, photo, qtbot):
     """QProgressBar.setValue paints synchronously; the progress line is set with updates off and painted
     once, later, by the event loop."""
@@ -539,15 +528,15 @@ def test_the_progress_bar_takes_a_new_step_without_painting_at_once(window, phot
     quick_params(window, max_steps=8, sigma_L=1e-4)
     run_to_end(qtbot, window)
     bar = window.progress_bar
-    counter = _PaintCounter()
+    counter = EventCounter(QtCore.QEvent.Type.Paint)
     bar.installEventFilter(counter)
     bar.setValue(0)
     qtbot.wait(50)
-    counter.paints = 0
+    counter.count = 0
     window._update_progress()
-    assert counter.paints == 0  # nothing painted inside the call …
+    assert counter.count == 0  # nothing painted inside the call …
     assert bar.updatesEnabled() and bar.value() == 1000 and bar.format().startswith("step 8")
-    qtbot.waitUntil(lambda: counter.paints >= 1, timeout=1_000)  # … the event loop paints it
+    qtbot.waitUntil(lambda: counter.count >= 1, timeout=1_000)  # … the event loop paints it
 
 
 # -- flash/no-flash ------------------------------------------------------------------------------------------

@@ -187,7 +187,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.algorithm.modelChanged.connect(self._on_model_changed)
         self.algorithm.guideRequested.connect(self.choose_guide)
         self.algorithm.guideCleared.connect(self.clear_guide)
-        self.algorithm.method.currentIndexChanged.connect(self._on_method_changed)
+        self.algorithm.method.currentIndexChanged.connect(self._apply_flash_recipe)
         self.mask_tools = MaskTools()
         self.plots = RunPlots()
         self.compare = ComparePanel()
@@ -446,8 +446,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     # -- flash/no-flash: a second photo as the network input ------------------------------------------
     def choose_guide(self) -> bool:
-        if self.photo is None:
-            self.report_error("Flash photo", "open the photo taken without flash first")
+        if not self._has_photo_for_guide():
             return False
         path, _ = QtWidgets.QFileDialog.getOpenFileName(
             self, "Open the photo taken with flash", os.path.dirname(self.photo_path or ""), IMAGE_FILTER
@@ -458,9 +457,9 @@ class MainWindow(QtWidgets.QMainWindow):
         """Use the photo at ``path`` (the same shot with flash) as the network input of DIP runs: the loaded
         photo is then restored as it is (task Denoise, mode Restore), with the flash preset. A file that does
         not load or is not the photo's size is refused with a message; nothing changes then."""
-        if self.photo is None:
-            self.report_error("Flash photo", "open the photo taken without flash first")
+        if not self._has_photo_for_guide():
             return False
+        assert self.photo is not None
         c, h, w = (int(v) for v in self.photo.shape)
         try:
             image = load_image(path, mode="gray" if c == 1 else "color")
@@ -479,14 +478,18 @@ class MainWindow(QtWidgets.QMainWindow):
         self.algorithm.set_guide_name(self.guide_name)
         self.degradation.set_task("denoise")
         self.degradation.set_mode("restore")
-        method = self.algorithm.current_method()
-        if method.takes_guide:
-            self.algorithm.set_values(_flash_values(method.name))
+        self._apply_flash_recipe()
         self.run_label.setText(f"flash photo {self.guide_name}: press Run to merge it with {self.photo_name}")
         return True
 
-    def _on_method_changed(self, _index: int) -> None:
-        """A method that takes the chosen flash photo starts from the flash recipe, not its plain defaults."""
+    def _has_photo_for_guide(self) -> bool:
+        if self.photo is None:
+            self.report_error("Flash photo", "open the photo taken without flash first")
+        return self.photo is not None
+
+    def _apply_flash_recipe(self, *_args: object) -> None:
+        """With a flash photo chosen, a method that takes it starts from the flash recipe, not its defaults
+        (also when the method changes: connected to the method list)."""
         method = self.algorithm.current_method()
         if self.guide is not None and method.takes_guide:
             self.algorithm.set_values(_flash_values(method.name))
