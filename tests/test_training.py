@@ -113,6 +113,29 @@ def test_fine_tune_refuses_another_architecture(image_dir: Path, tmp_path: Path)
         train(cfg, show_progress=False, log=lambda s: None)
 
 
+def test_fine_tune_grows_a_unet_without_changing_its_output(image_dir: Path, tmp_path: Path) -> None:
+    base = tmp_path / "base.pt"
+    train(_cfg(image_dir, base, 3), show_progress=False, log=lambda s: None)
+    cfg = _cfg(image_dir, tmp_path / "wide.pt", 1)
+    cfg.init_from, cfg.arch_config = str(base), {"widths": [12, 16]}
+    cfg.lr = cfg.lr_min = 1e-12  # one step that barely moves: the output is still the base model's
+    logged: list[str] = []
+    train(cfg, show_progress=False, log=logged.append)
+    assert any("grew the network from widths [8, 16] to [12, 16]" in line for line in logged)
+    blob = load_weights_file(tmp_path / "wide.pt")
+    assert blob["arch_config"]["widths"] == [12, 16]
+    assert blob["training"]["lineage"][-1]["widths"] == [8, 16]
+    y = torch.rand(1, 1, 24, 24)
+    narrow = load_denoiser(base, channels=1, device="cpu", fast=False)
+    wide = load_denoiser(tmp_path / "wide.pt", channels=1, device="cpu", fast=False)
+    assert torch.allclose(narrow(y), wide(y), atol=1e-5)
+    # narrower than the file is not growing: refused
+    cfg = _cfg(image_dir, tmp_path / "narrow.pt", 1)
+    cfg.init_from, cfg.arch_config = str(base), {"widths": [4, 16]}
+    with pytest.raises(ParameterError, match="only be grown"):
+        train(cfg, show_progress=False, log=lambda s: None)
+
+
 def _env() -> dict[str, str]:
     env = dict(os.environ)
     env["OMP_NUM_THREADS"] = "1"

@@ -32,6 +32,7 @@ from torch import Tensor, nn
 from priorstudio.core.denoisers.architectures import build_network, count_parameters
 from priorstudio.core.denoisers.inference import cpu_has_fast_bf16
 from priorstudio.core.denoisers.registry import load_weights_file, network_from_blob, pack_weights, state_digest
+from priorstudio.core.denoisers.widening import can_widen, widen_unet
 from priorstudio.core.errors import ParameterError
 from priorstudio.core.progress import ProgressBar, format_seconds
 
@@ -198,23 +199,37 @@ def weights_digest(net: nn.Module) -> str:
 def _load_init(net: nn.Module, cfg: TrainConfig) -> list[dict[str, Any]]:
     """Load the weights a fine-tune starts from; return the lineage of runs behind them.
 
-    The file must describe the same architecture (a mismatch is an error, not a silent partial load), and
+    The file must describe the same architecture (a mismatch is an error, not a silent partial load) or a
+    UNet this run's wider one can grow from without changing its output (``widening.widen_unet``), and
     it must come from the same kind of data: its lineage is carried forward so the model card can state the
     total steps and CPU time behind a model trained over several runs.
     """
     blob = load_weights_file(cfg.init_from)
     want = {"channels": cfg.channels, **cfg.arch_config}
-    if blob["arch"] != cfg.arch or any(blob["arch_config"].get(k) != v for k, v in want.items()):
+    have = blob["arch_config"]
+    same = blob["arch"] == cfg.arch and all(have.get(k) == v for k, v in want.items())
+    grow = (
+        not same
+        and blob["arch"] == cfg.arch == "unet"
+        and all(have.get(k) == v for k, v in want.items() if k != "widths")
+        and can_widen(have.get("widths", []), want.get("widths", []))
+    )
+    if not (same or grow):
         raise ParameterError(
-            f"--init-from {Path(cfg.init_from).name}: it holds a {blob['arch']} {blob['arch_config']}, "
-            f"but this run trains a {cfg.arch} {want}"
+            f"--init-from {Path(cfg.init_from).name}: it holds a {blob['arch']} {have}, "
+            f"but this run trains a {cfg.arch} {want} (a UNet can only be grown: same levels, no level narrower)"
         )
-    net.load_state_dict(network_from_blob(blob, Path(cfg.init_from).name).state_dict())
+    start = network_from_blob(blob, Path(cfg.init_from).name)
+    if grow:
+        start = widen_unet(start, want["widths"], seed=cfg.seed)
+    net.load_state_dict(start.state_dict())
     prev = dict(blob.get("training") or {})
     lineage = list(prev.pop("lineage", []) or [])
     entry = {k: prev[k] for k in ("step", "steps", "train_seconds", "lr", "patch", "batch", "world_size") if k in prev}
     entry["data_hash"] = blob.get("data_hash", "")
     entry["file"] = Path(cfg.init_from).name
+    if grow:
+        entry["widths"] = list(have["widths"])  # this run grew the network from these widths
     return [*lineage, entry]
 
 
@@ -255,6 +270,11 @@ def train(
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
     net = build_network(cfg.arch, {"channels": cfg.channels, **cfg.arch_config}).to(device)
     lineage = _load_init(net, cfg) if cfg.init_from else []
+    if lineage and "widths" in lineage[-1] and rank == 0 and not resume:
+        log(
+            f"grew the network from widths {lineage[-1]['widths']} to {cfg.arch_config['widths']} "
+            f"(same output; {count_parameters(net):,} weights)"
+        )
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     gen = torch.Generator().manual_seed(cfg.seed * 1000 + rank)
     step, history, cpu_seconds = 0, [], 0.0
