@@ -285,6 +285,26 @@ def test_a_colour_frame_s_pixels_show_its_colours(qtbot):
             assert ready.pixel(x, y) == converted.pixel(x, y)
 
 
+@pytest.mark.parametrize("channels", [1, 3])
+def test_frames_of_a_tensor_and_of_an_array_are_the_same(channels):
+    """The torch conversion (for sampler tensors) gives exactly the pixels and floats of the NumPy one:
+    values clipped, NaN black in the pixels and kept in the floats, halves rounded to even — in buffers
+    of its own, never views of the sampler's."""
+    from priorstudio.gui.worker import display_frame
+
+    image = torch.rand(1, channels, 9, 7, generator=torch.Generator().manual_seed(5)) * 1.4 - 0.2
+    image[0, 0, 0, 0] = math.nan
+    image[0, -1, 1, 1] = 0.5 / 255  # exactly half a level: rounds to even (0)
+    image[0, -1, 1, 2] = 1.5 / 255  # (2)
+    a, b = display_frame(3, image), display_frame(3, image.numpy().copy())
+    np.testing.assert_array_equal(a.display, b.display)
+    np.testing.assert_array_equal(a.image, b.image)
+    assert a.display.shape == ((9, 7) if channels == 1 else (9, 7, 4))
+    assert a.image.flags.c_contiguous and a.display.flags.c_contiguous
+    image.fill_(0.25)  # the sampler reuses its buffer: the frame must not change
+    assert not np.any(a.image == 0.25)
+
+
 def test_a_live_frame_moved_or_resized_is_placed_again(qtbot):
     """Frames in the same place only swap pixels; one over another rectangle, or of another size, is
     placed (and scaled) anew, and a layer removed and shown again is placed from scratch."""

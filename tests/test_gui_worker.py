@@ -187,9 +187,13 @@ def test_metrics_tap_psnr_every_step_ssim_on_a_budget():
     assert display_copy(torch.full((1, 3, 2, 2), 2.0)).max() == 1.0
 
 
-def test_metrics_tap_psnr_matches_the_library_on_clipped_estimates():
+@pytest.mark.parametrize("torch_from", [0, 10**9], ids=["torch", "numpy"])
+def test_metrics_tap_psnr_matches_the_library_on_clipped_estimates(monkeypatch, torch_from):
+    """Both ways of computing the per-step PSNR (torch for large images, NumPy for small) agree with it."""
     from priorstudio.core.metrics import psnr
+    from priorstudio.gui import worker
 
+    monkeypatch.setattr(worker, "TORCH_PSNR_MIN_VALUES", torch_from)
     gen = torch.Generator().manual_seed(0)
     truth = torch.rand(3, 20, 24, generator=gen)
     tap = MetricsTap(truth, ssim_share=0.0)

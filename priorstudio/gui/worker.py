@@ -46,6 +46,8 @@ RecordSink = Callable[[StepRecord], None]
 
 #: Steps that bring no frame still reach the GUI within this delay (in one update with those before them).
 STEPS_MAX_DELAY_S = 1 / 15
+#: From this many values up the per-step PSNR runs in torch on the sampler's threads (see MetricsTap).
+TORCH_PSNR_MIN_VALUES = 128 * 1024
 
 
 @dataclass
@@ -88,14 +90,29 @@ class Update:
 def display_frame(t: int, image: Any, sigma: float = math.nan, final: bool = False) -> Frame:
     """A :class:`Frame` of ``image`` with its 8-bit display pixels, for the GUI thread to wrap as they are:
     (H, W) gray, or colour as (H, W, 4) bytes B, G, R, 255 — the screen's own 32-bit layout, so turning
-    them into a pixmap is a plain copy (packed RGB would be converted pixel by pixel in the GUI thread)."""
-    arr = display_copy(image)
-    if arr.ndim == 2 or sys.byteorder != "little":  # (big-endian 32-bit pixels are A, R, G, B)
-        return Frame(t, arr, sigma, final, to_bytes(arr))  # as the canvas converts at its default levels
-    pixels = np.empty((*arr.shape[:2], 4), dtype=np.uint8)
-    to_bytes(arr, out=pixels[..., 2::-1])  # B, G, R, straight into the 32-bit layout
+    them into a pixmap is a plain copy (packed RGB would be converted pixel by pixel in the GUI thread).
+
+    The pixels are exactly what the canvas makes at its default levels (NaN black, half to even). A torch
+    estimate is converted by torch on the sampler's own threads, in fewer passes than NumPy's single thread:
+    ~3× faster for a 256² colour frame, time the sampler would otherwise lose at every frame."""
+    if not isinstance(image, torch.Tensor) or sys.byteorder != "little":  # (big-endian pixels are A, R, G, B)
+        arr = display_copy(image)
+        if arr.ndim == 2:
+            return Frame(t, arr, sigma, final, to_bytes(arr))
+        pixels = np.empty((*arr.shape[:2], 4), dtype=np.uint8)
+        to_bytes(arr, out=pixels[..., 2::-1])  # B, G, R, straight into the 32-bit layout
+        pixels[..., 3] = 255
+        return Frame(t, arr, sigma, final, pixels)
+    x = image.detach().to("cpu", torch.float32)
+    x = x[0] if x.dim() == 4 else x
+    clipped = x.clamp(0.0, 1.0)  # a new tensor: never a view of the sampler's buffer; NaN stays NaN
+    levels = torch.nan_to_num_(clipped * 255.0, nan=0.0).round_().to(torch.uint8)
+    if clipped.shape[0] == 1:
+        return Frame(t, clipped[0].numpy(), sigma, final, levels[0].numpy())
+    pixels = torch.empty((*clipped.shape[1:], 4), dtype=torch.uint8)
+    pixels[..., :3] = levels.flip(0).permute(1, 2, 0)  # B, G, R
     pixels[..., 3] = 255
-    return Frame(t, arr, sigma, final, pixels)
+    return Frame(t, clipped.permute(1, 2, 0).contiguous().numpy(), sigma, final, pixels.numpy())
 
 
 def display_copy(image: Any) -> np.ndarray:
@@ -126,10 +143,15 @@ class MetricsTap:
         self.ssim_share = float(ssim_share)
         self._ssim_cost = 0.0
         self._last_ssim = -math.inf
-        # PSNR of every step in NumPy (single-threaded), into a buffer kept for the run: a handful of tiny torch
-        # ops would each fork and join the worker's OpenMP team, which cost the sampler ~4% of its speed
+        # PSNR of every step into a buffer kept for the run. Small images in NumPy (one thread): torch ops
+        # there would each fork and join the worker's OpenMP team, which cost the sampler ~4% of its speed;
+        # large ones (a 256² colour image) in torch on the sampler's threads, where that pays: measured in
+        # the real window, 0.49 → 0.37 ms per step and ~4% more steps per second
         self._truth_flat = self.truth[:1].numpy().ravel()  # float32, as the estimates come
         self._diff = np.empty_like(self._truth_flat)
+        self._threaded = self._truth_flat.size >= TORCH_PSNR_MIN_VALUES
+        self._truth_t = torch.from_numpy(self._truth_flat)
+        self._diff_t = torch.from_numpy(self._diff)
 
     def __call__(self, record: StepRecord) -> None:
         from priorstudio.core.metrics import psnr, ssim
@@ -150,11 +172,18 @@ class MetricsTap:
     def _psnr(self, x: torch.Tensor) -> float:
         """PSNR (peak 1) of ``x`` clipped to [0, 1] against the truth, as core.metrics.psnr to ~1e-7 dB: the
         squared differences in float32 (half the memory traffic of float64), summed in float64."""
-        d = self._diff
-        np.clip(x.contiguous().numpy().reshape(-1), 0.0, 1.0, out=d)
-        d -= self._truth_flat
-        np.square(d, out=d)
-        mse = float(d.sum(dtype=np.float64)) / d.size  # not np.dot: BLAS would start its own spinning threads
+        if self._threaded:
+            d = self._diff_t
+            torch.clamp(x.reshape(-1), 0.0, 1.0, out=d)
+            d.sub_(self._truth_t)
+            total = float(d.square_().sum(dtype=torch.float64))
+        else:
+            d = self._diff
+            np.clip(x.contiguous().numpy().reshape(-1), 0.0, 1.0, out=d)
+            d -= self._truth_flat
+            np.square(d, out=d)
+            total = float(d.sum(dtype=np.float64))  # not np.dot: BLAS would start its own spinning threads
+        mse = total / self._diff.size
         return math.inf if mse == 0.0 else 10.0 * math.log10(1.0 / mse)
 
 
