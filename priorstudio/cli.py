@@ -446,12 +446,16 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 # -- bench / models / gui ------------------------------------------------------------------------------
 def cmd_bench(args: argparse.Namespace) -> int:
-    _refuse_existing([args.json], args.overwrite)  # before the benchmark, not after its minutes
+    # before the benchmark, not after its minutes (a resumable one continues from the file instead)
+    resumable = hasattr(args, "resume")
+    if args.json and Path(args.json).exists() and not (args.overwrite or (resumable and args.resume)):
+        also = ", or --resume to continue from its rows" if resumable else ""
+        raise ParameterError(f"{args.json} exists; pass --overwrite to replace it{also}")
     rows = args.bench_module.run(args)
     if args.json:
         from priorstudio.core.atomic import atomic_write_text
 
-        atomic_write_text(args.json, json.dumps(rows, indent=2) + "\n", overwrite=args.overwrite)
+        atomic_write_text(args.json, json.dumps(rows, indent=2) + "\n", overwrite=True)  # checked above
         print(f"wrote {len(rows)} rows to {args.json}")
     return 0
 

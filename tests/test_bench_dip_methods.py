@@ -11,6 +11,7 @@ from PIL import Image
 
 from priorstudio import cli
 from priorstudio.bench import dip as bench_dip
+from priorstudio.core.errors import ParameterError
 
 TWICING = ("nlm_twicing", "ntk_twicing")
 
@@ -98,6 +99,41 @@ def test_bench_dip_without_timing_has_no_plain_seconds(tmp_path):
     assert cli.main([*argv, "--timing-steps", "0", "--every", "1", "--json", str(out)]) == 0
     (row,) = json.loads(out.read_text())
     assert row["plain_seconds"] is None and row["set"] == "one" and row["steps"] == 2
+
+
+def test_bench_dip_resumes_from_its_rows(tmp_path, capsys, monkeypatch):
+    """Rows are written as each image finishes; --resume keeps those with the same settings and measures the
+    rest (here: an image the first run did not reach, and one whose settings changed)."""
+    folder = tmp_path / "set"
+    folder.mkdir()
+    for i in range(2):
+        save_image(folder / f"im{i}.png", 64, seed=7 + i)
+    out = tmp_path / "dip.json"
+    base = ["bench", "dip", str(folder), "--crop", "64", "--every", "1", "--width", "4", "--timing-steps", "0"]
+    base += ["--denoise-image", "", "--json", str(out)]
+    real_run_one, measured = bench_dip._run_one, []
+
+    def counting(*a, **k):
+        measured.append(a[4].shape)
+        return real_run_one(*a, **k)
+
+    monkeypatch.setattr(bench_dip, "_run_one", counting)
+    assert cli.main([*base, "--steps", "2", "--limit", "1"]) == 0  # stops after the first image
+    first = json.loads(out.read_text())
+    assert [r["image"] for r in first] == ["im0.png"] and len(measured) == 1
+    capsys.readouterr()
+    assert cli.main([*base, "--steps", "2"]) == ParameterError.exit_code  # refused: neither flag given
+    assert "--resume to continue" in capsys.readouterr().err
+    assert cli.main([*base, "--steps", "2", "--resume"]) == 0
+    assert len(measured) == 2  # only im1 was run
+    rows = json.loads(out.read_text())
+    assert [r["image"] for r in rows] == ["im0.png", "im1.png"] and rows[0] == first[0]
+    assert "kept from the earlier run" in capsys.readouterr().out
+    assert cli.main([*base, "--steps", "3", "--resume"]) == 0  # other settings: both measured again
+    assert len(measured) == 4
+    assert [r["steps"] for r in json.loads(out.read_text())] == [3, 3]
+    assert cli.main([a for a in base if a not in ("--json", str(out))] + ["--resume"]) == ParameterError.exit_code
+    assert "needs --json" in capsys.readouterr().err
 
 
 def test_summary_line_reports_the_early_stopping_gap():

@@ -15,22 +15,28 @@
 
 The full protocol (Set5 + Set14 at 2000 steps, F16 at 3000) takes about 12 hours of an idle 2-core CPU
 (days when its cores are shared); ``--limit``, ``--crop``, ``--steps`` and ``--width`` give reduced runs,
-and the rows say which settings were used.
+and the rows say which settings were used. With ``--json`` every row is written as soon as its image is
+done, and ``--resume`` keeps the rows already there that used the same settings and skips their images, so
+the protocol can be run in pieces (an interrupted run loses at most the image it was on).
 The default data paths are relative to the working folder, or else to the folder above the source tree.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import statistics
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from priorstudio.core.atomic import atomic_write_text
 from priorstudio.core.denoisers.training import list_images
+from priorstudio.core.errors import ParameterError
 from priorstudio.core.imageio import load_image
 from priorstudio.core.metrics import psnr, psnr_y
 from priorstudio.core.operators.base import Operator
@@ -80,6 +86,74 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--es-patience", type=int, default=300, help="early stopping: steps without a new minimum")
     parser.add_argument("--timing-steps", type=int, default=6, help="steps timed side by side (0: no plain run)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the rows already in --json FILE that used the same settings and skip their images",
+    )
+
+
+class RowStore:
+    """The rows so far, written to ``path`` (when given) after every image, so a long run can be resumed.
+
+    A row is reused only for the same set, task, image and settings (``settings`` in the row): a resumed run
+    with other steps, width, crop or seed measures again.
+    """
+
+    def __init__(self, path: str | Path | None, resume: bool) -> None:
+        self.path = Path(path) if path else None
+        self.rows: list[dict] = []
+        self._earlier: dict[str, dict] = {}
+        if resume:
+            if self.path is None:
+                raise ParameterError("--resume needs --json FILE (the rows to continue from)")
+            if self.path.exists():
+                try:
+                    earlier = json.loads(self.path.read_text())
+                except (OSError, ValueError) as exc:
+                    raise ParameterError(f"--resume: cannot read the rows in {self.path}: {exc}") from None
+                if not isinstance(earlier, list):
+                    raise ParameterError(f"--resume: {self.path} does not hold a list of rows")
+                self._earlier = {self.key(r): r for r in earlier if isinstance(r, dict) and "settings" in r}
+
+    @staticmethod
+    def key(row: dict) -> str:
+        ident = {k: row.get(k) for k in ("set", "task", "image", "size", "settings")}
+        return json.dumps(ident, sort_keys=True)
+
+    def earlier(self, row_id: dict) -> dict | None:
+        """The row of an earlier run with these identifying fields, if there is one."""
+        return self._earlier.get(self.key(row_id))
+
+    def add(self, row: dict) -> None:
+        self.rows.append(row)
+        if self.path is not None:
+            atomic_write_text(self.path, json.dumps(self.rows, indent=2) + "\n", overwrite=True)
+
+
+def _settings(args: argparse.Namespace, params: DIPParams) -> dict[str, Any]:
+    """What, besides the image, decides a row's numbers (for --resume)."""
+    return {
+        "steps": params.max_steps,
+        "width": params.width,
+        "seed": args.seed,
+        "ema": params.ema,
+        "every": args.every,
+        "es": [args.es_window, args.es_patience],
+        "timing_steps": args.timing_steps,
+    }
+
+
+def _measure(store: RowStore, row_id: dict, label: str, measure) -> dict:
+    """The earlier row for ``row_id`` when resuming, else ``measure()``'s; printed and stored either way."""
+    row = store.earlier(row_id)
+    if row is not None:
+        print(_line(label, row) + " (kept from the earlier run)", flush=True)
+    else:
+        row = {**row_id, **measure()}
+        print(_line(label, row), flush=True)
+    store.add(row)
+    return row
 
 
 def centre_crop(x: torch.Tensor, size: int, multiple: int = 32) -> torch.Tensor:
@@ -200,7 +274,7 @@ def _line(name: str, row: dict[str, Any]) -> str:
     return text
 
 
-def _denoise(args: argparse.Namespace, every: int) -> list[dict]:
+def _denoise(args: argparse.Namespace, every: int, store: RowStore) -> list[dict]:
     """σ-noise denoising of one image, or of every image of a folder (``--limit``), with a summary line."""
     source = data_path(args.denoise_image)
     files = list_images(source)[: args.limit or None] if source.is_dir() else [source]
@@ -219,12 +293,15 @@ def _denoise(args: argparse.Namespace, every: int) -> list[dict]:
             f"width {params.width}, output average {params.ema}; noisy input {psnr(noisy.clamp(0, 1), x):.2f} dB"
         )
         metric = lambda img, x=x: psnr(img[0].clamp(0, 1), x)  # noqa: E731
-        row = _run_one("denoise", None, None, params, x, noisy, metric, args.timing_steps)
-        name = source.name if source.is_dir() else path.stem
-        row = {"set": name, "task": f"denoise{args.noise:g}", "image": path.name, **row}
-        row["size"] = f"{x.shape[2]}x{x.shape[1]}"
-        rows.append(row)
-        print(_line(path.stem, row), flush=True)
+        row_id = {
+            "set": source.name if source.is_dir() else path.stem,
+            "task": f"denoise{args.noise:g}",
+            "image": path.name,
+            "size": f"{x.shape[2]}x{x.shape[1]}",
+            "settings": _settings(args, params),
+        }
+        measure = partial(_run_one, "denoise", None, None, params, x, noisy, metric, args.timing_steps)
+        rows.append(_measure(store, row_id, path.stem, measure))
     if len(rows) > 1:
         print(summary_line(rows))
     return rows
@@ -260,7 +337,7 @@ def _common(args: argparse.Namespace, every: int) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> list[dict]:
-    rows: list[dict] = []
+    store = RowStore(getattr(args, "json", None), getattr(args, "resume", False))
     torch.manual_seed(args.seed)
     every = max(1, args.every)
     if not args.no_sr:
@@ -283,14 +360,17 @@ def run(args: argparse.Namespace) -> list[dict]:
                 op = LanczosDownsample(tuple(hr.shape), args.factor)
                 lr = op.forward(hr.unsqueeze(0))
                 metric = lambda img, hr=hr: psnr_y(img[0].clamp(0, 1), hr, border=args.factor)  # noqa: E731
-                row = _run_one("sr", op, lr, params, hr, None, metric, args.timing_steps)
-                row = {"set": folder.name, "task": f"sr{args.factor}", "image": path.name, **row}
-                row["size"] = f"{hr.shape[2]}x{hr.shape[1]}"
-                rows.append(row)
-                values.append(row)
-                print(_line(f"{folder.name}/{path.stem}", row), flush=True)
+                row_id = {
+                    "set": folder.name,
+                    "task": f"sr{args.factor}",
+                    "image": path.name,
+                    "size": f"{hr.shape[2]}x{hr.shape[1]}",
+                    "settings": _settings(args, params),
+                }
+                measure = partial(_run_one, "sr", op, lr, params, hr, None, metric, args.timing_steps)
+                values.append(_measure(store, row_id, f"{folder.name}/{path.stem}", measure))
             if values:
                 print(f"{folder.name}: {summary_line(values)}")
     if args.denoise_image:
-        rows += _denoise(args, every)
-    return rows
+        _denoise(args, every, store)
+    return store.rows
