@@ -606,7 +606,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--init-from",
         type=Path,
         default=None,
-        help="fine-tune: start from this weights file (same architecture) instead of random weights",
+        help="fine-tune: start from this weights file instead of random weights (same architecture, or a UNet "
+        "with no wider level: it is grown to --widths with the same output)",
     )
     p.add_argument("--sigma-max", type=float, default=102.0, help="noise drawn from U[0, this]/255 (default 102 ≈ 0.4)")
     p.add_argument("--seed", type=int, default=0)
