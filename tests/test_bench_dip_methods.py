@@ -28,6 +28,14 @@ def save_image(path, size: int, seed: int, channels: int = 3) -> None:
     Image.fromarray(arr[..., 0] if channels == 1 else arr).save(path)
 
 
+def image_set(folder, count: int, size: int, seed: int, stem: str = "im"):
+    """A folder of ``count`` colour test images."""
+    folder.mkdir()
+    for i in range(count):
+        save_image(folder / f"{stem}{i}.png", size, seed=seed + i)
+    return folder
+
+
 def test_bench_methods_one_line_per_method_and_json_rows(tmp_path, capsys):
     folder = tmp_path / "images"
     folder.mkdir()
@@ -66,13 +74,8 @@ def test_bench_methods_inpainting_a_too_small_crop_and_an_unknown_method(tmp_pat
 
 
 def test_bench_dip_end_to_end_with_side_by_side_timing(tmp_path, capsys):
-    sr_set = tmp_path / "set"
-    sr_set.mkdir()
-    save_image(sr_set / "hr.png", 70, seed=2)  # cropped to 64×64 (a multiple of 32)
-    noisy_set = tmp_path / "denoise"
-    noisy_set.mkdir()
-    for i in range(2):
-        save_image(noisy_set / f"n{i}.png", 64, seed=3 + i)
+    sr_set = image_set(tmp_path / "set", 1, 70, seed=2)  # cropped to 64×64 (a multiple of 32)
+    noisy_set = image_set(tmp_path / "denoise", 2, 64, seed=3, stem="n")
     out = tmp_path / "dip.json"
     argv = ["bench", "dip", str(sr_set), "--steps", "3", "--crop", "64", "--every", "1", "--width", "4"]
     argv += ["--timing-steps", "1", "--es-window", "2", "--es-patience", "1"]
@@ -104,10 +107,7 @@ def test_bench_dip_without_timing_has_no_plain_seconds(tmp_path):
 def test_bench_dip_resumes_from_its_rows(tmp_path, capsys, monkeypatch):
     """Rows are written as each image finishes; --resume keeps those with the same settings and measures the
     rest (here: an image the first run did not reach, and one whose settings changed)."""
-    folder = tmp_path / "set"
-    folder.mkdir()
-    for i in range(2):
-        save_image(folder / f"im{i}.png", 64, seed=7 + i)
+    folder = image_set(tmp_path / "set", 2, 64, seed=7)
     out = tmp_path / "dip.json"
     base = ["bench", "dip", str(folder), "--crop", "64", "--every", "1", "--width", "4", "--timing-steps", "0"]
     base += ["--denoise-image", "", "--json", str(out)]
