@@ -38,11 +38,12 @@ def _check_seed(seed: int) -> None:
         raise ParameterError(f"--seed must be in [0, 2^63), got {seed}")
 
 
-def _refuse_existing(targets: list[Path | str | None], overwrite: bool) -> None:
-    """Before any work: no output may silently replace an existing file (empty entries: options not given)."""
+def _refuse_existing(targets: list[Path | str | None], overwrite: bool, other_way: str = "") -> None:
+    """Before any work: no output may silently replace an existing file (empty entries: options not given).
+    ``other_way``: what else the message may suggest (", or --resume to …")."""
     existing = [Path(t) for t in targets if t and Path(t).exists()]
     if existing and not overwrite:
-        raise ParameterError(f"{existing[0]} exists; pass --overwrite to replace it")
+        raise ParameterError(f"{existing[0]} exists; pass --overwrite to replace it{other_way}")
 
 
 # -- shared option groups ----------------------------------------------------------------------------
@@ -448,9 +449,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     # before the benchmark, not after its minutes (a resumable one continues from the file instead)
     resumable = hasattr(args, "resume")
-    if args.json and Path(args.json).exists() and not (args.overwrite or (resumable and args.resume)):
-        also = ", or --resume to continue from its rows" if resumable else ""
-        raise ParameterError(f"{args.json} exists; pass --overwrite to replace it{also}")
+    also = ", or --resume to continue from its rows" if resumable else ""
+    _refuse_existing([args.json], args.overwrite or (resumable and args.resume), also)
     rows = args.bench_module.run(args)
     if args.json:
         from priorstudio.core.atomic import atomic_write_text

@@ -95,9 +95,10 @@ def display_frame(t: int, image: Any, sigma: float = math.nan, final: bool = Fal
     The pixels are exactly what the canvas makes at its default levels (NaN black, half to even). A torch
     estimate is converted by torch on the sampler's own threads, in fewer passes than NumPy's single thread:
     ~3× faster for a 256² colour frame, time the sampler would otherwise lose at every frame."""
-    if not isinstance(image, torch.Tensor) or sys.byteorder != "little":  # (big-endian pixels are A, R, G, B)
+    little = sys.byteorder == "little"  # (big-endian 32-bit pixels are A, R, G, B: those get packed RGB)
+    if not (isinstance(image, torch.Tensor) and little):
         arr = display_copy(image)
-        if arr.ndim == 2:
+        if arr.ndim == 2 or not little:
             return Frame(t, arr, sigma, final, to_bytes(arr))
         pixels = np.empty((*arr.shape[:2], 4), dtype=np.uint8)
         to_bytes(arr, out=pixels[..., 2::-1])  # B, G, R, straight into the 32-bit layout

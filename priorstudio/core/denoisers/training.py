@@ -207,13 +207,9 @@ def _load_init(net: nn.Module, cfg: TrainConfig) -> list[dict[str, Any]]:
     blob = load_weights_file(cfg.init_from)
     want = {"channels": cfg.channels, **cfg.arch_config}
     have = blob["arch_config"]
-    same = blob["arch"] == cfg.arch and all(have.get(k) == v for k, v in want.items())
-    grow = (
-        not same
-        and blob["arch"] == cfg.arch == "unet"
-        and all(have.get(k) == v for k, v in want.items() if k != "widths")
-        and can_widen(have.get("widths", []), want.get("widths", []))
-    )
+    alike = blob["arch"] == cfg.arch and all(have.get(k) == v for k, v in want.items() if k != "widths")
+    same = alike and have.get("widths") == want.get("widths")
+    grow = alike and not same and cfg.arch == "unet" and can_widen(have["widths"], want["widths"])
     if not (same or grow):
         raise ParameterError(
             f"--init-from {Path(cfg.init_from).name}: it holds a {blob['arch']} {have}, "
