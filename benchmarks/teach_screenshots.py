@@ -1,10 +1,12 @@
-"""Screenshots of the teaching tools for the README, taken with the bundled models.
+"""Screenshots for the README — the main window mid-run and the teaching tools — with the bundled models.
 
     xvfb-run -a -s "-screen 0 1600x1000x24" python benchmarks/teach_screenshots.py [--only gallery,history]
 
 Every tool really runs — on small images (32–96 px, a few samples), so it finishes on a busy CPU — and
 its window is grabbed once the work is done and written as ``teach-<name>.png``; ``history`` is the main
-window after a short run, its *Run history* and *Explain* docks side by side. Without a display it falls
+window after a short run, its *Run history* and *Explain* docks side by side. ``window`` (written as
+``window-mid-run.png``) is the main window paused halfway through an inpainting run of the bundled colour
+model on its fast path, as a user sees it, in split view. Without a display it falls
 back to Qt's offscreen platform and says so on stderr: no window manager, and fonts and styles may differ
 from what users see. PNGs over ``--max-kb`` are re-encoded with a 256-colour palette.
 """
@@ -32,7 +34,13 @@ from priorstudio.core.problem import build_problem
 from priorstudio.core.samplers.implicit_prior import RESTORE_PRESET, ImplicitPriorParams
 from priorstudio.resources import resource_path
 
-SHOTS = ("gallery", "explain", "beta", "game", "inspector", "posterior", "history")
+#: The window shot pauses the run at the first step with σ_t below this (the restore preset ends at 0.01).
+WINDOW_SIGMA = 0.06
+
+#: torch's own thread count, before main() takes one thread for the teaching tools on a busy machine
+DEFAULT_THREADS = torch.get_num_threads()
+
+SHOTS = ("window", "gallery", "explain", "beta", "game", "inspector", "posterior", "history")
 
 NO_DISPLAY_WARNING = """\
 ########################################################################################################
@@ -91,13 +99,13 @@ class Shooter:
             self.app.processEvents()
             time.sleep(0.02)
 
-    def save(self, widget, name: str) -> Path:
+    def save(self, widget, name: str, filename: str | None = None) -> Path:
         widget.repaint()
         self.app.processEvents()
         image = widget.grab().toImage()
         buf = io.BytesIO(bytes(_png_bytes(image)))
         pil = Image.open(buf).convert("RGB")
-        path = self.out / f"teach-{name}.png"
+        path = self.out / (filename or f"teach-{name}.png")
         pil.save(path, optimize=True)
         if path.stat().st_size > self.max_kb * 1024:
             pil.quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(path, optimize=True)
@@ -105,6 +113,50 @@ class Shooter:
         return path
 
     # -- the shots -----------------------------------------------------------------------------------
+    def window(self, factory, state: dict) -> None:
+        """The main window halfway through inpainting a central hole in the colour sample (restore preset,
+        the bundled colour model on its fast path), paused once σ_t is below ``WINDOW_SIGMA``: the hole
+        holds structure but is not finished, and the plots show the decay so far."""
+        import tempfile
+
+        from PySide6 import QtCore
+
+        from priorstudio.gui.main_window import MainWindow
+
+        folder = tempfile.mkdtemp(prefix="priorstudio-shots-")
+        settings = QtCore.QSettings(str(Path(folder) / "settings.ini"), QtCore.QSettings.Format.IniFormat)
+        fast = load_denoiser("unet-color")  # what the application runs, it/s included
+        w = MainWindow(denoiser_factory=lambda c: fast, settings=settings, error_sink=lambda t, m: print(t, m))
+        w.confirm_close = lambda reason: "discard"
+        w.resize(1600, 1000)
+        w.set_photo(load_image(resource_path("samples", "astronaut.png"), mode="color"), name="astronaut.png")
+        w.degradation.set_task("inpaint")
+        w.degradation.set_mode("simulate")
+        w.degradation.set_working_side(256)
+        w.generate_mask("block", 0.25)
+        w.algorithm.apply_preset("restore")
+        w.show()
+        w.actions["split"].trigger()  # the photo with its hole on the left, the estimate on the right
+        paused: list[int] = []
+        w.controller.paused.connect(paused.append)
+
+        def on_step(s) -> None:
+            if s.sigma < WINDOW_SIGMA and not w.controller.is_paused():
+                w.controller.pause(True)
+
+        w.controller.step.connect(on_step)
+        one_thread = torch.get_num_threads()
+        torch.set_num_threads(DEFAULT_THREADS)  # the run's worker thread takes this count, as in the application
+        try:
+            if not w.start_run():
+                raise RuntimeError("the main window did not start its run")
+            self.wait(lambda: bool(paused), "the main window's run")
+        finally:
+            torch.set_num_threads(one_thread)
+        self.save(w, "window", "window-mid-run.png")
+        w.controller.stop()
+        w.shutdown()
+
     def gallery(self, factory, state: dict) -> None:
         from priorstudio.gui.teach.gallery import GalleryWidget
 

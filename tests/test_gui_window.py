@@ -193,6 +193,8 @@ def test_run_to_completion_updates_canvas_plots_and_record(window, photo, qtbot,
     assert after != before
     assert window.progress_bar.value() > 0 and "step" in window.progress_bar.format()
     assert "PSNR" in window.run_label.text()
+    # the status bar names the network the run used, as the run record does
+    assert window.record.model and window.model_label.text() == f"model: {window.record.model}"
     # save the result (8 and 16 bit) and the run record (JSON + CSV)
     p8 = window.save_result(tmp_path / "r8.png")
     p16 = window.save_result(tmp_path / "r16.png", bit_depth=16)

@@ -1068,6 +1068,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self._released_at = time.monotonic()
         self.repaint_timer.start()
         self.run_label.setText(f"running on {plan.describe()}")
+        if self.record.model:  # the network this run really uses (name, path, precision), not just "bundled"
+            self.model_label.setText(f"model: {self.record.model}")
         self._update_actions()
         self.runStarted.emit(plan)
         return True
