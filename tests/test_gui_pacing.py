@@ -355,7 +355,7 @@ def test_the_values_line_changes_without_re_laying_out_its_panel(qtbot):
         QtWidgets.QApplication.processEvents()
         if t == 5:  # the first redraws may size the axes
             requests.count = 0
-    assert "t = 29" in plots.readout_text()
+    assert "t=29" in plots.readout_text()
     assert requests.count == 0
     assert plots.readout.isReadOnly()
     assert plots.readout.cursorPosition() == 0  # a line too long for the dock shows its start

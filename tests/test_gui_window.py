@@ -182,7 +182,7 @@ def test_run_to_completion_updates_canvas_plots_and_record(window, photo, qtbot,
     assert window.plots.point_count("psnr") == steps
     assert 1 <= window.plots.point_count("ssim") <= steps
     assert window.plots.ideal.getData()[0] is not None and len(window.plots.ideal.getData()[0]) > 10
-    assert "t = " in window.plots.readout_text()
+    assert "t=" in window.plots.readout_text() and "PSNR=" in window.plots.readout_text()
     # canvas: the estimate view shows the blended result; only the hole changed
     assert window.frames_shown >= 1
     assert window.canvas.current_view == "estimate"

@@ -146,6 +146,10 @@ class RunPlots(pg.GraphicsLayoutWidget):
         font = self.readout.font()
         font.setPointSizeF(max(font.pointSizeF() - 1, 7.0))
         self.readout.setFont(font)
+        self.readout.setToolTip(
+            "the step under the mouse (or the newest): t step, σ effective noise σ_t, resid residual "
+            "‖D(y)−y‖/√N, data data-consistency error, PSNR and SSIM against the truth (simulate mode)"
+        )
         self.p_sigma = self.addPlot(row=0, col=0, title="effective noise σ_t")
         self.p_sigma.setLogMode(y=True)
         self.p_resid = self.addPlot(row=1, col=0, title="residual ‖D(y)−y‖/√N and data error")
@@ -358,13 +362,14 @@ class RunPlots(pg.GraphicsLayoutWidget):
         if i is None:
             self.readout.clear()
             return
-        parts = [f"t = {int(s.t[i])}", f"σ = {s['sigma'][i]:.4g}", f"residual = {s['residual_norm'][i]:.3g}"]
+        # compact, so the whole line fits the dock's usual width (the tooltip names each value)
+        parts = [f"t={int(s.t[i])}", f"σ={s['sigma'][i]:.4g}", f"resid={s['residual_norm'][i]:.3g}"]
         if np.isfinite(s["data_error"][i]):
-            parts.append(f"data = {s['data_error'][i]:.3g}")
+            parts.append(f"data={s['data_error'][i]:.3g}")
         if self.simulate and np.isfinite(s["psnr"][i]):
-            parts.append(f"PSNR = {s['psnr'][i]:.2f} dB")
+            parts.append(f"PSNR={s['psnr'][i]:.2f} dB")
         if self.simulate and np.isfinite(s["ssim"][i]):
-            parts.append(f"SSIM = {s['ssim'][i]:.3f}")
+            parts.append(f"SSIM={s['ssim'][i]:.3f}")
         self.readout.setText("  ".join(parts))
         self.readout.setCursorPosition(0)  # a line too long for the dock shows its start, as a label would
 
