@@ -13,13 +13,14 @@ import torch.nn.functional as F
 pytest.importorskip("pytestqt")
 
 from gui_support import open_window, structured_photo, tiny_denoiser
+from PySide6 import QtGui, QtWidgets
 
 from priorstudio.core.denoisers import Denoiser
 from priorstudio.core.metrics import psnr
 from priorstudio.core.operators import make_operator
 from priorstudio.core.samplers.base import StopReason
 from priorstudio.core.samplers.registry import METHODS, compare
-from priorstudio.gui.compare import ComparePanel, ComparePlot, compare_params
+from priorstudio.gui.compare import TEXT_LIGHTNESS, ComparePanel, ComparePlot, _readable, compare_params
 from priorstudio.gui.compare_worker import CompareJob
 from priorstudio.gui.main_window import MainWindow
 
@@ -251,3 +252,29 @@ def test_plot_drops_unplottable_values_and_follows_log_axes(qtbot):
     assert np.allclose(mx, [1.0]) and np.allclose(my, [-1.0])  # the mark follows both log axes
     with pytest.raises(ValueError, match="quantity"):
         plot.start([], "ssim")
+
+
+def test_the_compare_dock_fits_a_small_screen_and_leaves_the_run_controls(window):
+    """Docked at the bottom, the panel asks for little height (the window must still fit a 1000-pixel
+    screen), and showing it takes height from the canvas and the plots, not from the run controls."""
+    window.resize(1600, 1000)
+    QtWidgets.QApplication.processEvents()
+    controls = window.algorithm_dock.height()
+    window.show_compare()
+    QtWidgets.QApplication.processEvents()
+    assert window.compare_dock.isVisible()
+    assert window.compare.minimumSizeHint().height() <= 260
+    assert window.minimumSizeHint().height() <= 900
+    assert window.compare_dock.height() >= 300
+    assert window.algorithm_dock.height() >= min(controls, 150)
+
+
+def test_method_names_stay_readable_on_a_light_background():
+    light, dark = QtGui.QPalette(QtGui.QColor("white")), QtGui.QPalette(QtGui.QColor("black"))
+    light.setColor(QtGui.QPalette.ColorRole.Base, QtGui.QColor("white"))
+    dark.setColor(QtGui.QPalette.ColorRole.Base, QtGui.QColor("black"))
+    yellow = QtGui.QColor(255, 220, 40)
+    assert _readable(yellow, light).lightness() <= TEXT_LIGHTNESS + 2
+    assert _readable(yellow, dark) == yellow  # the plots' dark background keeps the bright colour
+    navy = QtGui.QColor(20, 20, 120)
+    assert _readable(navy, light) == navy  # already dark enough

@@ -196,6 +196,7 @@ def test_bad_masks_show_a_dialog_and_keep_the_painted_mask(
         window.actions["mask_import"].trigger()  # the real menu command, file dialog answered
         assert len(window.errors) == n + 1, case
         assert words in last_error(window)[1], (case, last_error(window))
+        assert last_error(window)[0] == "Import mask failed", case  # the dialog's title names the command
         assert np.array_equal(window.mask.copy(), before), case
     still_works(qtbot, window, photo)
 

@@ -49,6 +49,7 @@ def test_inpainting_runs_on_the_crop_and_blends_back_only_the_hole():
     plan = plan_run(image, RunSettings(task="inpaint", working_side=512), mask)
     assert plan.is_crop and plan.work_shape == (3, 84, 94)
     assert plan.region.height == 84 and plan.region.width == 94
+    assert plan.describe() == f"94×84 colour (crop at {plan.region.left},{plan.region.top})"  # the size once
     estimate = torch.zeros((1, *plan.work_shape))  # a black "result"
     out = plan.compose(image, estimate)
     assert out.shape == image.shape
@@ -68,6 +69,13 @@ def test_a_crop_larger_than_the_working_size_is_shrunk_and_the_result_scaled_bac
     assert torch.equal(out[:, :100], image[:, :100])
     full = plan_run(image, RunSettings(task="inpaint", working_side=None), mask)
     assert full.work_shape == (1, 600, 600)
+    big = torch.rand(1, 1200, 1200)
+    hole = np.zeros((1200, 1200), bool)
+    hole[400:800, 400:800] = True
+    shrunk = plan_run(big, RunSettings(task="inpaint", working_side=256), hole)
+    r = shrunk.region
+    assert shrunk.is_crop and shrunk.work_shape == (1, 256, 256)
+    assert shrunk.describe() == f"256×256 gray (crop {r.width}×{r.height} at {r.left},{r.top}, scaled)"
 
 
 def test_other_tasks_use_the_working_size():

@@ -116,6 +116,10 @@ def test_real_mouse_drag_paints_and_undo_redo(window, photo, qtbot):
     assert m[24, 10:41].all(), "the stroke must cover the whole drag"
     assert not m[:15].any() and not m[35:].any()
     assert window.mask.undo_depth == 1 and window.actions["undo"].isEnabled()
+    # the menu names the step; the Mask panel's button keeps its short label and names it in its tooltip
+    assert window.actions["undo"].text() == "&Undo brush stroke"
+    assert window.mask_tools.buttons["undo"].text() == "Undo"
+    assert window.mask_tools.buttons["undo"].toolTip().startswith("Undo brush stroke")
     painted = window.mask.copy()
     # right-drag erases part of it: a second undo step
     drag(window, [(25, 24), (35, 24)], button=Qt.MouseButton.RightButton)
@@ -396,7 +400,9 @@ def test_keymap_feeds_actions_menus_and_sheet(window):
     assert "&Run" in menu_texts and "S&top" in menu_texts
     sheet = ShortcutSheet(window)
     assert sheet.table.rowCount() == len(keymap.sheet_rows())
-    keys = [sheet.table.item(i, 1).text() for i in range(sheet.table.rowCount())]
+    keys = [sheet.table.item(i, 2).text() for i in range(sheet.table.rowCount())]
+    commands = {sheet.table.item(i, 1).text() for i in range(sheet.table.rowCount())}
+    assert "Open" in commands and "Run" in commands  # each row names its command, as the menu does
     assert any("F1" in k for k in keys) and any("\\" in k for k in keys) and any("Esc" in k for k in keys)
     sheet.close()
 

@@ -32,6 +32,10 @@ from priorstudio.gui.compare_worker import CompareController, CompareJob
 
 #: Side of a result tile's image, in screen pixels.
 TILE_PX = 176
+#: The least height of each part of the panel (options, images, curves): what the dock asks of the window.
+MIN_PART_HEIGHT = 160
+#: The greatest lightness (0–255) of coloured text on a light background.
+TEXT_LIGHTNESS = 100
 #: Images a method's run attaches to its records, spread over its steps (the best-step image comes from them).
 IMAGES_PER_RUN = 60
 REFRESH_MS = 100
@@ -80,6 +84,14 @@ def compare_params(
     return out
 
 
+def _readable(color: QtGui.QColor, palette: QtGui.QPalette) -> QtGui.QColor:
+    """``color`` as text on the palette's background: the plot colours are chosen for a dark plot, and the
+    light ones (yellow, orange) vanish on a light list, so there they are darkened."""
+    if palette.color(QtGui.QPalette.ColorRole.Base).lightness() > 128 and color.lightness() > TEXT_LIGHTNESS:
+        return color.darker(round(100 * color.lightness() / TEXT_LIGHTNESS))
+    return color
+
+
 class ComparePlot(pg.PlotWidget):
     """One curve per method against the step, each method's best point marked; redrawn from a timer."""
 
@@ -87,7 +99,7 @@ class ComparePlot(pg.PlotWidget):
 
     def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
-        self.setMinimumSize(260, 200)
+        self.setMinimumSize(260, MIN_PART_HEIGHT // 2)
         self.showGrid(x=True, y=True, alpha=0.2)
         self.setLabel("bottom", "step")
         self.setMenuEnabled(False)
@@ -169,6 +181,9 @@ class ResultTile(QtWidgets.QFrame):
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         self.title = QtWidgets.QLabel(title)
+        if color is not None:
+            c = _readable(QtGui.QColor(*color), self.palette())
+            color = (c.red(), c.green(), c.blue())
         style = "font-weight: bold" + (f"; color: rgb{color}" if color is not None else "")
         self.title.setStyleSheet(style)
         self.image = QtWidgets.QLabel()
@@ -271,7 +286,7 @@ class ComparePanel(QtWidgets.QWidget):
             item.setToolTip(spec.description)
             item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
             item.setCheckState(Qt.CheckState.Checked)
-            item.setForeground(QtGui.QColor(*method_color(name)))
+            item.setForeground(_readable(QtGui.QColor(*method_color(name)), self.palette()))
             self.method_list.addItem(item)
         self.method_list.setMaximumHeight(24 * (len(METHODS) + 1))
         self.steps = _spin(1, 100_000, 300, "step cap of the iterative methods (DIP, the implicit prior)")
@@ -314,7 +329,17 @@ class ComparePanel(QtWidgets.QWidget):
         ol.addLayout(buttons)
         ol.addWidget(self.status)
         ol.addStretch(1)
-        options.setFixedWidth(250)
+        # Side by side and each part scrolling on its own, so the dock asks for little height: a docked
+        # panel's minimum adds to the window's, and the window must still fit a 1000-pixel screen with the
+        # run controls and plots in view.
+        options_scroll = QtWidgets.QScrollArea()
+        options_scroll.setWidgetResizable(True)
+        options_scroll.setFrameShape(QtWidgets.QFrame.Shape.NoFrame)
+        options_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        options_scroll.setWidget(options)
+        bar = self.style().pixelMetric(QtWidgets.QStyle.PixelMetric.PM_ScrollBarExtent)
+        options_scroll.setFixedWidth(250 + bar)
+        options_scroll.setMinimumHeight(MIN_PART_HEIGHT)
 
         self.tile_box = QtWidgets.QWidget()
         self.tile_layout = QtWidgets.QHBoxLayout(self.tile_box)
@@ -323,25 +348,29 @@ class ComparePanel(QtWidgets.QWidget):
         tiles = QtWidgets.QScrollArea()
         tiles.setWidgetResizable(True)
         tiles.setWidget(self.tile_box)
-        tiles.setMinimumHeight(TILE_PX + 110)
+        tiles.setMinimumSize(TILE_PX + 2 * bar, MIN_PART_HEIGHT)
 
         self.table = QtWidgets.QTableWidget(0, len(self.HEADERS))
         self.table.setHorizontalHeaderLabels(self.HEADERS)
         self.table.verticalHeader().setVisible(False)
         self.table.setEditTriggers(QtWidgets.QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.setMinimumHeight(MIN_PART_HEIGHT // 2)
         self.plot = ComparePlot()
 
-        lower = QtWidgets.QSplitter(Qt.Orientation.Horizontal)
-        lower.addWidget(self.plot)
-        lower.addWidget(self.table)
-        lower.setStretchFactor(0, 3)
-        lower.setStretchFactor(1, 2)
-        right = QtWidgets.QSplitter(Qt.Orientation.Vertical)
+        curves = QtWidgets.QSplitter(Qt.Orientation.Vertical)  # the PSNR curves over the table of figures
+        curves.addWidget(self.plot)
+        curves.addWidget(self.table)
+        curves.setStretchFactor(0, 3)
+        curves.setStretchFactor(1, 2)
+        right = QtWidgets.QSplitter(Qt.Orientation.Horizontal)  # the images beside them
         right.addWidget(tiles)
-        right.addWidget(lower)
+        right.addWidget(curves)
+        right.setStretchFactor(0, 3)
+        right.setStretchFactor(1, 2)
+        right.setSizes([3 * TILE_PX, 2 * TILE_PX])  # at first: room for three images beside the curves
         layout = QtWidgets.QHBoxLayout(self)
-        layout.addWidget(options)
+        layout.addWidget(options_scroll)
         layout.addWidget(right, 1)
 
     # -- choices -------------------------------------------------------------------------------------

@@ -4,39 +4,63 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6 import QtCore, QtWidgets
+from PySide6 import QtCore, QtGui, QtWidgets
 
 from priorstudio.gui import qt_compat  # noqa: F401  (first: guards a PySide6 refcount bug)
 from priorstudio.gui.keymap import sheet_rows
 
 
 class ShortcutSheet(QtWidgets.QDialog):
-    """Every binding of the keymap in one table, grouped by menu."""
+    """Every binding of the keymap in one table, grouped by menu: the command, its keys, what it does."""
 
     def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Keyboard shortcuts")
         rows = sheet_rows()
-        table = QtWidgets.QTableWidget(len(rows), 3)
-        table.setHorizontalHeaderLabels(["", "keys", "does"])
+        table = QtWidgets.QTableWidget(len(rows), 4)
+        table.setHorizontalHeaderLabels(["", "command", "keys", "does"])
         table.verticalHeader().setVisible(False)
         table.setEditTriggers(QtWidgets.QAbstractItemView.EditTrigger.NoEditTriggers)
         table.setSelectionMode(QtWidgets.QAbstractItemView.SelectionMode.NoSelection)
+        table.setWordWrap(True)
         previous = None
-        for i, (section, keys, text) in enumerate(rows):
-            table.setItem(i, 0, QtWidgets.QTableWidgetItem(section if section != previous else ""))
-            table.setItem(i, 1, QtWidgets.QTableWidgetItem(keys))
-            table.setItem(i, 2, QtWidgets.QTableWidgetItem(text))
+        for i, (section, command, keys, text) in enumerate(rows):
+            first = QtWidgets.QTableWidgetItem(section if section != previous else "")
+            font = first.font()
+            font.setBold(True)
+            first.setFont(font)
+            table.setItem(i, 0, first)
+            table.setItem(i, 1, QtWidgets.QTableWidgetItem(command))
+            table.setItem(i, 2, QtWidgets.QTableWidgetItem(keys))
+            table.setItem(i, 3, QtWidgets.QTableWidgetItem(text))
             previous = section
         table.resizeColumnsToContents()
-        table.horizontalHeader().setStretchLastSection(True)
+        header = table.horizontalHeader()
+        header.setStretchLastSection(True)
+        table.setHorizontalScrollBarPolicy(QtCore.Qt.ScrollBarPolicy.ScrollBarAlwaysOff)  # long help wraps
         self.table = table
         buttons = QtWidgets.QDialogButtonBox(QtWidgets.QDialogButtonBox.StandardButton.Close)
         buttons.rejected.connect(self.reject)
         layout = QtWidgets.QVBoxLayout(self)
         layout.addWidget(table)
         layout.addWidget(buttons)
-        self.resize(560, 640)
+        # wide enough for the first three columns and a readable last one; as tall as the screen allows
+        fixed = sum(table.columnWidth(c) for c in range(3))
+        screen = self.screen().availableGeometry() if self.screen() is not None else None
+        width = fixed + 380
+        height = min(860, int(0.85 * screen.height())) if screen is not None else 760
+        if screen is not None:
+            width = min(width, int(0.9 * screen.width()))
+        self.resize(width, height)
+
+    def showEvent(self, event: QtGui.QShowEvent) -> None:
+        super().showEvent(event)
+        table = self.table
+        table.resizeRowsToContents()  # now that the last column has its width, wrapped rows fit
+        rows = sum(table.rowHeight(r) for r in range(table.rowCount()))
+        spare = table.viewport().height() - rows
+        if spare > 0:  # no empty space under the last row
+            self.resize(self.width(), self.height() - spare + 2)
 
 
 def show_error(parent: QtWidgets.QWidget | None, title: str, message: str) -> None:

@@ -66,7 +66,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("brush_larger10", "Brush much larger", "Mask", ("Shift+]", "}", "Shift+}"), "larger brush, ×10 steps"),
     ActionSpec("mask_clear", "&Clear mask", "Mask", ("Ctrl+Shift+Backspace",), "empty the mask"),
     ActionSpec("mask_invert", "&Invert mask", "Mask", ("Ctrl+I",), "swap missing and known pixels"),
-    ActionSpec("mask_random", "&Random pixels…", "Mask", (), "hide a random share of the pixels"),
+    ActionSpec("mask_random", "&Scattered mask…", "Mask", (), "mark a random share of the pixels to fill"),
     ActionSpec("mask_block", "Central &block", "Mask", (), "hide a centred block"),
     ActionSpec("mask_import", "I&mport mask…", "Mask", (), "load a mask PNG (white = missing)"),
     ActionSpec("mask_export", "E&xport mask…", "Mask", (), "save the mask as PNG (white = missing)"),
@@ -76,7 +76,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("step", "Single &step", "Run", ("N",), "one step while paused"),
     ActionSpec("stop", "S&top", "Run", ("Esc", "F7"), "stop the run and keep the partial result"),
     # Help
-    ActionSpec("shortcuts", "&Keyboard shortcuts", "Help", ("?", "F1"), "this sheet"),
+    ActionSpec("shortcuts", "&Keyboard shortcuts", "Help", ("F1", "?"), "this sheet of every shortcut"),
     ActionSpec("about", "&About PriorStudio", "Help", (), "version and licences"),
 )
 
@@ -107,8 +107,13 @@ def key_text(spec: ActionSpec) -> str:
     return ", ".join(texts)
 
 
-def sheet_rows() -> list[tuple[str, str, str]]:
-    """(section, keys, help) rows for the shortcut sheet: every bound command, then the held keys."""
-    rows = [(a.menu, key_text(a), a.help or a.text.replace("&", "")) for a in ACTIONS if a.keys]
-    rows += [("Canvas", keys, help_) for keys, help_ in HELD_KEYS]
+def command_name(spec: ActionSpec) -> str:
+    """The command as its menu names it, without the mnemonic and the ellipsis."""
+    return spec.text.replace("&", "").rstrip("…").rstrip(".")
+
+
+def sheet_rows() -> list[tuple[str, str, str, str]]:
+    """(section, command, keys, help) rows for the shortcut sheet: every bound command, then the held keys."""
+    rows = [(a.menu, command_name(a), key_text(a), a.help or command_name(a)) for a in ACTIONS if a.keys]
+    rows += [("Canvas", "", keys, help_) for keys, help_ in HELD_KEYS]
     return rows

@@ -66,6 +66,7 @@ from priorstudio.gui.worker import Frame, FrameMailbox, MetricsTap, RecordSink, 
 # slower periodic timer; a 33 ms one that mostly found nothing to do cost ~5 ms of GUI time a second.
 REPAINT_MS = 250  # the plots (~4 ms to redraw, see gui/plots.py) and the progress bar: 4 a second look live
 FRAME_GAP_MS = 25
+COMPARE_MIN_HEIGHT = 300  # the compare panel as it first appears docked: images, curves and options in view
 RELEASE_AFTER_RUN_MS = 500  # once the run's thread is gone, its free memory goes back (core/allocator.py)
 # and during a long run every ten seconds: the allocator keeps what a step frees for the next step, and over
 # thousands of steps the pages it keeps but no longer reuses add up (+35–70 MB in 3000 steps, measured).
@@ -235,7 +236,8 @@ class MainWindow(QtWidgets.QMainWindow):
             if spec.checkable:
                 action.toggled.connect(handler)
             else:
-                action.triggered.connect(lambda _=False, h=handler: self._guarded(h))
+                title = f"{keymap.command_name(spec)} failed"  # the dialog names the command
+                action.triggered.connect(lambda _=False, h=handler, t=title: self._guarded(h, t))
             self.addAction(action)  # shortcuts work even when the menu bar is hidden
             self.actions[spec.id] = action
         views = QtGui.QActionGroup(self)
@@ -369,14 +371,14 @@ class MainWindow(QtWidgets.QMainWindow):
         else:
             show_error(self, title, message)
 
-    def _guarded(self, handler: Callable[[], Any]) -> Any:
-        """Run a command; a PriorStudioError (or a file error) becomes a dialog, not a crash."""
+    def _guarded(self, handler: Callable[[], Any], title: str = "PriorStudio") -> Any:
+        """Run a command; a PriorStudioError (or a file error) becomes a dialog titled ``title``, not a crash."""
         try:
             return handler()
         except PriorStudioError as error:
-            self.report_error("PriorStudio", str(error))
+            self.report_error(title, str(error))
         except OSError as error:
-            self.report_error("PriorStudio", f"{error.filename or ''}: {error.strerror or error}".strip(": "))
+            self.report_error(title, f"{error.filename or ''}: {error.strerror or error}".strip(": "))
         return None
 
     # ================================================================================================
@@ -711,7 +713,7 @@ class MainWindow(QtWidgets.QMainWindow):
         if self.mask is None:
             return
         share, ok = QtWidgets.QInputDialog.getDouble(
-            self, "Random pixels", "share of pixels to hide (%)", 50.0, 0.1, 99.9, 1
+            self, "Scattered mask", "share of the pixels to mark (%)", 50.0, 0.1, 99.9, 1
         )
         if ok:
             self.generate_mask("random", share / 100)
@@ -1081,8 +1083,19 @@ class MainWindow(QtWidgets.QMainWindow):
     # compare mode
     # ================================================================================================
     def show_compare(self) -> None:
+        """Show the compare panel; docked and shown for the first time, it takes about a third of the height
+        from the canvas and the plots, while the run controls above the plots keep theirs."""
+        appearing = self.compare_dock.isHidden() and not self.compare_dock.isFloating()
+        controls = self.algorithm_dock.height()
         self.compare_dock.show()
         self.compare_dock.raise_()
+        if appearing and self.dockWidgetArea(self.compare_dock) == Qt.DockWidgetArea.BottomDockWidgetArea:
+            self.resizeDocks(
+                [self.compare_dock], [max(COMPARE_MIN_HEIGHT, self.height() // 3)], Qt.Orientation.Vertical
+            )
+            column = self.algorithm_dock.height() + self.plots_dock.height()
+            keep = min(controls, column // 2)
+            self.resizeDocks([self.algorithm_dock, self.plots_dock], [keep, column - keep], Qt.Orientation.Vertical)
 
     def start_compare(self, methods: list[str] | None = None, overrides: dict[str, Any] | None = None) -> bool:
         """Run the compare panel's ticked methods (or ``methods``) on the problem as set now.
@@ -1276,8 +1289,15 @@ class MainWindow(QtWidgets.QMainWindow):
         mask = self.mask
         a["undo"].setEnabled(mask is not None and mask.can_undo())
         a["redo"].setEnabled(mask is not None and mask.can_redo())
-        a["undo"].setText(f"&Undo {mask.undo_label()}" if mask is not None and mask.can_undo() else "&Undo")
-        a["redo"].setText(f"&Redo {mask.redo_label()}" if mask is not None and mask.can_redo() else "&Redo")
+        # the menu names what would be undone; the Mask panel's buttons keep their short labels (a long one
+        # widened the panel) and name it in their tooltips
+        undo = f"Undo {mask.undo_label()}" if mask is not None and mask.can_undo() else "Undo"
+        redo = f"Redo {mask.redo_label()}" if mask is not None and mask.can_redo() else "Redo"
+        for key, word, text in (("undo", "Undo", undo), ("redo", "Redo", redo)):
+            a[key].setText("&" + text)
+            a[key].setIconText(word)
+            keys = keymap.key_text(keymap.BY_ID[key])
+            a[key].setToolTip(f"{text} ({keys})" if keys else text)
         for key in ("mask_clear", "mask_invert", "mask_random", "mask_block", "mask_import", "mask_export"):
             a[key].setEnabled(has_photo)
         self.degradation.setEnabled(not running and not comparing)

@@ -264,7 +264,7 @@ class MaskModel:
         rng = np.random.default_rng(int(seed))
         flat = np.zeros(n, dtype=bool)
         flat[rng.choice(n, size=k, replace=False)] = True
-        return self._replace(flat.reshape(h, w), f"random pixels {100 * fraction:g}%")
+        return self._replace(flat.reshape(h, w), f"scattered mask {100 * fraction:g}%")
 
     def central_block(self, fraction: float = 0.25) -> bool:
         """Mark a centred block of ``fraction`` of each side missing (0.25: a quarter of the width and height)."""

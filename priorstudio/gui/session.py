@@ -146,7 +146,8 @@ class RunPlan:
         where = ""
         if self.is_crop:
             r = self.region
-            where = f" (crop {r.width}×{r.height} at {r.left},{r.top})"
+            at = f"at {r.left},{r.top}"
+            where = f" (crop {at})" if (r.height, r.width) == (h, w) else f" (crop {r.width}×{r.height} {at}, scaled)"
         elif (h, w) != self.photo_shape[1:]:
             where = f" (photo {self.photo_shape[2]}×{self.photo_shape[1]})"
         return f"{w}×{h} {kind}{where}"
