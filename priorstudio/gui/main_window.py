@@ -66,6 +66,7 @@ from priorstudio.gui.worker import Frame, FrameMailbox, MetricsTap, RecordSink, 
 # slower periodic timer; a 33 ms one that mostly found nothing to do cost ~5 ms of GUI time a second.
 REPAINT_MS = 250  # the plots (~4 ms to redraw, see gui/plots.py) and the progress bar: 4 a second look live
 FRAME_GAP_MS = 25
+PLOTS_WIDTH = 440  # the plots column as the window first opens
 COMPARE_MIN_HEIGHT = 300  # the compare panel as it first appears docked: images, curves and options in view
 RELEASE_AFTER_RUN_MS = 500  # once the run's thread is gone, its free memory goes back (core/allocator.py)
 # and during a long run every ten seconds: the allocator keeps what a step frees for the next step, and over
@@ -330,7 +331,10 @@ class MainWindow(QtWidgets.QMainWindow):
         rl.addWidget(_group("Run", run_box))
         rl.addWidget(_group("Algorithm", self.algorithm))
         rl.addStretch(1)
-        self.algorithm_dock = dock("Algorithm", right, Qt.DockWidgetArea.RightDockWidgetArea, "algorithm_dock")
+        # the controls in one column on the left (what to restore, then how), the plots alone on the right:
+        # both get the height they need, the Run buttons and every parameter in view on a 1000-pixel screen
+        self.algorithm_dock = dock("Algorithm", right, Qt.DockWidgetArea.LeftDockWidgetArea, "algorithm_dock")
+        self.splitDockWidget(self.problem_dock, self.algorithm_dock, Qt.Orientation.Vertical)
 
         plots = QtWidgets.QWidget()
         pl = QtWidgets.QVBoxLayout(plots)
@@ -342,23 +346,23 @@ class MainWindow(QtWidgets.QMainWindow):
         self.plots_dock.setObjectName("plots_dock")
         self.plots_dock.setWidget(plots)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.plots_dock)
-        self.splitDockWidget(self.algorithm_dock, self.plots_dock, Qt.Orientation.Vertical)
         self.compare_dock = QtWidgets.QDockWidget("Compare methods", self)
         self.compare_dock.setObjectName("compare_dock")
         self.compare_dock.setWidget(self.compare)
         self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.compare_dock)
         self.compare_dock.hide()
         self.resize(1500, 950)
-        # the canvas gets what the panels do not need: each side column as wide as its content asks (no
-        # sideways scrolling), and the plots most of the right column's height
+        # the canvas gets what the panels do not need: the controls' column as wide as its content asks (no
+        # sideways scrolling), the Problem panel as tall as its content, and the plots a readable width
         bar = self.style().pixelMetric(QtWidgets.QStyle.PixelMetric.PM_ScrollBarExtent)
 
         def need(w: QtWidgets.QWidget) -> int:
             return max(w.sizeHint().width(), w.minimumSizeHint().width()) + bar + 12
 
-        widths = [need(left), max(need(right), 380)]
-        self.resizeDocks([self.problem_dock, self.algorithm_dock], widths, Qt.Orientation.Horizontal)
-        self.resizeDocks([self.algorithm_dock, self.plots_dock], [380, 520], Qt.Orientation.Vertical)
+        widths = [max(need(left), need(right), 380), PLOTS_WIDTH]
+        self.resizeDocks([self.problem_dock, self.plots_dock], widths, Qt.Orientation.Horizontal)
+        problem = left.sizeHint().height() + 28  # and the dock's frame: no scroll bar
+        self.resizeDocks([self.problem_dock, self.algorithm_dock], [problem, 950 - problem], Qt.Orientation.Vertical)
 
     # ================================================================================================
     # errors
@@ -1083,8 +1087,8 @@ class MainWindow(QtWidgets.QMainWindow):
     # compare mode
     # ================================================================================================
     def show_compare(self) -> None:
-        """Show the compare panel; docked and shown for the first time, it takes about a third of the height
-        from the canvas and the plots, while the run controls above the plots keep theirs."""
+        """Show the compare panel; docked and shown for the first time, it takes about a third of the height,
+        and the Algorithm panel (the Run buttons) keeps as much of its own as it can."""
         appearing = self.compare_dock.isHidden() and not self.compare_dock.isFloating()
         controls = self.algorithm_dock.height()
         self.compare_dock.show()
@@ -1093,9 +1097,9 @@ class MainWindow(QtWidgets.QMainWindow):
             self.resizeDocks(
                 [self.compare_dock], [max(COMPARE_MIN_HEIGHT, self.height() // 3)], Qt.Orientation.Vertical
             )
-            column = self.algorithm_dock.height() + self.plots_dock.height()
+            column = self.problem_dock.height() + self.algorithm_dock.height()
             keep = min(controls, column // 2)
-            self.resizeDocks([self.algorithm_dock, self.plots_dock], [keep, column - keep], Qt.Orientation.Vertical)
+            self.resizeDocks([self.problem_dock, self.algorithm_dock], [column - keep, keep], Qt.Orientation.Vertical)
 
     def start_compare(self, methods: list[str] | None = None, overrides: dict[str, Any] | None = None) -> bool:
         """Run the compare panel's ticked methods (or ``methods``) on the problem as set now.
