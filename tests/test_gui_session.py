@@ -18,6 +18,7 @@ from priorstudio.gui.session import (
     format_duration,
     inpaint_region,
     plan_run,
+    starting_noise,
 )
 
 
@@ -148,3 +149,15 @@ def test_progress_in_log_sigma_rate_and_eta():
     capped = RunProgress(sigma_L=None, max_steps=100)
     capped.update(25, math.nan, 0.0)
     assert capped.fraction == pytest.approx(0.25)
+
+
+def test_a_run_that_starts_at_the_photo_expects_its_noise_level():
+    """Denoising starts at the photo and the sampler estimates σ₀ from it, so the preview's step count uses
+    the photo's noise level: the one simulated, or in restore mode an estimate from the image."""
+    torch.manual_seed(0)
+    smooth = torch.linspace(0, 1, 128).repeat(1, 128, 1) * 0.5 + 0.25  # (1, 128, 128), no fine detail
+    simulate = plan_run(smooth, RunSettings(task="denoise", mode="simulate", noise_sigma=0.1, working_side=None))
+    assert starting_noise(simulate) == pytest.approx(0.1)
+    noisy = smooth + 0.05 * torch.randn_like(smooth)
+    restore = plan_run(noisy, RunSettings(task="denoise", mode="restore", working_side=None))
+    assert starting_noise(restore) == pytest.approx(0.05, rel=0.1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -17,6 +18,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from priorstudio.core.errors import ParameterError
 from priorstudio.core.samplers.base import StopReason
+from priorstudio.core.samplers.implicit_prior import expected_iterations
 from priorstudio.gui import keymap
 from priorstudio.gui.main_window import MainWindow
 
@@ -211,6 +213,16 @@ def test_run_to_completion_updates_canvas_plots_and_record(window, photo, qtbot,
     assert c.read_text().count("\n") == steps + 1
     window.actions["copy_result"].trigger()
     assert not QtWidgets.QApplication.clipboard().image().isNull()
+
+
+def test_the_cost_of_denoising_counts_steps_from_the_noise_level(window, photo):
+    """Denoising starts at the noisy photo: the expected steps run from its noise level, not from σ₀ = 1."""
+    window.open_path(photo)
+    window.degradation.set_task("denoise")
+    window.update_preview()
+    params = window.algorithm.params(emit_every=1)
+    from_noise = expected_iterations(dataclasses.replace(params, sigma_0=window.degradation.settings().noise_sigma))
+    assert f"~{from_noise} steps" in window.degradation.cost.text() and from_noise < expected_iterations(params)
 
 
 def test_simulate_other_task_at_working_size_and_restore_mode(window, photo, qtbot):

@@ -57,6 +57,7 @@ from priorstudio.gui.session import (
     estimate_cost,
     format_duration,
     plan_run,
+    starting_noise,
 )
 from priorstudio.gui.worker import Frame, FrameMailbox, MetricsTap, RecordSink, RunController, StepScalars
 
@@ -962,7 +963,13 @@ class MainWindow(QtWidgets.QMainWindow):
             params = self.algorithm.params(emit_every=1)
         except PriorStudioError as error:
             return f"{plan.describe()} — ⚠ {error}"
-        steps = expected_iterations(params) if hasattr(params, "sigma_L") else int(getattr(params, "max_steps", 0))
+        if hasattr(params, "sigma_L"):
+            if plan.problem.init is not None and hasattr(params, "sigma_0"):
+                # a run that starts at the photo (denoising) estimates σ₀ from it: expect its noise level
+                params = dataclasses.replace(params, sigma_0=max(starting_noise(plan), 1e-6))
+            steps = expected_iterations(params)
+        else:
+            steps = int(getattr(params, "max_steps", 0))
         denoiser = None
         if method.needs_denoiser:
             try:

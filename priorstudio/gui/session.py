@@ -293,6 +293,17 @@ class StepTimer:
         return 1.15 * self._per_pixel[key] * shape[1] * shape[2]
 
 
+def starting_noise(plan: RunPlan) -> float:
+    """The noise level of the image a run starts at (denoising starts at the photo): the level simulated, or
+    in restore mode a robust estimate from the image's finest details — what the sampler's σ₀ will be."""
+    from priorstudio.core.samplers.nonlocal_filters import estimate_noise_sigma
+
+    if plan.settings.mode == "simulate" and plan.settings.noise_sigma > 0:
+        return float(plan.settings.noise_sigma)
+    start = plan.problem.init if plan.problem.init is not None else plan.problem.observed
+    return estimate_noise_sigma(start)
+
+
 def estimate_cost(plan: RunPlan, steps: int, denoiser: Any | None, timer: StepTimer | None = None) -> CostEstimate:
     """The cost of ``plan`` over ``steps`` steps; time and memory need the denoiser (None: steps only)."""
     if denoiser is None:
