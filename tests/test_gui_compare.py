@@ -278,3 +278,12 @@ def test_method_names_stay_readable_on_a_light_background():
     assert _readable(yellow, dark) == yellow  # the plots' dark background keeps the bright colour
     navy = QtGui.QColor(20, 20, 120)
     assert _readable(navy, light) == navy  # already dark enough
+
+
+def test_the_steps_box_says_when_the_panel_method_keeps_its_own_cap(qtbot):
+    panel = ComparePanel()
+    qtbot.addWidget(panel)
+    panel.use_panel.setChecked(True)
+    assert panel.steps_label.text() == "steps (other methods)"
+    panel.use_panel.setChecked(False)
+    assert panel.steps_label.text() == "steps"

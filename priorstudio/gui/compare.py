@@ -317,7 +317,10 @@ class ComparePanel(QtWidgets.QWidget):
         ol.setContentsMargins(0, 0, 0, 0)
         ol.addWidget(self.method_list)
         form = QtWidgets.QFormLayout()
-        form.addRow("steps", self.steps)
+        self.steps_label = QtWidgets.QLabel()
+        form.addRow(self.steps_label, self.steps)
+        self.use_panel.toggled.connect(self._label_steps)
+        self._label_steps(self.use_panel.isChecked())
         form.addRow("twicing steps", self.twicing_steps)
         form.addRow("DIP width", self.dip_width)
         ol.addLayout(form)
@@ -372,6 +375,13 @@ class ComparePanel(QtWidgets.QWidget):
         layout = QtWidgets.QHBoxLayout(self)
         layout.addWidget(options_scroll)
         layout.addWidget(right, 1)
+
+    def _label_steps(self, use_panel: bool) -> None:
+        """With the Algorithm panel's settings in use, its method runs its own step cap: say so at the box."""
+        self.steps_label.setText("steps (other methods)" if use_panel else "steps")
+        self.steps_label.setToolTip(
+            "the Algorithm panel's method keeps its own step cap while its settings are used" if use_panel else ""
+        )
 
     # -- choices -------------------------------------------------------------------------------------
     def checked_methods(self) -> list[str]:
