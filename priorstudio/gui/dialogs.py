@@ -35,8 +35,7 @@ class ShortcutSheet(QtWidgets.QDialog):
             table.setItem(i, 3, QtWidgets.QTableWidgetItem(text))
             previous = section
         table.resizeColumnsToContents()
-        header = table.horizontalHeader()
-        header.setStretchLastSection(True)
+        table.horizontalHeader().setStretchLastSection(True)
         table.setHorizontalScrollBarPolicy(QtCore.Qt.ScrollBarPolicy.ScrollBarAlwaysOff)  # long help wraps
         self.table = table
         buttons = QtWidgets.QDialogButtonBox(QtWidgets.QDialogButtonBox.StandardButton.Close)
@@ -44,14 +43,10 @@ class ShortcutSheet(QtWidgets.QDialog):
         layout = QtWidgets.QVBoxLayout(self)
         layout.addWidget(table)
         layout.addWidget(buttons)
-        # wide enough for the first three columns and a readable last one; as tall as the screen allows
-        fixed = sum(table.columnWidth(c) for c in range(3))
-        screen = self.screen().availableGeometry() if self.screen() is not None else None
-        width = fixed + 380
-        height = min(860, int(0.85 * screen.height())) if screen is not None else 760
-        if screen is not None:
-            width = min(width, int(0.9 * screen.width()))
-        self.resize(width, height)
+        # wide enough for the first three columns and a readable last one; at most most of the screen
+        room = self.screen().availableGeometry()
+        width = sum(table.columnWidth(c) for c in range(3)) + 380
+        self.resize(min(width, int(0.9 * room.width())), min(860, int(0.85 * room.height())))
 
     def showEvent(self, event: QtGui.QShowEvent) -> None:
         super().showEvent(event)

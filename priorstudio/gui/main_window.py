@@ -363,7 +363,9 @@ class MainWindow(QtWidgets.QMainWindow):
         widths = [max(need(left), need(right), 380), PLOTS_WIDTH]
         self.resizeDocks([self.problem_dock, self.plots_dock], widths, Qt.Orientation.Horizontal)
         problem = left.sizeHint().height() + 28  # and the dock's frame: no scroll bar
-        self.resizeDocks([self.problem_dock, self.algorithm_dock], [problem, 950 - problem], Qt.Orientation.Vertical)
+        self.resizeDocks(
+            [self.problem_dock, self.algorithm_dock], [problem, self.height() - problem], Qt.Orientation.Vertical
+        )
 
     # ================================================================================================
     # errors
