@@ -79,7 +79,7 @@ class TrainConfig:
         if self.threads is not None and not 1 <= self.threads <= MAX_THREADS:
             raise ParameterError(f"--threads must be between 1 and {MAX_THREADS}, got {self.threads}")
         if self.init_from is not None and not Path(self.init_from).is_file():
-            raise ParameterError(f"--init-from: no weights file at {self.init_from}")
+            raise ParameterError(f"--init-from: no weights file at {self.init_from!r}")
 
 
 def list_images(folder: str | Path) -> list[Path]:
