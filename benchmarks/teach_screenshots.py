@@ -117,18 +117,8 @@ class Shooter:
         """The main window halfway through inpainting a central hole in the colour sample (restore preset,
         the bundled colour model on its fast path), paused once σ_t is below ``WINDOW_SIGMA``: the hole
         holds structure but is not finished, and the plots show the decay so far."""
-        import tempfile
-
-        from PySide6 import QtCore
-
-        from priorstudio.gui.main_window import MainWindow
-
-        folder = tempfile.mkdtemp(prefix="priorstudio-shots-")
-        settings = QtCore.QSettings(str(Path(folder) / "settings.ini"), QtCore.QSettings.Format.IniFormat)
         fast = load_denoiser("unet-color")  # what the application runs, it/s included
-        w = MainWindow(denoiser_factory=lambda c: fast, settings=settings, error_sink=lambda t, m: print(t, m))
-        w.confirm_close = lambda reason: "discard"
-        w.resize(1600, 1000)
+        w = _main_window(lambda c: fast, (1600, 1000))
         w.set_photo(load_image(resource_path("samples", "astronaut.png"), mode="color"), name="astronaut.png")
         w.degradation.set_task("inpaint")
         w.degradation.set_mode("simulate")
@@ -257,18 +247,9 @@ class Shooter:
     def history(self, factory, state: dict) -> None:
         """The main window after a short denoising run, scrubbed back to a mid step: the scrub bar with the
         score of that step, and the update rule with its numbers."""
-        import tempfile
-
-        from PySide6 import QtCore
         from PySide6.QtCore import Qt
 
-        from priorstudio.gui.main_window import MainWindow
-
-        folder = tempfile.mkdtemp(prefix="priorstudio-shots-")  # fresh settings: no saved layout or recent files
-        settings = QtCore.QSettings(str(Path(folder) / "settings.ini"), QtCore.QSettings.Format.IniFormat)
-        w = MainWindow(denoiser_factory=factory, settings=settings, error_sink=lambda title, text: print(title, text))
-        w.confirm_close = lambda reason: "discard"
-        w.resize(1500, 960)
+        w = _main_window(factory, (1500, 960))
         photo = load_image(resource_path("samples", "camera-gray.png"), mode="gray")[:, 40:136, 80:176]
         w.set_photo(photo, name="camera-gray (crop)")
         w.degradation.set_task("denoise")
@@ -292,6 +273,22 @@ class Shooter:
         self.wait(lambda: teach.explain.text() != "", "the explain dock")
         self.save(w, "history")
         w.shutdown()
+
+
+def _main_window(factory, size: tuple[int, int]):  # type: ignore[no-untyped-def]
+    """The main window with fresh settings (no saved layout or recent files), closing without questions."""
+    import tempfile
+
+    from PySide6 import QtCore
+
+    from priorstudio.gui.main_window import MainWindow
+
+    folder = tempfile.mkdtemp(prefix="priorstudio-shots-")
+    settings = QtCore.QSettings(str(Path(folder) / "settings.ini"), QtCore.QSettings.Format.IniFormat)
+    w = MainWindow(denoiser_factory=factory, settings=settings, error_sink=lambda title, text: print(title, text))
+    w.confirm_close = lambda reason: "discard"
+    w.resize(*size)
+    return w
 
 
 def _png_bytes(image) -> bytes:
