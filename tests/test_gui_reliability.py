@@ -105,6 +105,15 @@ def run_to_end(qtbot, window: MainWindow):
     return blocker.args[0]
 
 
+def type_into(box: QtWidgets.QAbstractSpinBox, text: str) -> None:
+    """Type ``text`` over the box's value and press Enter, as a user would."""
+    from PySide6 import QtCore, QtTest
+
+    box.lineEdit().selectAll()
+    QtTest.QTest.keyClicks(box, text)
+    QtTest.QTest.keyClick(box, QtCore.Qt.Key.Key_Return)
+
+
 def last_error(window: MainWindow) -> tuple[str, str]:
     assert window.errors, "expected an error dialog"
     return window.errors[-1]
@@ -222,7 +231,10 @@ def test_parameters_out_of_range(window, qtbot, photo: Path) -> None:
     window.degradation.set_task("denoise")
     quick(window, sigma_0=0.05, sigma_L=0.5)  # σ_L ≥ σ_0: each within its own range, wrong together
     assert not window.start_run()
-    assert "sigma_L" in last_error(window)[1]
+    title, message = last_error(window)
+    assert title == "Cannot run" and "σ_L must be above 0 and below σ₀" in message
+    assert "σ_L = 0.5, σ₀ = 0.05" in message  # both values, by the names the form shows
+    assert window.focusWidget() is window.algorithm.form.widgets["sigma_L"]  # the cursor is in the field to mend
     # single-field ranges cannot be left: the spin boxes hold β in (0, 1], h₀ in (0, 1), sizes ≥ 1
     window.algorithm.set_values({"beta": 0.0, "h_0": 1.5, "max_steps": -5})
     values = window.algorithm.values()
@@ -289,6 +301,13 @@ def test_task_and_noise_fields_cannot_leave_their_ranges(window, photo: Path) ->
             assert value >= (1 if field == "factor" else 0), (task, wrong, value)
     window.degradation.noise.setValue(-5.0)
     assert window.degradation.noise.value() == 0.0
+    # typed by hand: "300" is not cut to "30" on the way; Enter sets the maximum and says so
+    type_into(window.degradation.noise, "300")
+    assert window.degradation.noise.value() == 255.0
+    assert window.statusBar().currentMessage() == "noise σ: 300 /255 is above the maximum; set to 255 /255"
+    type_into(window.algorithm.form.widgets["sigma_0"], "20")
+    assert window.algorithm.values()["sigma_0"] == 10.0
+    assert window.statusBar().currentMessage() == "σ₀: 20 is above the maximum; set to 10"
     window.degradation.noise.setValue(1e6)
     assert window.degradation.noise.value() == 255.0
     window.algorithm.set_values({"beta": float("nan"), "sigma_0": float("nan"), "h_0": float("nan")})

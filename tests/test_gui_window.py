@@ -427,7 +427,7 @@ def test_bad_parameters_show_a_dialog_and_the_app_goes_on(window, photo, qtbot):
     window.generate_mask("block", 0.3)
     window.algorithm.set_values({"sigma_L": 0.5, "sigma_0": 0.1})
     assert not window.start_run()
-    assert "sigma_L" in window.errors[-1][1]
+    assert "σ_L must be above 0 and below σ₀" in window.errors[-1][1]
     quick_params(window, max_steps=3)
     run_to_end(qtbot, window)
 

@@ -6,9 +6,11 @@ with denoisers broken on purpose to reach the divergence guards; one runs a tiny
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import itertools
 import math
+import re
 
 import pytest
 import torch
@@ -317,10 +319,15 @@ def test_tiny_unet_on_16x16_with_inpainting():
     ],
 )
 def test_invalid_parameters_are_named(oracle, field, value):
+    """The message names the field (by its name or the label the app shows), and ``field`` says which."""
+    label = {f.name: f.metadata.get("label", f.name) for f in dataclasses.fields(ImplicitPriorParams)}[field]
     p = ImplicitPriorParams(**{field: value})
-    with pytest.raises(ParameterError, match=field):
+    with pytest.raises(ParameterError, match=f"{re.escape(field)}|{re.escape(label)}") as raised:
         p.validate()
-    with pytest.raises(ParameterError, match=field):  # refused when the run is made, not at its first step
+    assert raised.value.field == field
+    with pytest.raises(
+        ParameterError, match=re.escape(str(raised.value))
+    ):  # refused when the run is made, not at step 1
         synth(oracle, p)
 
 

@@ -26,9 +26,13 @@ class MaskError(PriorStudioError):
 
 
 class ParameterError(PriorStudioError, ValueError):
-    """A parameter outside its valid range."""
+    """A parameter outside its valid range; ``field`` names it (a params field) so a form can point at it."""
 
     exit_code = 2
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class WeightsError(PriorStudioError):

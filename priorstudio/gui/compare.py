@@ -29,6 +29,7 @@ from priorstudio.core.samplers.registry import METHODS, MethodSummary
 from priorstudio.gui import qt_compat  # noqa: F401  (first: guards a PySide6 refcount bug)
 from priorstudio.gui.canvas import array_to_qimage, to_display_array
 from priorstudio.gui.compare_worker import CompareController, CompareJob
+from priorstudio.gui.spin_boxes import SpinBox
 
 #: Side of a result tile's image, in screen pixels.
 TILE_PX = 176
@@ -573,7 +574,7 @@ class ComparePanel(QtWidgets.QWidget):
 
 
 def _spin(lo: int, hi: int, value: int, tip: str) -> QtWidgets.QSpinBox:
-    spin = QtWidgets.QSpinBox()
+    spin = SpinBox()
     spin.setRange(lo, hi)
     spin.setValue(value)
     spin.setToolTip(tip)

@@ -18,6 +18,7 @@ from PySide6 import QtWidgets
 from PySide6.QtCore import Signal
 
 from priorstudio.gui import qt_compat  # noqa: F401  (first: guards a PySide6 refcount bug)
+from priorstudio.gui.spin_boxes import DoubleSpinBox, SpinBox
 
 INT_LIMIT = 2**31 - 1
 
@@ -110,6 +111,7 @@ class ParamsForm(QtWidgets.QWidget):
             tip = spec.help + (f" ({_range_text(spec)})" if _range_text(spec) else "")
             widget.setToolTip(tip)
             widget.setObjectName(f"param_{spec.name}")
+            widget.setAccessibleName(spec.label)
             label = QtWidgets.QLabel(spec.label)
             label.setToolTip(tip)
             label.setBuddy(widget)
@@ -124,7 +126,7 @@ class ParamsForm(QtWidgets.QWidget):
             box.toggled.connect(lambda _=False, n=spec.name: self.changed.emit(n))
             return box
         if spec.kind == "int":
-            spin = QtWidgets.QSpinBox()
+            spin = SpinBox()
             spin.setRange(
                 int(spec.min if spec.min is not None else -INT_LIMIT), int(min(spec.max or INT_LIMIT, INT_LIMIT))
             )
@@ -133,7 +135,7 @@ class ParamsForm(QtWidgets.QWidget):
             spin.valueChanged.connect(lambda _=0, n=spec.name: self.changed.emit(n))
             spin.setKeyboardTracking(False)
             return spin
-        dspin = QtWidgets.QDoubleSpinBox()
+        dspin = DoubleSpinBox()
         dspin.setDecimals(_decimals_for(spec))
         dspin.setRange(spec.min if spec.min is not None else -1e9, spec.max if spec.max is not None else 1e9)
         dspin.setStepType(QtWidgets.QAbstractSpinBox.StepType.AdaptiveDecimalStepType)
@@ -141,6 +143,10 @@ class ParamsForm(QtWidgets.QWidget):
         dspin.setKeyboardTracking(False)
         dspin.valueChanged.connect(lambda _=0.0, n=spec.name: self.changed.emit(n))
         return dspin
+
+    @property
+    def form_layout(self) -> QtWidgets.QFormLayout:
+        return self._layout
 
     def values(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -172,6 +178,20 @@ class ParamsForm(QtWidgets.QWidget):
 
     def reset(self) -> None:
         self.set_values({n: s.default for n, s in self.specs.items()})
+
+
+def align_label_columns(*layouts: QtWidgets.QFormLayout) -> None:
+    """Give the label column of form layouts stacked in one panel a common width, so their fields line up."""
+    labels = []
+    for layout in layouts:
+        for row in range(layout.rowCount()):
+            item = layout.itemAt(row, QtWidgets.QFormLayout.ItemRole.LabelRole)
+            widget = item.widget() if item is not None else None
+            if isinstance(widget, QtWidgets.QLabel):
+                labels.append(widget)
+    width = max((label.sizeHint().width() for label in labels), default=0)
+    for label in labels:
+        label.setMinimumWidth(width)
 
 
 def _range_text(spec: FieldSpec) -> str:

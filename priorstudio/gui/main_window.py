@@ -32,7 +32,7 @@ from PySide6.QtCore import QRectF, Qt, Signal
 from priorstudio.core.allocator import release_free_memory
 from priorstudio.core.atomic import OutputExistsError
 from priorstudio.core.denoisers import available_models
-from priorstudio.core.errors import PriorStudioError, WeightsError
+from priorstudio.core.errors import ParameterError, PriorStudioError, WeightsError
 from priorstudio.core.imageio import encode_image, image_from_bytes, load_image, load_mask, save_image, save_mask
 from priorstudio.core.memory import check_run_fits, estimate_run_memory
 from priorstudio.core.runrecord import RunRecord
@@ -59,6 +59,7 @@ from priorstudio.gui.session import (
     plan_run,
     starting_noise,
 )
+from priorstudio.gui.spin_boxes import DoubleSpinBox
 from priorstudio.gui.worker import Frame, FrameMailbox, MetricsTap, RecordSink, RunController, StepScalars
 
 # What the GUI thread does during a run is paced: on two cores every millisecond it spends is taken from the
@@ -255,8 +256,8 @@ class MainWindow(QtWidgets.QMainWindow):
             self.view_bar.addAction(self.actions[key])
         self.view_bar.addSeparator()
         self.view_bar.addWidget(QtWidgets.QLabel(" levels "))
-        self.level_low = QtWidgets.QDoubleSpinBox()
-        self.level_high = QtWidgets.QDoubleSpinBox()
+        self.level_low = DoubleSpinBox()
+        self.level_high = DoubleSpinBox()
         for spin, value, tip in (
             (self.level_low, 0.0, "display black point"),
             (self.level_high, 1.0, "display white point"),
@@ -266,6 +267,7 @@ class MainWindow(QtWidgets.QMainWindow):
             spin.setSingleStep(0.05)
             spin.setValue(value)
             spin.setToolTip(tip + " (live frames keep it)")
+            spin.setAccessibleName(tip)
             spin.setKeyboardTracking(False)
             spin.valueChanged.connect(self._on_levels)
             self.view_bar.addWidget(spin)
@@ -1001,6 +1003,8 @@ class MainWindow(QtWidgets.QMainWindow):
             return self._start_run()
         except PriorStudioError as error:
             self.report_error("Cannot run", str(error))
+            if isinstance(error, ParameterError) and error.field:
+                self.algorithm.point_at(error.field)
             return False
 
     def _start_run(self) -> bool:

@@ -16,10 +16,11 @@ from PySide6.QtCore import Signal
 from priorstudio.core.denoisers import available_models
 from priorstudio.core.operators import TASKS, box_kernel, gaussian_kernel, motion_kernel
 from priorstudio.gui import qt_compat  # noqa: F401  (first: guards a PySide6 refcount bug)
-from priorstudio.gui.forms import FieldSpec, ParamsForm, fields_of_dataclass, fields_of_task
+from priorstudio.gui.forms import FieldSpec, ParamsForm, align_label_columns, fields_of_dataclass, fields_of_task
 from priorstudio.gui.mask_model import MAX_RADIUS, MIN_RADIUS, MaskModel
 from priorstudio.gui.methods import MethodChoice, available_methods
 from priorstudio.gui.session import DEFAULT_WORKING_SIDE, WORKING_SIDES, RunSettings
+from priorstudio.gui.spin_boxes import DoubleSpinBox, SpinBox
 
 TASK_LABELS = {
     "denoise": "Denoise",
@@ -83,7 +84,7 @@ class DegradationPanel(QtWidgets.QWidget):
         layout.addWidget(self.task_form)
         # blur kernel
         self.kernel_box = QtWidgets.QWidget()
-        kl = QtWidgets.QFormLayout(self.kernel_box)
+        self._kernel_layout = kl = QtWidgets.QFormLayout(self.kernel_box)
         kl.setContentsMargins(0, 0, 0, 0)
         self.kernel_kind = QtWidgets.QComboBox()
         for key, (label, _specs) in KERNELS.items():
@@ -98,15 +99,15 @@ class DegradationPanel(QtWidgets.QWidget):
         )
         self.mask_hint.setWordWrap(True)
         layout.addWidget(self.mask_hint)
-        form = QtWidgets.QFormLayout()
-        self.noise = QtWidgets.QDoubleSpinBox()
+        self._noise_layout = form = QtWidgets.QFormLayout()
+        self.noise = DoubleSpinBox()
         self.noise.setRange(0.0, 255.0)
         self.noise.setDecimals(1)
         self.noise.setSuffix(" /255")
         self.noise.setKeyboardTracking(False)
         self.noise.setToolTip("simulate: standard deviation of the noise added to the measurements (0–255 scale)")
         form.addRow("noise σ", self.noise)
-        self.noise_seed = QtWidgets.QSpinBox()
+        self.noise_seed = SpinBox()
         self.noise_seed.setRange(0, 2**31 - 1)
         self.noise_seed.setToolTip("seed of the simulated noise: the same seed gives the same degraded image")
         form.addRow("noise seed", self.noise_seed)
@@ -223,6 +224,7 @@ class DegradationPanel(QtWidgets.QWidget):
         self.task_form.set_specs(fields_of_task(info.params))
         self.kernel_box.setVisible(self.task_name() == "blur")
         self.mask_hint.setVisible(self.task_name() == "inpaint")
+        self._align()
         if not self._noise_touched:  # a sensible default until the user sets one: 25/255 to denoise, else none
             blocked = self.noise.blockSignals(True)
             self.noise.setValue(25.0 if self.task_name() == "denoise" else 0.0)
@@ -236,7 +238,14 @@ class DegradationPanel(QtWidgets.QWidget):
 
     def _on_kernel_kind(self, *_args: object) -> None:
         self.kernel_form.set_specs(KERNELS[str(self.kernel_kind.currentData())][1])
+        self._align()
         self.changed.emit()
+
+    def _align(self) -> None:
+        """One label column for the task's, the kernel's and the noise fields (rebuilt forms get new labels)."""
+        align_label_columns(
+            self.task_form.form_layout, self._kernel_layout, self.kernel_form.form_layout, self._noise_layout
+        )
 
     def _on_noise(self, *_args: object) -> None:
         self._noise_touched = True
@@ -377,6 +386,16 @@ class AlgorithmPanel(QtWidgets.QWidget):
         names a bad field)."""
         return self.current_method().make_params({**self.values(), **forced}, operator)
 
+    def point_at(self, name: str) -> bool:
+        """Put the cursor in the field ``name`` (a ParameterError's field), its text selected; False if absent."""
+        widget = self.form.widgets.get(name)
+        if widget is None or not widget.isVisible():
+            return False
+        widget.setFocus(QtCore.Qt.FocusReason.OtherFocusReason)
+        if isinstance(widget, QtWidgets.QAbstractSpinBox):
+            widget.selectAll()
+        return True
+
     # -- model -------------------------------------------------------------------------------------------
     def refresh_models(self, current: str | None = None) -> None:
         blocked = self.model.blockSignals(True)
@@ -416,9 +435,10 @@ class MaskTools(QtWidgets.QWidget):
         super().__init__(parent)
         layout = QtWidgets.QGridLayout(self)
         self.buttons: dict[str, QtWidgets.QToolButton] = {}
-        self.size = QtWidgets.QSpinBox()
+        self.size = SpinBox()
         self.size.setRange(int(MIN_RADIUS * 2), int(MAX_RADIUS * 2))
         self.size.setSuffix(" px")
+        self.size.setAccessibleName("brush")
         self.size.setToolTip("brush diameter in image pixels ([ and ] change it, Shift for ×10)")
         self.size.setKeyboardTracking(False)
         layout.addWidget(QtWidgets.QLabel("brush"), 0, 0)

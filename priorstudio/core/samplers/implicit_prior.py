@@ -142,30 +142,38 @@ class ImplicitPriorParams:
         for name in ("sigma_0", "sigma_L", "h_0", "beta"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise ParameterError(f"{name} must be a finite number, got {value!r}")
+                raise ParameterError(f"{name} must be a finite number, got {value!r}", field=name)
         for name in ("seed", "max_steps", "emit_every", "divergence_patience"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
-                raise ParameterError(f"{name} must be an integer, got {value!r}")
+                raise ParameterError(f"{name} must be an integer, got {value!r}", field=name)
         if not self.sigma_0 > 0:
-            raise ParameterError(f"sigma_0 (σ₀) must be > 0, got {self.sigma_0}")
+            raise ParameterError(f"sigma_0 (σ₀) must be > 0, got {self.sigma_0}", field="sigma_0")
         if not 0 < self.sigma_L < self.sigma_0:
-            raise ParameterError(f"sigma_L (σ_L) must be in (0, σ₀ = {self.sigma_0}), got {self.sigma_L}")
+            raise ParameterError(
+                f"σ_L must be above 0 and below σ₀ (the noise level the run starts at): "
+                f"got σ_L = {self.sigma_L:g}, σ₀ = {self.sigma_0:g}",
+                field="sigma_L",
+            )
         if not 0 < self.h_0 < 1:
-            raise ParameterError(f"h_0 (h₀) must be in (0, 1), got {self.h_0}")
+            raise ParameterError(f"h_0 (h₀) must be in (0, 1), got {self.h_0}", field="h_0")
         if not 0 < self.beta <= 1:
-            raise ParameterError(f"beta (β) must be in (0, 1], got {self.beta}")
+            raise ParameterError(f"beta (β) must be in (0, 1], got {self.beta}", field="beta")
         if not 0 <= self.seed < 2**63:
-            raise ParameterError(f"seed must be in [0, 2⁶³), got {self.seed}")
+            raise ParameterError(f"seed must be in [0, 2⁶³), got {self.seed}", field="seed")
         if self.max_steps < 1:
-            raise ParameterError(f"max_steps must be ≥ 1, got {self.max_steps}")
+            raise ParameterError(f"max_steps must be ≥ 1, got {self.max_steps}", field="max_steps")
         if self.emit_every < 0:
-            raise ParameterError(f"emit_every must be ≥ 0 (0: image only in the last record), got {self.emit_every}")
+            raise ParameterError(
+                f"emit_every must be ≥ 0 (0: image only in the last record), got {self.emit_every}", field="emit_every"
+            )
         if self.divergence_patience < 2:
-            raise ParameterError(f"divergence_patience must be ≥ 2, got {self.divergence_patience}")
+            raise ParameterError(
+                f"divergence_patience must be ≥ 2, got {self.divergence_patience}", field="divergence_patience"
+            )
         for name in ("project_noise", "final_projection"):
             if not isinstance(getattr(self, name), bool):
-                raise ParameterError(f"{name} must be True or False, got {getattr(self, name)!r}")
+                raise ParameterError(f"{name} must be True or False, got {getattr(self, name)!r}", field=name)
 
     @classmethod
     def preset(cls, preset: Mapping[str, Any], **overrides: Any) -> ImplicitPriorParams:

@@ -30,6 +30,7 @@ from priorstudio.core.teach.animation import GAP, tile
 from priorstudio.core.teach.history import FrameHistory
 from priorstudio.core.teach.inspector import ScoreTap
 from priorstudio.gui import qt_compat  # noqa: F401  (first: guards a PySide6 refcount bug)
+from priorstudio.gui.spin_boxes import DoubleSpinBox, SpinBox
 from priorstudio.gui.teach.common import DenoiserFactory, ImagePane, ModelChoice, RecordMailbox, shutdown_run
 from priorstudio.gui.worker import RunController, StepScalars
 
@@ -109,7 +110,7 @@ class SynthesisControls(QtWidgets.QWidget):
         form.addRow("max steps", self.max_steps)
 
     def _spin(self, lo: int, hi: int, value: int, tip: str) -> QtWidgets.QSpinBox:
-        box = QtWidgets.QSpinBox(self)
+        box = SpinBox(self)
         box.setRange(lo, hi)
         box.setValue(value)
         box.setToolTip(tip)
@@ -117,7 +118,7 @@ class SynthesisControls(QtWidgets.QWidget):
         return box
 
     def _dspin(self, lo: float, hi: float, value: float, decimals: int, tip: str) -> QtWidgets.QDoubleSpinBox:
-        box = QtWidgets.QDoubleSpinBox(self)
+        box = DoubleSpinBox(self)
         box.setDecimals(decimals)
         box.setRange(lo, hi)
         box.setSingleStep(10 ** -(decimals - 1))

@@ -16,6 +16,7 @@ from PySide6.QtCore import Signal, Slot
 
 from priorstudio.core.errors import PriorStudioError
 from priorstudio.gui import qt_compat  # noqa: F401  (first: guards a PySide6 refcount bug)
+from priorstudio.gui.spin_boxes import DoubleSpinBox
 from priorstudio.gui.teach.batch_view import SampleBatchView, SynthesisControls, detail
 from priorstudio.gui.teach.common import DenoiserFactory
 from priorstudio.gui.teach.sigma_plot import SigmaPlot
@@ -33,7 +34,7 @@ class BetaComparisonWidget(QtWidgets.QWidget):
         self._factory = denoiser_factory
         self.controls = SynthesisControls(self, show_beta=False)
         self.controls.k.setValue(4)
-        self.beta = QtWidgets.QDoubleSpinBox()
+        self.beta = DoubleSpinBox()
         self.beta.setDecimals(3)
         self.beta.setRange(1e-3, 0.999)
         self.beta.setSingleStep(0.05)

@@ -17,6 +17,7 @@ from PySide6.QtCore import Slot
 from priorstudio.core.teach.animation import tile
 from priorstudio.core.teach.game import RealOrSampledRound, Score, real_patches
 from priorstudio.gui import qt_compat  # noqa: F401  (first: guards a PySide6 refcount bug)
+from priorstudio.gui.spin_boxes import SpinBox
 from priorstudio.gui.teach.common import DenoiserFactory, ImagePane, shutdown_run
 from priorstudio.gui.worker import RunController, StepScalars
 
@@ -46,19 +47,22 @@ class RealOrSampledDialog(QtWidgets.QDialog):
         self.tally = Score(0, 0, 0, 0, 0, 0)
         self.rounds_played = 0
 
-        self.size_spin = QtWidgets.QSpinBox()
+        self.size_spin = SpinBox()
         self.size_spin.setRange(16, 128)
         self.size_spin.setSingleStep(8)
         self.size_spin.setValue(48)
+        self.size_spin.setAccessibleName("patch size")
         self.size_spin.setToolTip("Patch size in pixels (the prior draws its samples at this size)")
-        self.items_spin = QtWidgets.QSpinBox()
+        self.items_spin = SpinBox()
         self.items_spin.setRange(4, 40)
         self.items_spin.setSingleStep(2)
         self.items_spin.setValue(20)
+        self.items_spin.setAccessibleName("patches per round")
         self.items_spin.setToolTip("Patches per round, half real and half sampled")
         self.color_box = QtWidgets.QCheckBox("colour")
-        self.seed_spin = QtWidgets.QSpinBox()
+        self.seed_spin = SpinBox()
         self.seed_spin.setRange(0, 1_000_000)
+        self.seed_spin.setAccessibleName("seed")
         self.seed_spin.setToolTip("Seed of the round: the same seed gives the same patches in the same order")
         self.new_button = QtWidgets.QPushButton("New round")
         self.new_button.clicked.connect(lambda: self.new_round())

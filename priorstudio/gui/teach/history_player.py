@@ -19,6 +19,7 @@ from priorstudio.core.teach.animation import (
 )
 from priorstudio.core.teach.history import Frame, FrameHistory
 from priorstudio.gui import qt_compat  # noqa: F401  (first: guards a PySide6 refcount bug)
+from priorstudio.gui.spin_boxes import SpinBox
 from priorstudio.gui.teach.common import ImagePane
 
 EXPORTS = {
@@ -51,10 +52,11 @@ class HistoryPlayer(QtWidgets.QWidget):
         self.slider.valueChanged.connect(self._on_slider)
         self.step_label = QtWidgets.QLabel("no run yet", self)
         self.step_label.setMinimumWidth(170)
-        self.fps = QtWidgets.QSpinBox(self)
+        self.fps = SpinBox(self)
         self.fps.setRange(1, 60)
         self.fps.setValue(15)
         self.fps.setSuffix(" fps")
+        self.fps.setAccessibleName("playback speed")
         self.fps.setToolTip("Replay and export speed, frames per second")
         self.fps.valueChanged.connect(self._on_fps)
         self.memory_label = QtWidgets.QLabel("", self)

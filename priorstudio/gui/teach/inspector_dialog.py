@@ -30,6 +30,7 @@ from priorstudio.core.teach.pixel import (
     pixel_sweep,
 )
 from priorstudio.gui import qt_compat  # noqa: F401  (first: guards a PySide6 refcount bug)
+from priorstudio.gui.spin_boxes import SpinBox
 from priorstudio.gui.teach.common import BackgroundCall, DenoiserFactory, ImagePane
 
 
@@ -71,28 +72,32 @@ class InspectorDialog(QtWidgets.QDialog):
         self.sigma_slider.setToolTip("Noise level σ added to the image, on the 0–255 scale (same noise pattern)")
         self.sigma_slider.valueChanged.connect(self._on_sigma)  # while dragging: requests are coalesced
         self.sigma_label = QtWidgets.QLabel("σ = 25/255")
-        self.view_size = QtWidgets.QSpinBox()
+        self.view_size = SpinBox()
         self.view_size.setRange(9, 129)
         self.view_size.setSingleStep(2)
         self.view_size.setValue(41)
+        self.view_size.setAccessibleName("view")
         self.view_size.setToolTip("Size of the patch and filter shown (BF-CNN's receptive field is 41)")
         self.view_size.valueChanged.connect(self._request_filter)
-        self.window_size = QtWidgets.QSpinBox()
+        self.window_size = SpinBox()
         self.window_size.setRange(32, 512)
         self.window_size.setValue(128)
+        self.window_size.setAccessibleName("window")
         self.window_size.setToolTip(
             "The network runs on this window around the pixel: exact for a CNN when it reaches twice the "
             "receptive field beyond the pixel, faster than the whole photo"
         )
         self.window_size.valueChanged.connect(self._request_filter)
 
-        self.k_spin = QtWidgets.QSpinBox()
+        self.k_spin = SpinBox()
         self.k_spin.setRange(2, 64)
         self.k_spin.setValue(16)
+        self.k_spin.setAccessibleName("k")
         self.k_spin.setToolTip("How many leading singular values to compute")
-        self.svd_window = QtWidgets.QSpinBox()
+        self.svd_window = SpinBox()
         self.svd_window.setRange(8, 64)
         self.svd_window.setValue(32)
+        self.svd_window.setAccessibleName("SVD window")
         self.svd_window.setToolTip("A(y) is taken on this window around the pixel (N = C·size² dimensions)")
         self.svd_button = QtWidgets.QPushButton("Singular values")
         self.svd_button.setToolTip(

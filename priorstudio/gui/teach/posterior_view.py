@@ -19,6 +19,7 @@ from torch import Tensor
 from priorstudio.core.errors import PriorStudioError
 from priorstudio.core.teach.posterior import PosteriorSummary, posterior_stream, posterior_summary
 from priorstudio.gui import qt_compat  # noqa: F401  (first: guards a PySide6 refcount bug)
+from priorstudio.gui.spin_boxes import SpinBox
 from priorstudio.gui.teach.common import DenoiserFactory, ImagePane, shutdown_run
 from priorstudio.gui.worker import RunController, StepScalars
 
@@ -94,9 +95,10 @@ class PosteriorPanel(QtWidgets.QWidget):
         self._problem: Any = None
         self._params: Any = None
         self.view = PosteriorView(self)
-        self.k_spin = QtWidgets.QSpinBox()
+        self.k_spin = SpinBox()
         self.k_spin.setRange(2, 64)
         self.k_spin.setValue(8)
+        self.k_spin.setAccessibleName("samples K")
         self.k_spin.setToolTip("Number of samples K, drawn together as one batch")
         self.run_button = QtWidgets.QPushButton("Draw K samples")
         self.run_button.clicked.connect(self.run)

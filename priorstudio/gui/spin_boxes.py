@@ -1,0 +1,132 @@
+"""Spin boxes that say so when they change what was typed.
+
+Qt's spin boxes refuse a keystroke that would leave their range: typing "20" into a box that goes up to 10
+leaves "2", and Enter sets 2 without a word. These accept any number while typing and, when the edit ends,
+set the nearest allowed value and tell the user — in a tooltip at the box and, in a main window, on the
+status bar — naming the field by its accessible name (the label the forms give it).
+"""
+
+from __future__ import annotations
+
+import math
+
+from PySide6 import QtCore, QtGui, QtWidgets
+from PySide6.QtCore import Signal
+
+from priorstudio.gui import qt_compat  # noqa: F401  (first: guards a PySide6 refcount bug)
+
+#: how long the status bar keeps the notice (ms)
+NOTICE_MS = 8000
+
+
+def _typed_number(box: QtWidgets.QAbstractSpinBox, text: str) -> float | None:
+    """The number in ``text`` without the box's prefix and suffix, read in the box's locale; None if none."""
+    body = text.strip()
+    prefix, suffix = box.prefix().strip(), box.suffix().strip()  # type: ignore[attr-defined]
+    if prefix and body.startswith(prefix):
+        body = body[len(prefix) :]
+    if suffix and body.endswith(suffix):
+        body = body[: -len(suffix)]
+    body = body.strip()
+    number, ok = box.locale().toDouble(body)
+    if ok:
+        return float(number)
+    try:
+        return float(body)
+    except ValueError:
+        return None
+
+
+def clamp_notice(name: str, typed: float, allowed: float, *, above: bool, unit: str = "") -> str:
+    """The sentence shown when a typed value is replaced by the nearest one in range."""
+    field = f"{name}: " if name else ""
+    where = "above the maximum" if above else "below the minimum"
+    return f"{field}{typed:g}{unit} is {where}; set to {allowed:g}{unit}"
+
+
+def field_name(box: QtWidgets.QWidget) -> str:
+    """What the user calls the box: its accessible name, else its label in a form layout, else ""."""
+    if box.accessibleName():
+        return box.accessibleName()
+    parent = box.parentWidget()
+    if parent is None:
+        return ""
+    for layout in parent.findChildren(QtWidgets.QFormLayout):  # nested layouts are children of the widget too
+        label = layout.labelForField(box)
+        if isinstance(label, QtWidgets.QLabel):
+            return label.text().replace("&", "").strip()
+    return ""
+
+
+def _report(box: QtWidgets.QAbstractSpinBox, message: str) -> None:
+    QtWidgets.QToolTip.showText(box.mapToGlobal(QtCore.QPoint(0, box.height())), message, box)
+    window = box.window()
+    if isinstance(window, QtWidgets.QMainWindow):
+        window.statusBar().showMessage(message, NOTICE_MS)
+
+
+def _fix(box: QtWidgets.QAbstractSpinBox, text: str, lo: float, hi: float) -> tuple[float, str] | None:
+    """(the allowed value, the notice) when ``text`` is a number outside [lo, hi], or a fraction in a box of
+    whole numbers; else None."""
+    typed = _typed_number(box, text)
+    if typed is None or not math.isfinite(typed):
+        return None
+    whole = isinstance(box, QtWidgets.QSpinBox)
+    unit = box.suffix().strip()  # type: ignore[attr-defined]
+    unit = f" {unit}" if unit else ""
+    name = field_name(box)
+    if not lo <= typed <= hi:
+        allowed = hi if typed > hi else lo
+        return allowed, clamp_notice(name, typed, allowed, above=typed > hi, unit=unit)
+    if whole and typed != int(typed):
+        allowed = float(min(max(math.floor(typed + 0.5), lo), hi))
+        field = f"{name}: " if name else ""
+        return allowed, f"{field}{typed:g} is not a whole number; set to {allowed:g}{unit}"
+    return None
+
+
+def _accept_numbers(box: QtWidgets.QAbstractSpinBox, result: object, text: str, pos: int) -> object:
+    """``result`` of Qt's validate, with an out-of-range number let through as Intermediate."""
+    state = result[0] if isinstance(result, tuple) else result
+    if state == QtGui.QValidator.State.Invalid and _typed_number(box, text) is not None:
+        return (QtGui.QValidator.State.Intermediate, text, pos)
+    return result
+
+
+def _fixup(box: QtWidgets.QSpinBox | QtWidgets.QDoubleSpinBox, text: str) -> str:
+    """Qt's fixup for an edit that ended on text it did not accept: the nearest allowed value, announced."""
+    whole = isinstance(box, QtWidgets.QSpinBox)
+    fixed = _fix(box, text, box.minimum(), box.maximum())
+    if fixed is None:
+        typed = _typed_number(box, text)  # e.g. "7." in a box of whole numbers: 7, nothing to announce
+        if typed is None or not math.isfinite(typed):
+            return text
+        return box.textFromValue(int(typed) if whole else typed)  # type: ignore[arg-type]
+    allowed, message = fixed
+    box.clamped.emit(message)  # type: ignore[union-attr]
+    _report(box, message)
+    return box.textFromValue(int(allowed) if whole else allowed)  # type: ignore[arg-type]
+
+
+class SpinBox(QtWidgets.QSpinBox):
+    """An integer spin box that clamps a typed out-of-range value with a notice (``clamped(message)``)."""
+
+    clamped = Signal(str)
+
+    def validate(self, text: str, pos: int) -> object:
+        return _accept_numbers(self, super().validate(text, pos), text, pos)
+
+    def fixup(self, text: str) -> str:
+        return _fixup(self, text)
+
+
+class DoubleSpinBox(QtWidgets.QDoubleSpinBox):
+    """A decimal spin box that clamps a typed out-of-range value with a notice (``clamped(message)``)."""
+
+    clamped = Signal(str)
+
+    def validate(self, text: str, pos: int) -> object:
+        return _accept_numbers(self, super().validate(text, pos), text, pos)
+
+    def fixup(self, text: str) -> str:
+        return _fixup(self, text)
