@@ -136,6 +136,76 @@ def test_bench_dip_resumes_from_its_rows(tmp_path, capsys, monkeypatch):
     assert "needs --json" in capsys.readouterr().err
 
 
+def test_bench_dip_goes_on_with_an_interrupted_image_to_the_same_numbers(tmp_path, capsys, monkeypatch):
+    """Ctrl-C in the middle of an image saves it beside the rows; --resume continues it from that step (not
+    from step 1) and the row has the numbers of a run that was never stopped; the saved run is then removed."""
+    folder = image_set(tmp_path / "set", 1, 64, seed=3)
+    base = ["bench", "dip", str(folder), "--crop", "64", "--every", "1", "--width", "4", "--steps", "12"]
+    base += ["--denoise-image", "", "--es-window", "2", "--es-patience", "3", "--timing-steps", "1"]
+    whole_json, parts_json = tmp_path / "whole.json", tmp_path / "parts.json"
+    assert cli.main([*base, "--json", str(whole_json)]) == 0
+    (whole,) = json.loads(whole_json.read_text())
+
+    real_sampler, real_drive, steps_run = bench_dip.dip_sampler, bench_dip.drive, []
+
+    def stepping(stop_in_step: int = 0):
+        """Runs that note each step they take and get Ctrl-C in the middle of step ``stop_in_step``."""
+
+        def sampler(*args, **kwargs):
+            run = real_sampler(*args, **kwargs)
+            if kwargs["truth"] is None or run.params.max_steps < 12:  # not the side-by-side timing runs
+                return run
+            step = run._step
+
+            def noted():
+                steps_run.append(run.t_done + 1)
+                if run.t_done + 1 == stop_in_step:
+                    raise KeyboardInterrupt
+                return step()
+
+            run._step = noted
+            return run
+
+        return sampler
+
+    monkeypatch.setattr(bench_dip, "dip_sampler", stepping(7))
+    assert cli.main([*base, "--json", str(parts_json), "--checkpoint-minutes", "60"]) == 130
+    saved = parts_json.with_name("parts.json.run.pt")
+    assert saved.exists() and not parts_json.exists()  # no row yet: the image is not done
+    assert "saved the run at step 6" in capsys.readouterr().out
+    monkeypatch.setattr(bench_dip, "dip_sampler", stepping())
+    steps_run.clear()
+    assert cli.main([*base, "--json", str(parts_json), "--resume"]) == 0
+    assert steps_run == list(range(7, 13)) and "continuing the saved run at step 6" in capsys.readouterr().out
+    (row,) = json.loads(parts_json.read_text())
+    same = ("psnr", "psnr_best", "best_step", "steps", "es_step", "es_psnr", "es_fired_at")
+    assert {k: row.get(k) for k in same} == {k: whole.get(k) for k in same}
+    assert row["fast_step_s"] > 0 and row["plain_seconds"] > 0  # the timing made before the stop is kept
+    assert not saved.exists()
+
+    # stopped while a record was being measured: the last whole save counts (here every step is saved)
+    def measured_until(step: int):
+        def drive(run, metric, *args, **kwargs):
+            def watch(image):
+                if run.t_done == step:
+                    raise KeyboardInterrupt
+                return metric(image)
+
+            return real_drive(run, watch, *args, **kwargs)
+
+        return drive
+
+    monkeypatch.setattr(bench_dip, "drive", measured_until(4))
+    assert cli.main([*base, "--json", str(tmp_path / "b.json"), "--checkpoint-minutes", "0"]) == 130
+    assert "saved the run at step 3" in capsys.readouterr().out
+    # a saved run of other settings is not taken for this one
+    monkeypatch.setattr(bench_dip, "drive", real_drive)
+    steps_run.clear()
+    other = [a if a != "12" else "13" for a in base]
+    assert cli.main([*other, "--json", str(tmp_path / "b.json"), "--resume"]) == 0
+    assert steps_run[0] == 1 and "of another image or other settings" in capsys.readouterr().out
+
+
 def test_summary_line_reports_the_early_stopping_gap():
     rows = [
         {"psnr": 20.0, "psnr_best": 24.0, "best_step": 100, "es_step": 140, "es_psnr": 23.0},

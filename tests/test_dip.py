@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import math
 from dataclasses import replace
 from pathlib import Path
@@ -321,6 +322,66 @@ def test_the_early_stopping_choice_is_kept_once_the_rule_fires():
         dip_sampler(None, None, replace(params, early_stop="stop"), truth=x, init=x, network=Scripted(outputs))
     )
     assert stopped[-1].t == run.es_fired_at and torch.equal(stopped[-1].image, image)
+
+
+# -- continuing a run in another process ---------------------------------------------------------------------
+def _saved(state: dict) -> dict:
+    """``state`` through a file and back, loaded as the bench loads it (plain weights only)."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    return torch.load(buffer, weights_only=True)
+
+
+def _trace(records) -> list[tuple]:
+    return [(r.t, r.extra.get("loss"), r.psnr, r.extra.get("es_var"), r.extra.get("es_step")) for r in records]
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"ema": 0.9, "early_stop": "monitor", "es_window": 3, "es_patience": 4},  # average, running variance
+        {"optimizer": "gd", "lr": 0.05, "reg_noise_std": 0.05},  # plain gradient descent, input jitter
+        {"fast": True, "precision": "bf16", "ema": 0.5},  # the fast path: bf16, channels_last, fused Adam
+    ],
+)
+@pytest.mark.parametrize("stop_after", [1, 9])
+def test_a_run_saved_and_resumed_gives_the_same_steps_as_one_run(changes, stop_after):
+    """Stopped after ``stop_after`` steps, saved, loaded in a fresh run: the same losses, PSNRs, monitor
+    values and final image, to the bit, as the run that never stopped."""
+    x, y = noisy_pair(c=3)
+    params = tiny(max_steps=16, emit_every=4, metrics_every=1, **changes)
+    whole = list(dip_sampler(None, None, params, truth=x, init=y))
+    first = dip_sampler(None, None, params, truth=x, init=y)
+    head = [next(first) for _ in range(stop_after)]
+    state = _saved(first.state())
+    first.close()
+    second = dip_sampler(None, None, params, truth=x, init=y)
+    second.resume_from(state)
+    tail = list(second)
+    assert [r.t for r in tail] == list(range(stop_after + 1, 17))
+    assert _trace(head + tail) == _trace(whole)
+    assert torch.equal(tail[-1].image, whole[-1].image)
+    assert whole[-1].extra.get("es_step") == tail[-1].extra.get("es_step")
+
+
+def test_a_saved_run_is_refused_for_other_parameters_an_other_image_or_once_started():
+    x, y = noisy_pair()
+    run = dip_sampler(None, None, tiny(max_steps=6), truth=x, init=y)
+    next(run)
+    state = run.state()
+    assert state["t"] == 1
+    with pytest.raises(ParameterError, match="other parameters"):
+        dip_sampler(None, None, tiny(max_steps=6, lr=0.02), truth=x, init=y).resume_from(state)
+    other = noisy_pair(size=32)
+    with pytest.raises(ParameterError, match="image"):
+        dip_sampler(None, None, tiny(max_steps=6), truth=other[0], init=other[1]).resume_from(state)
+    with pytest.raises(ParameterError, match="before the run's first step"):
+        run.resume_from(state)
+    with pytest.raises(ParameterError, match="not a saved"):
+        dip_sampler(None, None, tiny(max_steps=6), truth=x, init=y).resume_from({"t": 1})
+    # what is shown (images, metrics) may differ: it does not change the numbers
+    dip_sampler(None, None, tiny(max_steps=6, emit_every=2, metrics_every=3), truth=x, init=y).resume_from(state)
 
 
 # -- the Lanczos downsampler ---------------------------------------------------------------------------------

@@ -17,7 +17,9 @@ The full protocol (Set5 + Set14 at 2000 steps, F16 at 3000) takes about 12 hours
 (days when its cores are shared); ``--limit``, ``--crop``, ``--steps`` and ``--width`` give reduced runs,
 and the rows say which settings were used. With ``--json`` every row is written as soon as its image is
 done, and ``--resume`` keeps the rows already there that used the same settings and skips their images, so
-the protocol can be run in pieces (an interrupted run loses at most the image it was on).
+the protocol can be run in pieces. The image in progress is saved beside the rows every few minutes
+(``--checkpoint-minutes``) and on Ctrl-C, and ``--resume`` goes on with it from there to the same numbers,
+so an interrupted run loses minutes, not the hours of a whole image.
 The default data paths are relative to the working folder, or else to the folder above the source tree.
 """
 
@@ -89,7 +91,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--resume",
         action="store_true",
-        help="keep the rows already in --json FILE that used the same settings and skip their images",
+        help="keep the rows already in --json FILE that used the same settings and skip their images, and go on "
+        "with the image in progress from its last save",
+    )
+    parser.add_argument(
+        "--checkpoint-minutes",
+        type=float,
+        default=5.0,
+        help="with --json FILE: save the image in progress to FILE.run.pt this often (default 5)",
     )
 
 
@@ -100,8 +109,9 @@ class RowStore:
     with other steps, width, crop or seed measures again.
     """
 
-    def __init__(self, path: str | Path | None, resume: bool) -> None:
+    def __init__(self, path: str | Path | None, resume: bool, checkpoint_minutes: float = 5.0) -> None:
         self.path = Path(path) if path else None
+        self.resume, self.checkpoint_minutes = resume, checkpoint_minutes
         self.rows: list[dict] = []
         self._earlier: dict[str, dict] = {}
         if resume:
@@ -115,6 +125,11 @@ class RowStore:
                 if not isinstance(earlier, list):
                     raise ParameterError(f"--resume: {self.path} does not hold a list of rows")
                 self._earlier = {self.key(r): r for r in earlier if isinstance(r, dict) and "settings" in r}
+
+    def checkpoint(self, row_id: dict) -> RunCheckpoint:
+        """Where the run for ``row_id`` is saved while it goes (nowhere without ``--json``)."""
+        path = None if self.path is None else self.path.with_name(self.path.name + ".run.pt")
+        return RunCheckpoint(path, self.key(row_id), self.checkpoint_minutes, resume=self.resume)
 
     @staticmethod
     def key(row: dict) -> str:
@@ -145,12 +160,13 @@ def _settings(args: argparse.Namespace, params: DIPParams) -> dict[str, Any]:
 
 
 def _measure(store: RowStore, row_id: dict, label: str, measure) -> dict:
-    """The earlier row for ``row_id`` when resuming, else ``measure()``'s; printed and stored either way."""
+    """The earlier row for ``row_id`` when resuming, else ``measure(checkpoint)``'s (which goes on from a saved
+    run of this image when resuming); printed and stored either way."""
     row = store.earlier(row_id)
     if row is not None:
         print(_line(label, row) + " (kept from the earlier run)", flush=True)
     else:
-        row = {**row_id, **measure()}
+        row = {**row_id, **measure(checkpoint=store.checkpoint(row_id))}
         print(_line(label, row), flush=True)
     store.add(row)
     return row
@@ -196,23 +212,95 @@ def plain_params(params: DIPParams) -> DIPParams:
     return replace_params(params, fast=False, threads=0, metrics_every=1, precision="fp32", channels_last=False)
 
 
-def drive(run: DIPRun, metric) -> dict[str, Any]:
-    """Run to the end; PSNR (``metric(image)``) on every emitted image; the early-stopping rule's pick."""
-    best, best_t, final, last = -math.inf, 0, math.nan, None
-    start = time.perf_counter()
-    for rec in run:
-        last = rec
-        if rec.image is not None:
-            value = metric(rec.image)
-            if value > best:
-                best, best_t = value, rec.t
-            final = value
-    seconds = time.perf_counter() - start
+class RunCheckpoint:
+    """The image in progress, saved beside the rows every few minutes, so that a run of hours survives the
+    end of its process: ``--resume`` goes on from the last save, to the same numbers.
+
+    One file (``<json>.run.pt``) holds the run's state (:meth:`DIPRun.state`), the PSNR bookkeeping so far
+    and the row's timing; it names its image and settings, and it is deleted when the image is done.
+    """
+
+    def __init__(self, path: Path | None, key: str, minutes: float, *, resume: bool = True) -> None:
+        self.path, self.key, self.interval, self.resume = path, key, max(0.0, minutes) * 60, resume
+        self._last = time.monotonic()
+        #: the step of the last save (0: none yet)
+        self.saved_at = 0
+
+    def load(self) -> dict[str, Any] | None:
+        """The saved progress on this image, or None (not resuming, no file, another image or settings, or
+        unreadable)."""
+        if not self.resume or self.path is None or not self.path.exists():
+            return None
+        try:
+            saved = torch.load(self.path, weights_only=True)
+        except Exception as exc:  # a damaged file costs the image's progress, not the benchmark
+            print(f"ignoring the saved run {self.path}: it cannot be read ({type(exc).__name__})", flush=True)
+            return None
+        if not isinstance(saved, dict) or saved.get("key") != self.key:
+            print(f"ignoring the saved run {self.path}: it is of another image or other settings", flush=True)
+            return None
+        return saved
+
+    def due(self) -> bool:
+        return self.path is not None and time.monotonic() - self._last >= self.interval
+
+    def save(self, run: DIPRun, progress: dict[str, Any], row: dict[str, Any]) -> None:
+        if self.path is None:
+            return
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        torch.save({"key": self.key, "run": run.state(), "progress": progress, "row": row}, tmp)
+        tmp.replace(self.path)
+        self._last = time.monotonic()
+        self.saved_at = int(progress["last_t"])
+
+    def clear(self) -> None:
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
+
+
+def drive(
+    run: DIPRun,
+    metric,
+    checkpoint: RunCheckpoint | None = None,
+    saved: dict[str, Any] | None = None,
+    partial_row: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Run to the end; PSNR (``metric(image)``) on every emitted image; the early-stopping rule's pick.
+
+    With ``checkpoint`` the run is saved every few minutes and on Ctrl-C (with ``partial_row``, the row so far);
+    ``saved`` (what :meth:`RunCheckpoint.load` returned) continues a saved run instead of starting afresh.
+    """
+    progress: dict[str, Any] = {"best": -math.inf, "best_t": 0, "final": math.nan, "last_t": 0, "seconds": 0.0}
+    if saved is not None:
+        run.resume_from(saved["run"])
+        progress.update(saved["progress"])
+        print(f"  continuing the saved run at step {progress['last_t']}", flush=True)
+    before, start = float(progress["seconds"]), time.perf_counter()
+    try:
+        for rec in run:
+            value = metric(rec.image) if rec.image is not None else None
+            if value is not None:  # the bookkeeping of a record is taken in whole or not at all
+                if value > progress["best"]:
+                    progress["best"], progress["best_t"] = value, rec.t
+                progress["final"] = value
+            progress["last_t"] = rec.t
+            if checkpoint is not None and checkpoint.due() and not rec.is_last:
+                progress["seconds"] = before + time.perf_counter() - start
+                checkpoint.save(run, progress, partial_row or {})
+    except KeyboardInterrupt:
+        if checkpoint is not None and checkpoint.path is not None:
+            if run.t_done and run.t_done == progress["last_t"]:  # stopped inside a step: the state is whole
+                progress["seconds"] = before + time.perf_counter() - start
+                checkpoint.save(run, progress, partial_row or {})
+            if checkpoint.saved_at:
+                print(f"\nsaved the run at step {checkpoint.saved_at}: --resume goes on from there", flush=True)
+        raise
+    seconds = before + time.perf_counter() - start
     row: dict[str, Any] = {
-        "psnr": round(final, 3),
-        "psnr_best": round(best, 3),
-        "best_step": best_t,
-        "steps": last.t if last else 0,
+        "psnr": round(progress["final"], 3),
+        "psnr_best": round(progress["best"], 3),
+        "best_step": progress["best_t"],
+        "steps": progress["last_t"],
         "seconds": round(seconds, 1),
     }
     choice = run.es_choice
@@ -236,14 +324,18 @@ def _run_one(
     init: torch.Tensor | None,
     metric,
     timing_steps: int,
+    checkpoint: RunCheckpoint | None = None,
 ) -> dict[str, Any]:
     def make(fast: bool) -> DIPRun:  # long enough for the warm-up and the timed steps, whatever the run's length
         p = params if fast else plain_params(params)
         p = replace_params(p, emit_every=0, max_steps=WARMUP + timing_steps + 1)
         return dip_sampler(operator, c, p, truth=truth, init=init)
 
+    saved = checkpoint.load() if checkpoint is not None else None
     row: dict[str, Any] = {"width": params.width, "plain_seconds": None}
-    if timing_steps > 0:
+    if saved is not None:
+        row.update(saved["row"])  # measured before the save
+    elif timing_steps > 0:
         fast_step, plain_step, threads = time_side_by_side(make, timing_steps)
         row.update(
             fast_step_s=_sig(fast_step),  # significant digits: a tiny network's step is well under 1 ms
@@ -252,9 +344,11 @@ def _run_one(
             threads=threads,
         )
     run = dip_sampler(operator, c, params, truth=truth, init=init)
-    row.update(drive(run, metric))
-    if timing_steps > 0:
-        row["plain_seconds"] = _sig(plain_step * row["steps"])
+    row.update(drive(run, metric, checkpoint, saved, row))
+    if checkpoint is not None:
+        checkpoint.clear()
+    if "plain_step_s" in row:
+        row["plain_seconds"] = _sig(row["plain_step_s"] * row["steps"])
         row["plain_extrapolated"] = True
     return row
 
@@ -337,7 +431,7 @@ def _common(args: argparse.Namespace, every: int) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> list[dict]:
-    store = RowStore(getattr(args, "json", None), getattr(args, "resume", False))
+    store = RowStore(getattr(args, "json", None), getattr(args, "resume", False), args.checkpoint_minutes)
     torch.manual_seed(args.seed)
     every = max(1, args.every)
     if not args.no_sr:

@@ -42,6 +42,7 @@ every step, no inference mode, the default Adam), kept for side-by-side timing (
 from __future__ import annotations
 
 import contextlib
+import inspect
 import math
 import time
 from collections.abc import Iterator, Mapping
@@ -337,6 +338,27 @@ class RunningVariance:
         """True once VAR_t has gone ``patience`` steps without a new minimum."""
         return self.best_image is not None and self.t - self.best_step >= self.patience
 
+    def state(self) -> dict[str, Any]:
+        """The window and its minimum so far, as tensors and plain values (for :meth:`DIPRun.state`)."""
+        return {
+            "buf": [b.clone() for b in self._buf],
+            "pos": self._pos,
+            "sum": None if self._sum is None else self._sum.clone(),
+            "sq": self._sq,
+            "count": self._count,
+            "best_var": self.best_var,
+            "best_step": self.best_step,
+            "best_image": None if self.best_image is None else self.best_image.clone(),
+            "t": self.t,
+        }
+
+    def load_state(self, state: Mapping[str, Any]) -> None:
+        self._buf = [b.clone() for b in state["buf"]]
+        self._pos, self._count, self.t = int(state["pos"]), int(state["count"]), int(state["t"])
+        self._sum = None if state["sum"] is None else state["sum"].clone()
+        self._sq, self.best_var, self.best_step = float(state["sq"]), float(state["best_var"]), int(state["best_step"])
+        self.best_image = None if state["best_image"] is None else state["best_image"].clone()
+
 
 # -- the run -------------------------------------------------------------------------------------------------
 class StoppableRun(Iterator[StepRecord]):
@@ -468,6 +490,9 @@ class DIPRun(StoppableRun):
         #: the thread count the run settled on (CPU), for reports
         self.threads: int = torch.get_num_threads()
         self.weights = count_weights(self.net)
+        #: the last step done (0 before the first)
+        self.t_done = 0
+        self._pending: Mapping[str, Any] | None = None
         super().__init__()
 
     # -- setup ---------------------------------------------------------------------------------------------
@@ -536,7 +561,13 @@ class DIPRun(StoppableRun):
         #: the step at which the early-stopping rule fired (0: not yet)
         self.es_fired_at = 0
         self._es_pick: tuple[int, Tensor] | None = None
-        for t in range(1, p.max_steps + 1):
+        first = 1
+        if self._pending is not None:
+            first = self._restore(self._pending) + 1
+            self._pending = None
+            chosen, candidates = self.threads if chosen == 0 and candidates else chosen, []
+            self.threads = chosen or caller_threads
+        for t in range(first, p.max_steps + 1):
             tune = 2 <= t < 2 + len(candidates)
             n = candidates[t - 2] if tune else chosen
             start = time.perf_counter()
@@ -552,9 +583,69 @@ class DIPRun(StoppableRun):
                     record = self._bookkeeping(t, out, loss)
             else:
                 record = self._bookkeeping(t, out, loss)
+            self.t_done = t
             yield record
             if record.is_last:
                 return
+
+    # -- continuing in another process ---------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        """Everything the steps after :attr:`t_done` depend on, as tensors and plain values: ``torch.save`` it
+        (it loads with ``weights_only=True``) and give it to :meth:`resume_from` of a new run with the same
+        parameters and image to go on as if never stopped. Take it between records.
+
+        Why: a paper-scale run is hours of CPU; this lets it survive the end of a process.
+        """
+        monitor = getattr(self, "monitor", None)
+        pick = self._es_pick if self.t_done else None
+        return {
+            "format": RUN_STATE_FORMAT,
+            "params": _fingerprint(self.params),
+            "image_shape": list(self.image_shape),
+            "t": self.t_done,
+            "network": {k: v.detach().clone() for k, v in self.net.state_dict().items()},
+            "optimizer": self.optimizer.state_dict(),
+            "jitter": self.jitter_gen.get_state(),
+            "threads": self.threads,
+            "average": getattr(self, "_average", None),
+            "last_good": getattr(self, "_last_good", None),
+            "monitor": None if monitor is None else monitor.state(),
+            "es_fired_at": getattr(self, "es_fired_at", 0),
+            "es_announced": getattr(self, "_es_announced", False),
+            "es_pick": None if pick is None else [pick[0], pick[1]],
+        }
+
+    def resume_from(self, state: Mapping[str, Any]) -> None:
+        """Continue from :meth:`state` (checked against this run's parameters and image size) at the next
+        step. Call before the first record."""
+        if self.t_done or inspect.getgeneratorstate(self._steps) != inspect.GEN_CREATED:
+            raise ParameterError("resume_from() must come before the run's first step")
+        if not isinstance(state, Mapping) or state.get("format") != RUN_STATE_FORMAT:
+            raise ParameterError("not a saved Deep Image Prior run")
+        if state.get("params") != _fingerprint(self.params):
+            raise ParameterError("the saved run used other parameters; start it again")
+        if list(state.get("image_shape", [])) != list(self.image_shape):
+            raise ParameterError(f"the saved run was for a {state.get('image_shape')} image, not {self.image_shape}")
+        if not 0 <= int(state["t"]) < self.params.max_steps:
+            raise ParameterError(f"the saved run is at step {state['t']} of {self.params.max_steps}: nothing left")
+        self._pending = state
+
+    def _restore(self, state: Mapping[str, Any]) -> int:
+        """Load ``state`` into the run (its loop variables set up first); returns the step it had done."""
+        self.net.load_state_dict(state["network"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.jitter_gen.set_state(state["jitter"])
+        self.threads = int(state["threads"])
+        self._average = None if state["average"] is None else state["average"].clone()
+        self._last_good = None if state["last_good"] is None else state["last_good"].clone()
+        if self.monitor is not None and state["monitor"] is not None:
+            self.monitor.load_state(state["monitor"])
+        self.es_fired_at = int(state["es_fired_at"])
+        self._es_announced = bool(state["es_announced"])
+        pick = state["es_pick"]
+        self._es_pick = None if pick is None else (int(pick[0]), pick[1].clone())
+        self.t_done = int(state["t"])
+        return self.t_done
 
     def _bookkeeping(self, t: int, out: Tensor, loss: Tensor) -> StepRecord:
         """The record of step t: averaging, early-stopping window, loss, metrics, image."""
@@ -645,6 +736,19 @@ class DIPRun(StoppableRun):
 
         x = estimate.detach().to("cpu", torch.float32).clamp(0, 1)
         return psnr(x, self.truth), (ssim(x, self.truth) if with_ssim else None)
+
+
+RUN_STATE_FORMAT = "priorstudio-dip-run-1"
+
+
+def _fingerprint(params: DIPParams) -> dict[str, Any]:
+    """The parameters that decide a run's numbers, as plain values (what to show in records is left out)."""
+    skip = {"emit_every", "metrics_every", "ssim_every"}
+    return {f.name: _plain(getattr(params, f.name)) for f in fields(params) if f.name not in skip}
+
+
+def _plain(value: Any) -> Any:
+    return value if isinstance(value, (bool, int, float, str)) or value is None else repr(value)
 
 
 def _seeded_network(params: DIPParams, in_channels: int, out_channels: int) -> nn.Module:
