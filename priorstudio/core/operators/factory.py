@@ -48,7 +48,15 @@ class TaskInfo:
 
 
 _FRACTION_HELP = "share of the image's values that are measured"
-_SEED = TaskParam("seed", 0, "int", "seed", "random seed: the same seed gives the same measurement", 0, 2**31 - 1)
+_SEED = TaskParam(
+    "seed",
+    0,
+    "int",
+    "pattern seed",
+    "which pixels (or projections) are measured: the same seed gives the same pattern",
+    0,
+    2**31 - 1,
+)
 
 #: Every task ``make_operator`` knows, by name.
 TASKS: dict[str, TaskInfo] = {
