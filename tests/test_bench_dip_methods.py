@@ -173,6 +173,7 @@ def test_bench_dip_goes_on_with_an_interrupted_image_to_the_same_numbers(tmp_pat
     saved = parts_json.with_name("parts.json.run.pt")
     assert saved.exists() and not parts_json.exists()  # no row yet: the image is not done
     assert "saved the run at step 6" in capsys.readouterr().out
+    before = torch.load(saved, weights_only=True)["progress"]
     monkeypatch.setattr(bench_dip, "dip_sampler", stepping())
     steps_run.clear()
     assert cli.main([*base, "--json", str(parts_json), "--resume"]) == 0
@@ -181,6 +182,7 @@ def test_bench_dip_goes_on_with_an_interrupted_image_to_the_same_numbers(tmp_pat
     same = ("psnr", "psnr_best", "best_step", "steps", "es_step", "es_psnr", "es_fired_at")
     assert {k: row.get(k) for k in same} == {k: whole.get(k) for k in same}
     assert row["fast_step_s"] > 0 and row["plain_seconds"] > 0  # the timing made before the stop is kept
+    assert row["cpu_seconds"] > before["cpu_seconds"] > 0 and row["seconds"] > before["seconds"] > 0
     assert not saved.exists()
 
     # stopped while a record was being measured: the last whole save counts (here every step is saved)

@@ -8,6 +8,8 @@
 - Speed: K steps of the fast path and of the plain fp32 reference of the same recipe, interleaved one
   step each (so both see the same machine load), after 5 warm-up steps each; ``plain_seconds`` is the
   plain per-step time × the run's steps (extrapolated, the plain run is not carried to the end).
+- Time: ``seconds`` is wall time, ``cpu_seconds`` the CPU time of the benchmark's process (all its
+  threads): the cost of a run even when other jobs share the cores.
 - Early stopping: every run monitors the running-variance rule (``early_stop="monitor"``). The row reports
   the step whose output the rule returns (``es_step``) and that output's PSNR (``es_psnr``), and the step at
   which it fired (``es_fired_at``; None when it did not fire within the run, ``es_step`` then being its
@@ -258,6 +260,19 @@ class RunCheckpoint:
             self.path.unlink(missing_ok=True)
 
 
+class _Clocks:
+    """Wall and CPU time of a run, carried over from a saved run. CPU time (all threads of this process)
+    is what the run cost when other jobs share the cores, where wall time is not."""
+
+    def __init__(self, progress: dict[str, Any]) -> None:
+        self.wall0 = time.perf_counter() - float(progress["seconds"])
+        self.cpu0 = time.process_time() - float(progress.get("cpu_seconds", 0.0))
+
+    def note(self, progress: dict[str, Any]) -> None:
+        progress["seconds"] = time.perf_counter() - self.wall0
+        progress["cpu_seconds"] = time.process_time() - self.cpu0
+
+
 def drive(
     run: DIPRun,
     metric,
@@ -270,12 +285,13 @@ def drive(
     With ``checkpoint`` the run is saved every few minutes and on Ctrl-C (with ``partial_row``, the row so far);
     ``saved`` (what :meth:`RunCheckpoint.load` returned) continues a saved run instead of starting afresh.
     """
-    progress: dict[str, Any] = {"best": -math.inf, "best_t": 0, "final": math.nan, "last_t": 0, "seconds": 0.0}
+    progress: dict[str, Any] = {"best": -math.inf, "best_t": 0, "final": math.nan, "last_t": 0}
+    progress.update(seconds=0.0, cpu_seconds=0.0)
     if saved is not None:
         run.resume_from(saved["run"])
         progress.update(saved["progress"])
         print(f"  continuing the saved run at step {progress['last_t']}", flush=True)
-    before, start = float(progress["seconds"]), time.perf_counter()
+    clocks = _Clocks(progress)
     try:
         for rec in run:
             value = metric(rec.image) if rec.image is not None else None
@@ -285,23 +301,24 @@ def drive(
                 progress["final"] = value
             progress["last_t"] = rec.t
             if checkpoint is not None and checkpoint.due() and not rec.is_last:
-                progress["seconds"] = before + time.perf_counter() - start
+                clocks.note(progress)
                 checkpoint.save(run, progress, partial_row or {})
     except KeyboardInterrupt:
         if checkpoint is not None and checkpoint.path is not None:
             if run.t_done and run.t_done == progress["last_t"]:  # stopped inside a step: the state is whole
-                progress["seconds"] = before + time.perf_counter() - start
+                clocks.note(progress)
                 checkpoint.save(run, progress, partial_row or {})
             if checkpoint.saved_at:
                 print(f"\nsaved the run at step {checkpoint.saved_at}: --resume goes on from there", flush=True)
         raise
-    seconds = before + time.perf_counter() - start
+    clocks.note(progress)
     row: dict[str, Any] = {
         "psnr": round(progress["final"], 3),
         "psnr_best": round(progress["best"], 3),
         "best_step": progress["best_t"],
         "steps": progress["last_t"],
-        "seconds": round(seconds, 1),
+        "seconds": round(progress["seconds"], 1),
+        "cpu_seconds": round(progress["cpu_seconds"], 1),
     }
     choice = run.es_choice
     if choice is not None:
@@ -358,6 +375,8 @@ def _line(name: str, row: dict[str, Any]) -> str:
         f"{name:24} final {row['psnr']:6.2f} dB, best {row['psnr_best']:6.2f} dB @ {row['best_step']:5d}, "
         f"{row['steps']} steps in {row['seconds']:.0f} s"
     )
+    if "cpu_seconds" in row:
+        text += f" ({row['cpu_seconds']:.0f} s CPU)"
     if "es_psnr" in row:
         text += f"; early stop @ {row['es_step']} → {row['es_psnr']:.2f} dB"
     if "speedup" in row:
