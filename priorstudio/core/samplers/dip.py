@@ -596,8 +596,8 @@ class DIPRun(StoppableRun):
 
         Why: a paper-scale run is hours of CPU; this lets it survive the end of a process.
         """
-        monitor = getattr(self, "monitor", None)
-        pick = self._es_pick if self.t_done else None
+        monitor = getattr(self, "monitor", None)  # the loop's state exists once the first step has begun
+        pick = getattr(self, "_es_pick", None)
         return {
             "format": RUN_STATE_FORMAT,
             "params": _fingerprint(self.params),
