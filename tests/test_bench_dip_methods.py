@@ -208,6 +208,13 @@ def test_bench_dip_goes_on_with_an_interrupted_image_to_the_same_numbers(tmp_pat
     assert steps_run[0] == 1 and "of another image or other settings" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("minutes", ["-1", "nan", "inf"])
+def test_bench_dip_refuses_an_absurd_checkpoint_interval(tmp_path, capsys, minutes):
+    argv = ["bench", "dip", "--no-sr", "--denoise-image", str(tmp_path / "x.png"), "--checkpoint-minutes", minutes]
+    assert cli.main(argv) == ParameterError.exit_code
+    assert "--checkpoint-minutes must be a number ≥ 0" in capsys.readouterr().err
+
+
 def test_summary_line_reports_the_early_stopping_gap():
     rows = [
         {"psnr": 20.0, "psnr_best": 24.0, "best_step": 100, "es_step": 140, "es_psnr": 23.0},

@@ -450,6 +450,10 @@ def _common(args: argparse.Namespace, every: int) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> list[dict]:
+    if not args.checkpoint_minutes >= 0 or math.isinf(args.checkpoint_minutes):  # NaN fails the first test
+        raise ParameterError(
+            f"--checkpoint-minutes must be a number ≥ 0 (0: after every step), got {args.checkpoint_minutes}"
+        )
     store = RowStore(getattr(args, "json", None), getattr(args, "resume", False), args.checkpoint_minutes)
     torch.manual_seed(args.seed)
     every = max(1, args.every)
