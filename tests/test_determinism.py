@@ -101,3 +101,13 @@ def test_core_api_is_bit_identical(task: str, task_params: dict) -> None:
     c = _run(denoiser, 8, task, **task_params)
     assert torch.equal(a, b)
     assert not torch.equal(a, c)
+
+
+@pytest.mark.parametrize("seed", [-1, 2**63, -(2**63) - 1])
+def test_a_noise_seed_outside_what_a_generator_takes_is_a_parameter_error(seed):
+    """A seed torch cannot take is refused with a message, not a crash inside the generator."""
+    from priorstudio.core.errors import ParameterError
+    from priorstudio.core.problem import build_problem
+
+    with pytest.raises(ParameterError, match="seed must be in"):
+        build_problem(torch.rand(1, 8, 8), "denoise", seed=seed)

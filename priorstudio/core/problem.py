@@ -18,6 +18,7 @@ from torch import Tensor
 
 from priorstudio.core.errors import ParameterError
 from priorstudio.core.operators import Operator, make_operator
+from priorstudio.core.operators.validation import check_int
 
 Mode = Literal["simulate", "restore"]
 
@@ -91,7 +92,7 @@ def build_problem(
     image = image.float()
     if operator_seed is not None:
         task_params = {**task_params, "seed": int(operator_seed)}
-    gen = torch.Generator().manual_seed(int(seed))
+    gen = torch.Generator().manual_seed(check_int("seed", seed, 0, 2**63 - 1))  # the range a generator takes
     if mode == "simulate":
         op = make_operator(task, tuple(image.shape), **task_params)
         x = image.unsqueeze(0)

@@ -22,7 +22,8 @@ def check_int(name: str, value: object, low: int, high: int | None = None) -> in
     """An integer (or an integral float such as 4.0) in [low, high]."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ParameterError(f"{name} must be an integer, got {value!r}")
-    if not math.isfinite(float(value)) or float(value) != int(value):
+    # an int is whole however large; float() of one beyond 2⁵³ rounds, so it is not compared through float
+    if not isinstance(value, numbers.Integral) and (not math.isfinite(float(value)) or float(value) != int(value)):
         raise ParameterError(f"{name} must be an integer, got {value!r}")
     v = int(value)
     if v < low or (high is not None and v > high):
