@@ -223,7 +223,7 @@ class RunCheckpoint:
     """
 
     def __init__(self, path: Path | None, key: str, minutes: float, *, resume: bool = True) -> None:
-        self.path, self.key, self.interval, self.resume = path, key, max(0.0, minutes) * 60, resume
+        self.path, self.key, self.interval, self.resume = path, key, minutes * 60, resume  # minutes: checked by run()
         self._last = time.monotonic()
         #: the step of the last save (0: none yet)
         self.saved_at = 0
@@ -292,6 +292,7 @@ def drive(
         progress.update(saved["progress"])
         print(f"  continuing the saved run at step {progress['last_t']}", flush=True)
     clocks = _Clocks(progress)
+    partial_row = partial_row or {}
     try:
         for rec in run:
             value = metric(rec.image) if rec.image is not None else None
@@ -302,12 +303,12 @@ def drive(
             progress["last_t"] = rec.t
             if checkpoint is not None and checkpoint.due() and not rec.is_last:
                 clocks.note(progress)
-                checkpoint.save(run, progress, partial_row or {})
+                checkpoint.save(run, progress, partial_row)
     except KeyboardInterrupt:
-        if checkpoint is not None and checkpoint.path is not None:
+        if checkpoint is not None:
             if run.t_done and run.t_done == progress["last_t"]:  # stopped inside a step: the state is whole
                 clocks.note(progress)
-                checkpoint.save(run, progress, partial_row or {})
+                checkpoint.save(run, progress, partial_row)
             if checkpoint.saved_at:
                 print(f"\nsaved the run at step {checkpoint.saved_at}: --resume goes on from there", flush=True)
         raise

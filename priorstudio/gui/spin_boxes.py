@@ -65,26 +65,6 @@ def _report(box: QtWidgets.QAbstractSpinBox, message: str) -> None:
         window.statusBar().showMessage(message, NOTICE_MS)
 
 
-def _fix(box: QtWidgets.QAbstractSpinBox, text: str, lo: float, hi: float) -> tuple[float, str] | None:
-    """(the allowed value, the notice) when ``text`` is a number outside [lo, hi], or a fraction in a box of
-    whole numbers; else None."""
-    typed = _typed_number(box, text)
-    if typed is None or not math.isfinite(typed):
-        return None
-    whole = isinstance(box, QtWidgets.QSpinBox)
-    unit = box.suffix().strip()  # type: ignore[attr-defined]
-    unit = f" {unit}" if unit else ""
-    name = field_name(box)
-    if not lo <= typed <= hi:
-        allowed = hi if typed > hi else lo
-        return allowed, clamp_notice(name, typed, allowed, above=typed > hi, unit=unit)
-    if whole and typed != int(typed):
-        allowed = float(min(max(math.floor(typed + 0.5), lo), hi))
-        field = f"{name}: " if name else ""
-        return allowed, f"{field}{typed:g} is not a whole number; set to {allowed:g}{unit}"
-    return None
-
-
 def _accept_numbers(box: QtWidgets.QAbstractSpinBox, result: object, text: str, pos: int) -> object:
     """``result`` of Qt's validate, with an out-of-range number let through as Intermediate."""
     state = result[0] if isinstance(result, tuple) else result
@@ -94,17 +74,24 @@ def _accept_numbers(box: QtWidgets.QAbstractSpinBox, result: object, text: str, 
 
 
 def _fixup(box: QtWidgets.QSpinBox | QtWidgets.QDoubleSpinBox, text: str) -> str:
-    """Qt's fixup for an edit that ended on text it did not accept: the nearest allowed value, announced."""
+    """Qt's fixup for an edit that ended on text it did not accept: the nearest allowed value, announced when
+    it is not what was typed (a number out of range, or a fraction in a box of whole numbers)."""
+    typed = _typed_number(box, text)
+    if typed is None or not math.isfinite(typed):
+        return text
     whole = isinstance(box, QtWidgets.QSpinBox)
-    fixed = _fix(box, text, box.minimum(), box.maximum())
-    if fixed is None:
-        typed = _typed_number(box, text)  # e.g. "7." in a box of whole numbers: 7, nothing to announce
-        if typed is None or not math.isfinite(typed):
-            return text
-        return box.textFromValue(int(typed) if whole else typed)  # type: ignore[arg-type]
-    allowed, message = fixed
-    box.clamped.emit(message)  # type: ignore[union-attr]
-    _report(box, message)
+    lo, hi = box.minimum(), box.maximum()
+    allowed = min(max(math.floor(typed + 0.5) if whole else typed, lo), hi)
+    unit = f" {box.suffix().strip()}" if box.suffix().strip() else ""
+    name = field_name(box)
+    message = None
+    if not lo <= typed <= hi:
+        message = clamp_notice(name, typed, allowed, above=typed > hi, unit=unit)
+    elif whole and typed != int(typed):
+        message = (f"{name}: " if name else "") + f"{typed:g} is not a whole number; set to {allowed:g}{unit}"
+    if message is not None:
+        box.clamped.emit(message)  # type: ignore[union-attr]
+        _report(box, message)
     return box.textFromValue(int(allowed) if whole else allowed)  # type: ignore[arg-type]
 
 

@@ -618,7 +618,7 @@ class DIPRun(StoppableRun):
     def resume_from(self, state: Mapping[str, Any]) -> None:
         """Continue from :meth:`state` (checked against this run's parameters and image size) at the next
         step. Call before the first record."""
-        if self.t_done or inspect.getgeneratorstate(self._steps) != inspect.GEN_CREATED:
+        if inspect.getgeneratorstate(self._steps) != inspect.GEN_CREATED:
             raise ParameterError("resume_from() must come before the run's first step")
         if not isinstance(state, Mapping) or state.get("format") != RUN_STATE_FORMAT:
             raise ParameterError("not a saved Deep Image Prior run")
