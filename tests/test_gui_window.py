@@ -629,3 +629,28 @@ def test_the_algorithm_panel_shows_the_model_only_for_methods_that_use_one(qtbot
     assert not panel.model_row.isVisibleTo(panel) and not panel.guide_row.isVisibleTo(panel)
     assert panel.set_method("implicit_prior")
     assert panel.model_row.isVisibleTo(panel) and panel.model_note.isVisibleTo(panel)
+
+
+def test_an_opened_photo_stays_whole_as_the_canvas_resizes_until_the_user_zooms(window, photo, qtbot):
+    window.open_path(photo)
+    canvas = window.canvas
+
+    def photo_on_screen() -> QtCore.QRect:
+        return canvas.mapFromScene(QtCore.QRectF(0, 0, 64, 48)).boundingRect()
+
+    assert canvas.is_fitting()
+    for width, height in ((700, 500), (300, 260), (900, 400)):
+        canvas.resize(width, height)  # the docks settling after the photo opened, or a dock dragged
+        qtbot.wait(1)
+        shown, viewport = photo_on_screen(), canvas.viewport().rect()
+        assert viewport.adjusted(-1, -1, 1, 1).contains(shown)
+        # and it fills the tighter side (fitInView keeps a few pixels of margin)
+        assert max(shown.width() / viewport.width(), shown.height() / viewport.height()) > 0.95
+    canvas.zoom_by(2.0)
+    assert not canvas.is_fitting()
+    scale = canvas.scale_factor()
+    canvas.resize(500, 300)
+    qtbot.wait(1)
+    assert canvas.scale_factor() == scale  # a zoom the user chose is kept
+    window.actions["fit"].trigger()
+    assert canvas.is_fitting()

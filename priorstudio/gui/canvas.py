@@ -239,6 +239,7 @@ class ImageCanvas(QtWidgets.QGraphicsView):
         self._pan_from: QtCore.QPoint | None = None
         self._dragging_divider = False
         self._stroking = False
+        self._fitting = False  # the photo follows the window's size until the user zooms or pans
 
     # -- photo and layers ----------------------------------------------------------------------------------
     def image_size(self) -> tuple[int, int] | None:
@@ -415,10 +416,22 @@ class ImageCanvas(QtWidgets.QGraphicsView):
             return
         h, w = self._size
         self.fitInView(QRectF(0, 0, w, h), Qt.AspectRatioMode.KeepAspectRatio)
+        self._fitting = True
         self.zoomChanged.emit(self.scale_factor())
+
+    def is_fitting(self) -> bool:
+        """True while the whole photo is shown and kept so as the window or its docks change size."""
+        return self._fitting
+
+    def resizeEvent(self, event: QtGui.QResizeEvent) -> None:
+        # a photo opened before the docks settle, or a dock dragged wider, must not leave it cropped
+        super().resizeEvent(event)
+        if self._fitting:
+            self.fit()
 
     def actual_size(self) -> None:
         center = self.mapToScene(self.viewport().rect().center())
+        self._fitting = False
         self.resetTransform()
         self.centerOn(center)
         self.zoomChanged.emit(1.0)
@@ -429,6 +442,7 @@ class ImageCanvas(QtWidgets.QGraphicsView):
         factor = min(max(current * factor, MIN_SCALE), MAX_SCALE) / current
         if abs(factor - 1.0) < 1e-9:
             return
+        self._fitting = False
         if anchor_view_pos is None:
             anchor_view_pos = self.viewport().rect().center()
         before = self.mapToScene(anchor_view_pos)
@@ -509,6 +523,7 @@ class ImageCanvas(QtWidgets.QGraphicsView):
         if self._pan_from is not None:
             delta = pos - self._pan_from
             self._pan_from = pos
+            self._fitting = self._fitting and delta.isNull()
             self.horizontalScrollBar().setValue(self.horizontalScrollBar().value() - delta.x())
             self.verticalScrollBar().setValue(self.verticalScrollBar().value() - delta.y())
             event.accept()
