@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import io
 import math
 from dataclasses import replace
@@ -22,7 +23,7 @@ from priorstudio.core.samplers.dip import (
     dip_params_for,
     dip_sampler,
 )
-from priorstudio.core.samplers.dip_network import count_weights, input_code, skip_network
+from priorstudio.core.samplers.dip_network import ReflectConv2d, count_weights, input_code, skip_network
 
 TINY = {"width": 4, "depth": 2, "skip_channels": 2, "input_channels": 4, "threads": 1, "emit_every": 0}
 
@@ -73,6 +74,75 @@ def test_too_small_image_for_depth_is_refused():
     _, y33 = noisy_pair(size=33)
     recs = list(dip_sampler(None, None, tiny(depth=5, max_steps=2), init=y33))
     assert recs[-1].image.shape == (1, 1, 33, 33)
+
+
+def _reference_copy(net: torch.nn.Module) -> torch.nn.Module:
+    """The same network and weights built from plain ``nn.Conv2d`` (PyTorch's own reflection padding)."""
+    ref = copy.deepcopy(net)
+    for module in ref.modules():
+        if isinstance(module, ReflectConv2d):
+            module.__class__ = torch.nn.Conv2d
+    return ref
+
+
+@pytest.mark.parametrize("fast", [False, True])
+def test_bf16_padding_gives_the_convolutions_the_same_input(fast):
+    """The fast path pads in bf16 and keeps channels-last: the output is bit for bit that of PyTorch's own
+    reflection padding, and the weight gradients agree to bf16 rounding (plain fp32: exactly)."""
+    torch.manual_seed(0)
+    net = skip_network(8, 3, width=16, depth=3, skip_channels=4)
+    z = input_code(8, (37, 45), seed=0)
+    if fast:
+        net, z = net.to(memory_format=torch.channels_last), z.contiguous(memory_format=torch.channels_last)
+    ref = _reference_copy(net)
+    assert sum(isinstance(m, ReflectConv2d) for m in net.modules()) == 9  # three per scale
+    assert not any(isinstance(m, ReflectConv2d) for m in ref.modules())
+    assert list(net.state_dict()) == list(ref.state_dict())  # saved runs and weights are interchangeable
+    results = []
+    for model in (net, ref):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=fast):
+            out = model(z)
+        out.float().sub(0.5).square().mean().backward()
+        results.append((out.detach(), {n: p.grad for n, p in model.named_parameters() if p.dim() == 4}))
+    (out, grads), (ref_out, ref_grads) = results
+    assert out.dtype == ref_out.dtype and torch.equal(out, ref_out)
+    for name, grad in grads.items():
+        if fast:
+            cos = torch.nn.functional.cosine_similarity(grad.flatten(), ref_grads[name].flatten(), dim=0)
+            assert cos > 0.99, name
+        else:
+            assert torch.equal(grad, ref_grads[name]), name
+
+
+def test_the_fast_layout_reaches_every_convolution_and_upsampling_channels_last(monkeypatch):
+    """A concatenation of channels-last tensors can come out NCHW, its backward hands each branch a channel
+    slice, and autocast pads in fp32: each costs the fast path conversion copies or a slow kernel."""
+    net = skip_network(8, 3, width=16, depth=3, skip_channels=4).to(memory_format=torch.channels_last)
+    z = input_code(8, (40, 40), seed=0).contiguous(memory_format=torch.channels_last)
+    seen: list[tuple[bool, torch.dtype]] = []
+    for module in net.modules():
+        if isinstance(module, ReflectConv2d):
+            module.register_forward_pre_hook(
+                lambda m, inputs: seen.append(
+                    (inputs[0].is_contiguous(memory_format=torch.channels_last), inputs[0].dtype)
+                )
+            )
+    grads: list[torch.Tensor] = []
+    interpolate = torch.nn.functional.interpolate
+
+    def upsample(x, *args, **kwargs):  # the gradient that arrives at each upsampling's output
+        y = interpolate(x, *args, **kwargs)
+        y.register_hook(grads.append)
+        return y
+
+    monkeypatch.setattr(torch.nn.functional, "interpolate", upsample)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = net(z)
+    out.float().mean().backward()
+    assert len(seen) == 9 and all(nhwc for nhwc, _ in seen)
+    assert seen[0][1] == torch.float32  # the first reads the fp32 input code; every later one gets bf16
+    assert all(dtype == torch.bfloat16 for _, dtype in seen[1:])
+    assert len(grads) == 3 and all(g.is_contiguous(memory_format=torch.channels_last) for g in grads)
 
 
 # -- protocol --------------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ min(H, W) > 2^depth: 33×33 works with 5 scales, 32×32 does not.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -24,8 +25,54 @@ from torch import Tensor, nn
 from priorstudio.core.errors import ParameterError
 
 
+class ReflectConv2d(nn.Conv2d):
+    """A convolution over reflection-padded borders that, under autocast, pads in the autocast dtype.
+
+    Why: CPU autocast runs reflection padding in fp32, so every 3×3 convolution of the bf16 fast path cast its
+    input up, padded it and cast it back down (at 256² a third of a step went to those copies and to the fp32
+    pad's backward). Padding only moves values, so padding the bf16 tensor gives the convolution exactly the
+    input it got before. Without autocast (the plain reference) this is ``nn.Conv2d`` unchanged, and the
+    weights and their names are those of ``nn.Conv2d``.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        device = x.device.type
+        if not torch.is_autocast_enabled(device):
+            return super().forward(x)
+        dtype = torch.get_autocast_dtype(device)
+        bias = None if self.bias is None else self.bias.to(dtype)
+        with torch.autocast(device, enabled=False):
+            padded = F.pad(x.to(dtype), self._reversed_padding_repeated_twice, mode="reflect")
+            return F.conv2d(padded, self.weight.to(dtype), bias, self.stride, 0, self.dilation, self.groups)
+
+
+class _NHWCGradient(torch.autograd.Function):
+    """Identity that hands on channels-last tensors both ways.
+
+    Why: the backward of a concatenation gives each branch a channel slice of the gradient, contiguous in
+    neither layout, and bilinear upsampling's backward then takes a slow generic kernel (~60 ms instead of ~9
+    at 256², per step); a copy into channels-last costs a few ms. The forward copy also keeps the
+    concatenation itself channels-last, which it otherwise is not.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor) -> Tensor:
+        return x.clone(memory_format=torch.channels_last)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tensor:
+        return grad.contiguous(memory_format=torch.channels_last)
+
+
+def _is_nhwc(x: Tensor) -> bool:
+    """True for a 4-D tensor laid out channels-last (and not also plain contiguous, as 1-channel ones are)."""
+    return x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+
+
 def _conv(c_in: int, c_out: int, k: int, stride: int = 1) -> nn.Conv2d:
-    return nn.Conv2d(c_in, c_out, k, stride=stride, padding=k // 2, padding_mode="reflect" if k > 1 else "zeros")
+    if k > 1:
+        return ReflectConv2d(c_in, c_out, k, stride=stride, padding=k // 2, padding_mode="reflect")
+    return nn.Conv2d(c_in, c_out, k, stride=stride)
 
 
 def _conv_bn_act(c_in: int, c_out: int, k: int, stride: int = 1) -> nn.Sequential:
@@ -48,6 +95,8 @@ class SkipLevel(nn.Module):
         if self.deeper is not None:
             d = self.deeper(d)
         d = F.interpolate(d, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        if _is_nhwc(x):  # the fast path's layout: keep the upsampling's gradient and the concatenation in it
+            d = _NHWCGradient.apply(d)
         if self.skip is not None:
             d = torch.cat((self.skip(x), d), dim=1)
         return self.mix(d)
