@@ -30,10 +30,15 @@ AVX-512-bf16 (the reference network, steps of each variant interleaved; docs/met
 - scalars leave the device only when a record needs them (PSNR every ``metrics_every`` steps; the loss
   is read every step only on the CPU, where reading it costs no synchronisation), bookkeeping (average,
   early-stopping window, metrics) runs under ``torch.inference_mode``, and Adam runs as one fused kernel
-  where the installed torch has it: together 0.124 s against 0.131 s for the plain loop.
-Against the plain reference the fast path is 1.4× faster at 64×64, 1.9× at 128×128 and 2.2× at 256×256
-on the idle AVX-512-bf16 machine, and 80–90× with the cores taken by other jobs. ``torch.compile`` took
-over 7 minutes to compile and ran slower, so it is not used.
+  where the installed torch has it: together 0.124 s against 0.131 s for the plain loop;
+- the network keeps bf16 and channels-last from end to end (dip_network.py): CPU autocast pads in fp32, so
+  every 3×3 convolution cast its input up and back down, and a concatenation's backward handed the
+  upsampling a gradient in neither layout, which sent it to a slow kernel; fixing both took a step at
+  256×256 on one thread from 0.48 to 0.38 s.
+Against the plain reference the fast path is 1.4× faster at 64×64 and 1.9× at 128×128 on the idle
+AVX-512-bf16 machine (before the last item), 2.9–3.0× at 256×256 and 2.8× at 512×512 on one thread, and
+80–90× with the cores taken by other jobs. ``torch.compile`` took over 7 minutes to compile and ran slower,
+so it is not used.
 
 ``fast=False`` is the plain fp32 reference of the same recipe (default threads, PSNR and loss read at
 every step, no inference mode, the default Adam), kept for side-by-side timing (``priorstudio bench dip``).
