@@ -654,3 +654,43 @@ def test_an_opened_photo_stays_whole_as_the_canvas_resizes_until_the_user_zooms(
     assert canvas.scale_factor() == scale  # a zoom the user chose is kept
     window.actions["fit"].trigger()
     assert canvas.is_fitting()
+
+
+def test_the_side_plots_name_what_each_method_reports(window, photo, qtbot):
+    """Deep Image Prior has no noise level and reports its fit error; twicing a data residual: their plots
+    say so, and the step axes stay linked to the topmost plot shown."""
+    window.open_path(photo)
+    plots = window.plots
+    assert plots.p_sigma.isVisible() and plots.x_master is plots.p_sigma
+    window.algorithm.set_method("dip_adam")  # nothing plotted yet: the names change at once
+    assert not plots.p_sigma.isVisible() and plots.x_master is plots.p_resid
+    assert plots.p_resid.titleLabel.text.startswith("fit error")
+    window.algorithm.set_values({"max_steps": 4, "width": 8, "depth": 2})
+    run_to_end(qtbot, window)
+    readout = plots.readout_text()
+    assert readout.startswith("t=4  fit=") and "σ=" not in readout and "PSNR=" in readout
+    assert [label.text for _, label in plots.p_resid.legend.items] == ["fit error"]  # it has no data error
+    assert window.model_label.text() == "no denoiser: DIP (Adam) uses none"
+    qtbot.wait(50)  # the layout settles, then linked views line up on screen (pyqtgraph's linking)
+
+    def screen_x(plot, t: float) -> float:
+        return plot.getViewBox().mapViewToScene(QtCore.QPointF(t, 0)).x()
+
+    assert screen_x(plots.p_psnr, 3.0) == pytest.approx(screen_x(plots.p_resid, 3.0), abs=1.5)
+    # a finished run keeps its names when another method is chosen; the next run takes the new ones
+    window.algorithm.set_method("nlm_twicing")
+    assert plots.p_resid.titleLabel.text.startswith("fit error")
+    window.algorithm.set_values({"max_steps": 3})
+    run_to_end(qtbot, window)
+    assert plots.p_resid.titleLabel.text.startswith("data residual") and plots.readout_text().startswith("t=3  resid=")
+    window.algorithm.set_method("implicit_prior")
+    assert window.model_label.text() == "model: supplied by the caller"  # the denoiser is back in play
+    quick_params(window, max_steps=5)
+    run_to_end(qtbot, window)
+    assert plots.p_sigma.isVisible() and plots.x_master is plots.p_sigma
+    assert (
+        "  σ=" in plots.readout_text()
+        and "  resid=" in plots.readout_text()
+        and plots.p_resid.titleLabel.text.startswith("residual ‖D(y)")
+    )
+    assert [label.text for _, label in plots.p_resid.legend.items] == ["residual", "data error"]

@@ -192,6 +192,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.algorithm.guideRequested.connect(self.choose_guide)
         self.algorithm.guideCleared.connect(self.clear_guide)
         self.algorithm.method.currentIndexChanged.connect(self._apply_flash_recipe)
+        self.algorithm.method.currentIndexChanged.connect(self._on_method_chosen)
         self.mask_tools = MaskTools()
         self.plots = RunPlots()
         self.compare = ComparePanel()
@@ -447,7 +448,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._set_view("observed")
         kind = "gray" if c == 1 else "colour"
         self.setWindowTitle(f"{self.photo_name} — {w}×{h} {kind} — PriorStudio")
-        self.plots.new_run()
+        self.plots.new_run(labels=self.algorithm.current_method().plots)
         self.progress_bar.setValue(0)
         self.progress_bar.setFormat("idle")
         self.run_label.setText("")
@@ -497,6 +498,17 @@ class MainWindow(QtWidgets.QMainWindow):
         if self.photo is None:
             self.report_error("Flash photo", "open the photo taken without flash first")
         return self.photo is not None
+
+    def _on_method_chosen(self, *_args: object) -> None:
+        """Empty side plots take the chosen method's names at once (a finished run's curves keep the names of
+        the method that drew them until the next run starts), and the status bar names the model again."""
+        if self.is_running():
+            return
+        method = self.algorithm.current_method()
+        if self.plots.series.n == 0:
+            self.plots.set_labels(method.plots)
+        if method.needs_denoiser:
+            self._check_models()
 
     def _apply_flash_recipe(self, *_args: object) -> None:
         """With a flash photo chosen, a method that takes it starts from the flash recipe, not its defaults
@@ -1069,7 +1081,11 @@ class MainWindow(QtWidgets.QMainWindow):
             n = min(int(expected * 1.5) + 10, cap)
             ideal = ideal_sigma_schedule(params, n)
         self.plots.new_run(
-            keep_previous=self.keep_overlay.isChecked(), sigma_L=sigma_L, ideal=ideal, expected_steps=expected
+            keep_previous=self.keep_overlay.isChecked(),
+            sigma_L=sigma_L,
+            ideal=ideal,
+            expected_steps=expected,
+            labels=method.plots,
         )
         self.plots.set_simulate(simulate)
         self.progress = RunProgress(sigma_L, max_steps)
@@ -1089,6 +1105,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.run_label.setText(f"running on {plan.describe()}")
         if self.record.model:  # the network this run really uses (name, path, precision), not just "bundled"
             self.model_label.setText(f"model: {self.record.model}")
+        elif not method.needs_denoiser:  # the denoiser named there before plays no part in this run
+            self.model_label.setText(f"no denoiser: {method.label} uses none")
         self._update_actions()
         self.runStarted.emit(plan)
         return True

@@ -28,6 +28,39 @@ StreamFactory = Callable[..., StepStream]
 
 
 @dataclass(frozen=True)
+class PlotLabels:
+    """What a method's step records mean on the side plots.
+
+    Why: only the implicit prior has a noise level σ_t and a denoiser residual. Deep Image Prior reports how
+    far its output is from the data, and twicing the residual of the data it filters; shown under the
+    sampler's titles (and with an empty σ_t plot), those curves would be mislabelled.
+    """
+
+    #: whether the method reports an effective noise level σ_t (the σ_t plot is shown only then)
+    sigma: bool = True
+    #: the title of the plot of ``StepRecord.residual_norm`` (and ``data_error`` where reported)
+    residual_title: str = "residual ‖D(y)−y‖/√N and data error"
+    #: its legend entry, and its name in the values line under the mouse
+    residual_name: str = "residual"
+    residual_short: str = "resid"
+    #: whether the method reports a data-consistency error (a legend entry only then)
+    data_error: bool = True
+
+
+SAMPLER_PLOTS = PlotLabels()
+DIP_PLOTS = PlotLabels(
+    sigma=False,
+    residual_title="fit error ‖A f(z) − y‖/√N",
+    residual_name="fit error",
+    residual_short="fit",
+    data_error=False,
+)
+TWICING_PLOTS = PlotLabels(sigma=False, residual_title="data residual ‖Aᵀ(y − A z)‖/√N and data error")
+#: methods whose records differ from the sampler's (by name; any other method is shown like the sampler)
+PLOT_LABELS = {"dip_adam": DIP_PLOTS, "dip_gd": DIP_PLOTS, "nlm_twicing": TWICING_PLOTS, "ntk_twicing": TWICING_PLOTS}
+
+
+@dataclass(frozen=True)
 class MethodChoice:
     """One method as the panel shows it.
 
@@ -44,6 +77,7 @@ class MethodChoice:
     needs_denoiser: bool = True
     presets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     description: str = ""
+    plots: PlotLabels = SAMPLER_PLOTS
 
     def default_values(self) -> dict[str, Any]:
         return dataclasses.asdict(self.defaults(None))
@@ -133,6 +167,7 @@ def available_methods() -> dict[str, MethodChoice]:
                 needs_denoiser=bool(getattr(spec, "needs_denoiser", True)),
                 presets=dict(getattr(spec, "presets", {}) or {}),
                 description=str(getattr(spec, "description", "")),
+                plots=PLOT_LABELS.get(name, SAMPLER_PLOTS),
             )
         except (AttributeError, TypeError):  # an entry we cannot drive is left out; the rest stay
             continue

@@ -25,6 +25,7 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from priorstudio.gui import qt_compat  # noqa: F401  (first: guards a PySide6 refcount bug)
+from priorstudio.gui.methods import SAMPLER_PLOTS, PlotLabels
 
 SERIES = ("sigma", "residual_norm", "data_error", "psnr", "ssim")
 #: The finest tick level drawn (and given a grid line) per axis: decades and their minor ticks on the log
@@ -112,7 +113,8 @@ def _finite(x: np.ndarray, y: np.ndarray, positive: bool = False) -> tuple[np.nd
 
 
 class RunPlots(pg.GraphicsLayoutWidget):
-    """Four linked plots over the step t; ``set_simulate(False)`` hides PSNR/SSIM."""
+    """Four linked plots over the step t; ``set_simulate(False)`` hides PSNR/SSIM, and a method without a noise
+    level (``set_labels``) hides σ_t."""
 
     COLORS: ClassVar[dict[str, tuple[int, int, int]]] = {
         "sigma": (80, 170, 255),
@@ -149,10 +151,6 @@ class RunPlots(pg.GraphicsLayoutWidget):
         font = self.readout.font()
         font.setPointSizeF(max(font.pointSizeF() - 1, 7.0))
         self.readout.setFont(font)
-        self.readout.setToolTip(
-            "the step under the mouse (or the newest): t step, σ effective noise σ_t, resid residual "
-            "‖D(y)−y‖/√N, data data-consistency error, PSNR and SSIM against the truth (simulate mode)"
-        )
         self.p_sigma = self.addPlot(row=0, col=0, title="effective noise σ_t")
         self.p_sigma.setLogMode(y=True)
         self.p_resid = self.addPlot(row=1, col=0, title="residual ‖D(y)−y‖/√N and data error")
@@ -215,12 +213,58 @@ class RunPlots(pg.GraphicsLayoutWidget):
             self.cursor_lines.append(line)
         self.scene().sigMouseMoved.connect(self._on_mouse_moved)
         self.simulate = True
-        self._keep_readable()
+        self.labels = SAMPLER_PLOTS
+        #: the plot whose step axis the others follow: the topmost one shown
+        self.x_master = self.p_sigma
+        self._apply_labels()
 
     def _keep_readable(self) -> None:
         """Enough height for every shown plot to keep its axes and curves readable: a dock squeezed by its
         neighbours gives the room to the plots rather than flatten them to lines."""
-        self.setMinimumHeight(PLOT_MIN_HEIGHT * (4 if self.simulate else 2))  # PSNR and SSIM only in simulate
+        self.setMinimumHeight(PLOT_MIN_HEIGHT * len(self.shown_plots()))
+
+    def shown_plots(self) -> list[pg.PlotItem]:
+        """The plots the current method and mode show, top to bottom."""
+        shown = {self.p_sigma: self.labels.sigma, self.p_resid: True}
+        shown.update({self.p_psnr: self.simulate, self.p_ssim: self.simulate})
+        return [p for p in self.plots if shown[p]]
+
+    def set_labels(self, labels: PlotLabels) -> None:
+        """Show the plots and names that fit a method's records (see :class:`PlotLabels`)."""
+        if labels != self.labels:
+            self.labels = labels
+            self._apply_labels()
+
+    def _apply_labels(self) -> None:
+        labels = self.labels
+        self.p_sigma.setVisible(labels.sigma)
+        self.p_resid.setTitle(labels.residual_title)
+        legend = self.p_resid.legend
+        for key in ("residual_norm", "data_error"):  # re-added in order, so "data error" stays second
+            legend.removeItem(self.curves[key])
+        legend.addItem(self.curves["residual_norm"], labels.residual_name)
+        if labels.data_error:
+            legend.addItem(self.curves["data_error"], "data error")
+        sigma = "σ effective noise σ_t, " if labels.sigma else ""
+        data = "data data-consistency error, " if labels.data_error else ""
+        self.readout.setToolTip(
+            f"the step under the mouse (or the newest): t step, {sigma}{labels.residual_short} "
+            f"{labels.residual_title.split(' and ')[0]}, {data}PSNR and SSIM against the truth (simulate mode)"
+        )
+        self._relink()
+
+    def _relink(self) -> None:
+        """Every shown plot follows the topmost shown one along t. Why: pyqtgraph lines linked views up by
+        their geometry on screen, which a hidden plot does not have."""
+        shown = self.shown_plots()
+        self.x_master = shown[0]
+        self.x_master.setXLink(None)
+        for p in self.plots:
+            if p is not self.x_master:
+                p.setXLink(self.x_master)
+        if self._x_end > 0:
+            self.x_master.setXRange(0, self._x_end, padding=0)
+        self._keep_readable()
 
     # -- runs -------------------------------------------------------------------------------------------
     def new_run(
@@ -230,12 +274,15 @@ class RunPlots(pg.GraphicsLayoutWidget):
         sigma_L: float | None = None,
         ideal: Sequence[float] = (),
         expected_steps: int | None = None,
+        labels: PlotLabels | None = None,
     ) -> None:
         """Clear for a new run; with ``keep_previous`` the run so far stays as a faint overlay.
 
         ``expected_steps`` (the ideal decay's length, when known) sets the step axis once, at the start: a
         run that ends near it never re-lays the axes (each re-layout of the four plots takes 10–20 ms).
         """
+        if labels is not None:
+            self.set_labels(labels)
         self.ghost = self.series.copy() if keep_previous and self.series.n else None
         for key, curve in self.ghost_curves.items():
             if self.ghost is None:
@@ -247,7 +294,7 @@ class RunPlots(pg.GraphicsLayoutWidget):
         self._x_end = 0.0
         if expected_steps is not None and expected_steps > 0:
             self._x_end = _round_up(expected_steps)
-            self.p_sigma.setXRange(0, self._x_end, padding=0)
+            self.x_master.setXRange(0, self._x_end, padding=0)
         self._y_span.clear()
         self._by_hand.clear()
         self.set_target(sigma_L, ideal)
@@ -286,9 +333,9 @@ class RunPlots(pg.GraphicsLayoutWidget):
         self.simulate = bool(simulate)
         self.p_psnr.setVisible(self.simulate)
         self.p_ssim.setVisible(self.simulate)
-        self._keep_readable()
         self.p_ssim.setLabel("bottom", "step t" if self.simulate else "")
         self.p_resid.setLabel("bottom", "" if self.simulate else "step t")
+        self._relink()
 
     def refresh(self, *, min_interval: float = 0.0) -> bool:
         """Redraw the curves if new values came in and the last redraw is ``min_interval`` s old; True if it did."""
@@ -303,9 +350,9 @@ class RunPlots(pg.GraphicsLayoutWidget):
         for key, curve in self.curves.items():
             curve.setData(*_finite(s.t, s[key], key not in ("psnr", "ssim")))
         # the step axis grows in steps of ~30% (to 1-2-5 ends) instead of following every new point
-        if s.n and s.t[-1] > self._x_end and self.p_sigma not in self._by_hand:
+        if s.n and s.t[-1] > self._x_end and self.x_master not in self._by_hand:
             self._x_end = _round_up(1.3 * float(s.t[-1]))
-            self.p_sigma.setXRange(0, self._x_end, padding=0)
+            self.x_master.setXRange(0, self._x_end, padding=0)
         self._grow_y(self.p_sigma, ("sigma",), _log_span, positive=True, extra=(self._ideal_values,))
         self._grow_y(self.p_resid, ("residual_norm", "data_error"), _log_span, positive=True)
         self._grow_y(self.p_psnr, ("psnr",), lambda lo, hi: _linear_span(lo, hi, 5.0))
@@ -369,7 +416,10 @@ class RunPlots(pg.GraphicsLayoutWidget):
             self.readout.clear()
             return
         # compact, so the whole line fits the dock's usual width (the tooltip names each value)
-        parts = [f"t={int(s.t[i])}", f"σ={s['sigma'][i]:.4g}", f"resid={s['residual_norm'][i]:.3g}"]
+        parts = [f"t={int(s.t[i])}"]
+        if self.labels.sigma:
+            parts.append(f"σ={s['sigma'][i]:.4g}")
+        parts.append(f"{self.labels.residual_short}={s['residual_norm'][i]:.3g}")
         if np.isfinite(s["data_error"][i]):
             parts.append(f"data={s['data_error'][i]:.3g}")
         if self.simulate and np.isfinite(s["psnr"][i]):
