@@ -216,6 +216,7 @@ class RunPlots(pg.GraphicsLayoutWidget):
         self.labels = SAMPLER_PLOTS
         #: the plot whose step axis the others follow: the topmost one shown
         self.x_master = self.p_sigma
+        self._linked = False
         self._apply_labels()
 
     def _keep_readable(self) -> None:
@@ -256,15 +257,17 @@ class RunPlots(pg.GraphicsLayoutWidget):
     def _relink(self) -> None:
         """Every shown plot follows the topmost shown one along t. Why: pyqtgraph lines linked views up by
         their geometry on screen, which a hidden plot does not have."""
-        shown = self.shown_plots()
-        self.x_master = shown[0]
-        self.x_master.setXLink(None)
-        for p in self.plots:
-            if p is not self.x_master:
-                p.setXLink(self.x_master)
-        if self._x_end > 0:
-            self.x_master.setXRange(0, self._x_end, padding=0)
         self._keep_readable()
+        master = self.shown_plots()[0]
+        if master is self.x_master and self._linked:
+            return  # set_simulate comes with every change of the degradation: relink only when it matters
+        self.x_master, self._linked = master, True
+        master.setXLink(None)
+        for p in self.plots:
+            if p is not master:
+                p.setXLink(master)
+        if self._x_end > 0:
+            master.setXRange(0, self._x_end, padding=0)
 
     # -- runs -------------------------------------------------------------------------------------------
     def new_run(
