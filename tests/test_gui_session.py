@@ -9,11 +9,14 @@ import pytest
 import torch
 
 from priorstudio.core.errors import MaskError, ParameterError
+from priorstudio.gui import session
 from priorstudio.gui.run_progress import RunProgress
 from priorstudio.gui.session import (
     DenoiserProvider,
+    MethodStepTimer,
     RunSettings,
     estimate_cost,
+    estimate_method_cost,
     fit_side,
     format_duration,
     inpaint_region,
@@ -130,6 +133,63 @@ def test_cost_estimate_and_provider():
     assert "100 steps" in cost.describe() and "memory" in cost.describe()
     assert estimate_cost(plan, 50, None).describe() == "~50 steps"
     assert format_duration(42) == "42 s" and format_duration(125) == "2 min 05 s"
+
+
+class _ClockedMethod:
+    """A method whose every step takes ``fixed + per_pixel × H × W`` seconds of a fake clock."""
+
+    def __init__(self, clock: list[float], fixed: float, per_pixel: float, name: str = "clocked") -> None:
+        self.name, self.clock, self.fixed, self.per_pixel = name, clock, fixed, per_pixel
+        self.probes: list[tuple[int, int]] = []
+
+    def stream(self, *, denoiser, problem, params):
+        h, w = problem.observed.shape[-2:]
+        self.probes.append((h, w))
+        self.clock[0] += 1.0  # the set-up, paid inside the first step
+        for t in range(1, params.max_steps + 1):
+            self.clock[0] += self.fixed + self.per_pixel * h * w + (0.5 if t == 2 else 0.0)  # one slow step
+            yield t
+
+
+def test_a_method_without_denoiser_is_timed_on_two_probes_and_extrapolated(monkeypatch):
+    from priorstudio.core.samplers.dip import DIPParams
+
+    clock = [0.0]
+    monkeypatch.setattr(session.time, "perf_counter", lambda: clock[0])
+    method = _ClockedMethod(clock, fixed=0.004, per_pixel=2e-6)
+    timer = MethodStepTimer()
+    params = DIPParams(width=8, depth=2)
+    assert not timer.is_measured(method, params, 3)
+    seconds = timer.seconds_per_step(method, params, (3, 300, 400))
+    # the set-up and the slow step are left out; fixed cost and per-pixel cost are both recovered
+    assert seconds == pytest.approx(0.004 + 2e-6 * 300 * 400)
+    assert method.probes == [(48, 48), (96, 96)] and timer.is_measured(method, params, 3)
+    # measured once per setting that changes the cost: not again for a new seed or learning rate
+    timer.seconds_per_step(method, DIPParams(width=8, depth=2, seed=5, lr=0.1), (3, 10, 10))
+    assert len(method.probes) == 2
+    timer.seconds_per_step(method, DIPParams(width=16, depth=2), (3, 10, 10))
+    assert len(method.probes) == 4
+    timer.seconds_per_step(method, params, (1, 10, 10))  # gray is another setting
+    assert len(method.probes) == 6
+    # DIP's cost also says its memory
+    plan = plan_run(photo(3, 64, 80), RunSettings(task="denoise", noise_sigma=0.1))
+    cost = estimate_method_cost(plan, 200, method, params, timer)
+    assert cost.seconds_per_step == pytest.approx(0.004 + 2e-6 * 64 * 80)
+    assert cost.memory_bytes > 0 and "memory" in cost.describe() and "ms/step" in cost.describe()
+
+
+def test_real_methods_get_a_time_estimate_and_a_failing_probe_none():
+    from priorstudio.core.samplers.dip import DIPParams
+    from priorstudio.core.samplers.nonlocal_filters import TwicingParams
+    from priorstudio.gui.methods import available_methods
+
+    methods = available_methods()
+    timer = MethodStepTimer()
+    small = DIPParams(width=4, depth=2, skip_channels=2, input_channels=4)
+    assert timer.seconds_per_step(methods["dip_adam"], small, (1, 64, 64)) > 0
+    assert timer.seconds_per_step(methods["nlm_twicing"], TwicingParams(kernel="nlm"), (3, 64, 64)) > 0
+    # a network deeper than the probes allow: no figure rather than an error
+    assert timer.seconds_per_step(methods["dip_adam"], DIPParams(width=4, depth=7), (1, 512, 512)) is None
 
 
 def test_progress_in_log_sigma_rate_and_eta():

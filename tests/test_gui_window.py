@@ -694,3 +694,17 @@ def test_the_side_plots_name_what_each_method_reports(window, photo, qtbot):
         and plots.p_resid.titleLabel.text.startswith("residual ‖D(y)")
     )
     assert [label.text for _, label in plots.p_resid.legend.items] == ["residual", "data error"]
+
+
+def test_deep_image_prior_and_twicing_show_their_time_and_memory_before_a_run(window, photo, qtbot):
+    window.open_path(photo)
+    window.algorithm.set_method("dip_adam")
+    window.algorithm.set_values({"max_steps": 40, "width": 8, "depth": 2})
+    window.update_preview()
+    text = window.degradation.cost.text()
+    assert "~40 steps" in text and " ms/step ≈ " in text and "memory ≈ " in text, text
+    window.algorithm.set_method("nlm_twicing")
+    window.algorithm.set_values({"max_steps": 7})
+    window.update_preview()
+    text = window.degradation.cost.text()
+    assert "~7 steps" in text and " ms/step ≈ " in text and "memory" not in text, text

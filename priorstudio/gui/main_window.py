@@ -52,9 +52,11 @@ from priorstudio.gui.plots import RunPlots
 from priorstudio.gui.run_progress import RunProgress
 from priorstudio.gui.session import (
     DenoiserProvider,
+    MethodStepTimer,
     RunPlan,
     StepTimer,
     estimate_cost,
+    estimate_method_cost,
     format_duration,
     plan_run,
     starting_noise,
@@ -119,6 +121,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.denoisers = DenoiserProvider(model, denoiser_factory)
         self.denoiser_factory: DenoiserFactory = self.denoisers
         self.step_timer = StepTimer()
+        self.method_timer = MethodStepTimer()
         #: callables (plan) -> sink, each giving an observer of every StepRecord of one run (worker thread)
         self.record_sink_factories: list[Callable[[RunPlan], RecordSink]] = []
 
@@ -986,12 +989,22 @@ class MainWindow(QtWidgets.QMainWindow):
             steps = expected_iterations(params)
         else:
             steps = int(getattr(params, "max_steps", 0))
-        denoiser = None
-        if method.needs_denoiser:
+        if not method.needs_denoiser:
+            if self.is_running():  # a probe now would slow the run and be slowed by it
+                return f"Run on {plan.describe()}: ~{steps} steps"
+            measured = self.method_timer.is_measured(method, params, plan.work_shape[0])
+            if not measured:  # a few steps on two small images, once per setting: a moment's wait
+                QtWidgets.QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
             try:
-                denoiser = self.denoisers(plan.work_shape[0])
-            except PriorStudioError:
-                denoiser = None
+                cost = estimate_method_cost(plan, steps, method, params, self.method_timer)
+            finally:
+                if not measured:
+                    QtWidgets.QApplication.restoreOverrideCursor()
+            return f"Run on {plan.describe()}: {cost.describe()}"
+        try:
+            denoiser = self.denoisers(plan.work_shape[0])
+        except PriorStudioError:
+            denoiser = None
         cost = estimate_cost(plan, steps, denoiser, self.step_timer)
         return f"Run on {plan.describe()}: {cost.describe()}"
 

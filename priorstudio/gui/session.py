@@ -293,6 +293,82 @@ class StepTimer:
         return 1.15 * self._per_pixel[key] * shape[1] * shape[2]
 
 
+class MethodStepTimer:
+    """Seconds per step of a method that uses no denoiser (Deep Image Prior, twicing), measured by running it
+    for a few steps on two small denoising problems, once per method, channel count and the parameters that
+    change its cost, and extrapolated as a fixed cost plus a cost per pixel.
+
+    Why: their cost is that of their own network or filter, which no denoiser timing says; without it the
+    panel could only give a number of steps. Two sizes, because a twicing step is so cheap that its fixed
+    cost (records, metrics) is most of it at a probe's size, while a DIP step grows with the pixels.
+    """
+
+    PROBES = (48, 96)
+    STEPS = 4  # the first takes the set-up (network, filter weights); the fastest of the rest counts
+    #: parameters that change the result but not the time a step takes
+    COST_FREE = frozenset(
+        {"seed", "max_steps", "emit_every", "lr", "step_size", "ema", "es_window", "es_patience", "input_scale"}
+        | {"reg_noise_std", "h_factor", "sigma", "noise_offset", "metrics_every", "ssim_every", "early_stop"}
+    )
+
+    def __init__(self) -> None:
+        self._fits: dict[tuple[Any, ...], tuple[float, float] | None] = {}
+
+    def is_measured(self, method: Any, params: Any, channels: int) -> bool:
+        return self._key(method, params, channels) in self._fits
+
+    def seconds_per_step(self, method: Any, params: Any, shape: tuple[int, int, int]) -> float | None:
+        """The estimate for ``shape`` (C, H, W), or None where the method cannot run on the probes."""
+        key = self._key(method, params, shape[0])
+        if key not in self._fits:
+            self._fits[key] = self._measure(method, params, shape[0])
+        fit = self._fits[key]
+        return None if fit is None else fit[0] + fit[1] * shape[1] * shape[2]
+
+    def _key(self, method: Any, params: Any, channels: int) -> tuple[Any, ...]:
+        values = {k: v for k, v in sorted(vars(params).items()) if k not in self.COST_FREE}
+        return (method.name, channels, repr(values))
+
+    def _measure(self, method: Any, params: Any, channels: int) -> tuple[float, float] | None:
+        from dataclasses import fields, replace
+
+        names = {f.name for f in fields(params)}
+        quick = {"max_steps": self.STEPS, "emit_every": 0, "early_stop": "off"}
+        probe = replace(params, **{k: v for k, v in quick.items() if k in names})
+        gen = torch.Generator().manual_seed(0)
+        times = []
+        for side in self.PROBES:
+            image = torch.rand((channels, side, side), generator=gen)
+            try:
+                problem = build_problem(image, "denoise", noise_sigma=0.1)
+                steps, last = [], time.perf_counter()
+                for _ in method.stream(denoiser=None, problem=problem, params=probe):
+                    now = time.perf_counter()
+                    steps.append(now - last)
+                    last = now
+            except (ParameterError, RuntimeError, ValueError):  # e.g. a network too deep for the probe
+                return None
+            if len(steps) < 2:
+                return None
+            times.append(min(steps[1:]))
+        (p1, p2), (t1, t2) = (side * side for side in self.PROBES), times
+        per_pixel = max((t2 - t1) / (p2 - p1), 0.0)
+        return max(t1 - per_pixel * p1, 0.0), per_pixel
+
+
+def estimate_method_cost(
+    plan: RunPlan, steps: int, method: Any, params: Any, timer: MethodStepTimer | None = None
+) -> CostEstimate:
+    """The cost of a method that uses no denoiser: its measured step time, and for Deep Image Prior the
+    memory of its network's activations."""
+    from priorstudio.core.samplers.dip import DIPParams, dip_bytes_per_pixel
+
+    c, h, w = plan.work_shape
+    per_step = (timer or MethodStepTimer()).seconds_per_step(method, params, plan.work_shape)
+    memory = int(dip_bytes_per_pixel(params, c) * h * w) if isinstance(params, DIPParams) else None
+    return CostEstimate(steps, per_step, memory)
+
+
 def starting_noise(plan: RunPlan) -> float:
     """The noise level of the image a run starts at (denoising starts at the photo): the level simulated, or
     in restore mode a robust estimate from the image's finest details — what the sampler's σ₀ will be."""
