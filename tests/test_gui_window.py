@@ -663,6 +663,7 @@ def test_the_side_plots_name_what_each_method_reports(window, photo, qtbot):
     plots = window.plots
     assert plots.p_sigma.isVisible() and plots.x_master is plots.p_sigma
     window.algorithm.set_method("dip_adam")  # nothing plotted yet: the names change at once
+    assert window.model_label.text() == "no denoiser: DIP (Adam) uses none"
     assert not plots.p_sigma.isVisible() and plots.x_master is plots.p_resid
     assert plots.p_resid.titleLabel.text.startswith("fit error")
     window.algorithm.set_values({"max_steps": 4, "width": 8, "depth": 2})

@@ -512,6 +512,8 @@ class MainWindow(QtWidgets.QMainWindow):
             self.plots.set_labels(method.plots)
         if method.needs_denoiser:
             self._check_models()
+        else:
+            self.model_label.setText(f"no denoiser: {method.label} uses none")
 
     def _apply_flash_recipe(self, *_args: object) -> None:
         """With a flash photo chosen, a method that takes it starts from the flash recipe, not its defaults
