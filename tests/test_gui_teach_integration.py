@@ -143,3 +143,24 @@ def test_the_run_history_follows_a_run_only_while_in_view(qtbot, window):
     n = len(calls)
     teach._follow_run()
     assert len(calls) == n + 1
+
+
+def test_explain_says_what_a_step_of_another_method_does(qtbot, window):
+    teach = window.teach
+    window.set_photo(0.5 + 0.1 * torch.randn(1, 40, 40, generator=torch.Generator().manual_seed(0)))
+    window.degradation.set_task("denoise")
+    for method, values, expected in (
+        ("dip_adam", {"max_steps": 3, "width": 8, "depth": 2}, "Deep Image Prior has no denoiser"),
+        ("nlm_twicing", {"max_steps": 2}, "Twicing with a non-local means filter"),
+    ):
+        window.algorithm.set_method(method)
+        window.algorithm.set_values(values)
+        with qtbot.waitSignal(window.runFinished, timeout=60_000):
+            assert window.start_run(), window.errors
+        teach.player.seek(0)  # picking a step keeps the note: there is no update rule with σ_t to work through
+        assert expected in teach.explain.text() and "Miyasawa" not in teach.explain.text()
+    window.algorithm.set_method("implicit_prior")
+    with qtbot.waitSignal(window.runFinished, timeout=60_000):
+        assert window.start_run(), window.errors
+    teach.player.seek(0)
+    assert "Miyasawa" in teach.explain.text() and "Twicing" not in teach.explain.text()

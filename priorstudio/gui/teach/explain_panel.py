@@ -25,6 +25,35 @@ def as_record(row: StepRecord | Mapping[str, Any]) -> StepRecord:
     return StepRecord(t=int(row.get("t", 0)), sigma=num("sigma"), h=num("h"), gamma=num("gamma"))
 
 
+#: What one step of a method other than the implicit prior does (the panel's worked numbers are the sampler's).
+METHOD_NOTES = {
+    "dip_adam": (
+        "<p><b>Deep Image Prior</b> has no denoiser and no noise level. Each step is one Adam step on the "
+        "weights θ of an untrained network, to reduce the fit error ‖A f<sub>θ</sub>(z) − y‖²/N between its "
+        "output, measured, and the data; z is fixed noise, jittered a little at every step.</p>"
+        "<p>The network reproduces the image's structure long before its noise: with the truth known, PSNR "
+        "rises, peaks, then falls as the fit goes on. That curve, and when to stop it, is the lesson.</p>"
+    ),
+    "dip_gd": (
+        "<p><b>Deep Image Prior, plain gradient descent</b>: each step moves the network's weights θ against "
+        "the gradient of the fit error ‖A f<sub>θ</sub>(z) − y‖²/N with a fixed step size. Trained this way, "
+        "a wide network's output follows a linear filter of the data built from its tangent kernel, which is "
+        "what NTK twicing computes in closed form.</p>"
+    ),
+    "nlm_twicing": (
+        "<p><b>Twicing</b> with a non-local means filter W (weights from patch similarities of the noisy image): "
+        "z<sub>k+1</sub> = z<sub>k</sub> + W(y − z<sub>k</sub>). The first step is the plain filter W y; each "
+        "later one filters what is left over and adds it back, so detail returns step by step, and then "
+        "noise.</p>"
+    ),
+    "ntk_twicing": (
+        "<p><b>Twicing</b> with the tangent kernel of a one-hidden-layer ReLU network on patches: "
+        "z<sub>k+1</sub> = z<sub>k</sub> + W(y − z<sub>k</sub>), W the normalised kernel matrix. It is the "
+        "closed form of what gradient descent on such a network does to the data.</p>"
+    ),
+}
+
+
 class ExplainPanel(QtWidgets.QWidget):
     """Shows :func:`explain_step` for one step as rich text. Host API: ``explain(step, params, …)``."""
 
@@ -74,11 +103,17 @@ class ExplainPanel(QtWidgets.QWidget):
         return None
 
     def text(self) -> str:
-        return self.explanation.text if self.explanation else ""
+        return self.explanation.text if self.explanation else self.browser.toPlainText()
 
     def clear(self) -> None:
         self.explanation = None
         self.browser.clear()
+
+    def show_method(self, name: str, label: str) -> None:
+        """For a method without the sampler's update rule: what one of its steps does, in place of numbers."""
+        self.explanation = None
+        note = METHOD_NOTES.get(name, f"<p><b>{label}</b>: the worked numbers here are the implicit prior's.</p>")
+        self.browser.setHtml(note)
 
 
 class ExplainDialog(QtWidgets.QDialog):

@@ -187,7 +187,11 @@ class TeachTools(QtCore.QObject):
     @Slot(object)
     def _on_run_started(self, _plan: Any) -> None:
         self.player.set_history(self.history)
-        self.explain.clear()
+        method = self.window.algorithm.current_method()
+        if method.plots.sigma:
+            self.explain.clear()
+        else:  # no update rule with σ_t to work through: say what a step of this method does
+            self.explain.show_method(method.name, method.label)
         self.live_timer.start()
 
     @Slot(object)
