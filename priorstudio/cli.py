@@ -47,12 +47,13 @@ def _refuse_existing(targets: list[Path | str | None], overwrite: bool, other_wa
 
 
 # -- shared option groups ----------------------------------------------------------------------------
-def _add_sampler_options(p: argparse.ArgumentParser, beta: float) -> None:
+def _add_sampler_options(p: argparse.ArgumentParser, beta: float | None) -> None:
     g = p.add_argument_group("implicit-prior sampler")
     g.add_argument("--sigma0", type=float, default=1.0, help="initial noise level σ_0 (default 1)")
     g.add_argument("--sigmaL", type=float, default=0.01, help="stop when the effective noise σ_t ≤ σ_L (default 0.01)")
     g.add_argument("--h0", type=float, default=0.01, help="initial step size h_0 in (0, 1) (default 0.01)")
-    g.add_argument("--beta", type=float, default=beta, help=f"noise-injection control β in (0, 1] (default {beta})")
+    default = f"{beta}" if beta is not None else "0.01; 1 for denoise, where injected noise would leave the photo"
+    g.add_argument("--beta", type=float, default=beta, help=f"noise-injection control β in (0, 1] (default {default})")
     g.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same result")
     g.add_argument("--max-steps", type=int, default=3000, help="step cap (default 3000)")
     g.add_argument("--model", default=None, help="bundled model name or weights file (default: gray/color by image)")
@@ -210,6 +211,10 @@ def cmd_restore(args: argparse.Namespace) -> int:
     # refuse before the first step, with a size that would fit, rather than fail (or swap) mid-run
     estimate = estimate_run_memory(problem.image_shape, denoiser, batch=args.samples, task=problem.task)
     check_run_fits(estimate, problem.image_shape[-2:], what="restoring")
+    if args.beta is None:
+        from priorstudio.core.samplers.implicit_prior import restore_preset
+
+        args.beta = restore_preset(problem.task)["beta"]
     params = _sampler_params(args, emit_every=0, final_projection=args.final_projection)
     init = problem.init.unsqueeze(0).expand(args.samples, -1, -1, -1) if problem.init is not None else None
     record = RunRecord.new(
@@ -553,7 +558,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", default=None, help="write the run record (parameters and per-step values) as JSON")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    _add_sampler_options(p, beta=0.01)
+    _add_sampler_options(p, beta=None)
     p.set_defaults(func=cmd_restore)
 
     p = sub.add_parser(

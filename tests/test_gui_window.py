@@ -709,3 +709,29 @@ def test_deep_image_prior_and_twicing_show_their_time_and_memory_before_a_run(wi
     window.update_preview()
     text = window.degradation.cost.text()
     assert "~7 steps" in text and " ms/step ≈ " in text and "memory" not in text, text
+
+
+def test_denoising_runs_with_beta_one_unless_the_user_chose_a_beta(window, photo, qtbot):
+    window.open_path(photo)
+    algorithm = window.algorithm
+    start = window.degradation.task_name()
+    assert algorithm.values()["beta"] == (1.0 if start == "denoise" else 0.01)  # also for the task it opens with
+    window.degradation.set_task("inpaint")
+    assert algorithm.values()["beta"] == 0.01
+    window.degradation.set_task("denoise")  # nothing pins a denoising run to the photo but the start
+    assert algorithm.values()["beta"] == 1.0
+    assert "β = 1 for denoising" in window.statusBar().currentMessage()
+    window.degradation.set_task("super_resolution")
+    assert algorithm.values()["beta"] == 0.01
+    window.degradation.set_task("denoise")
+    algorithm.apply_preset("restore")  # the preset in its version for the task
+    assert algorithm.values()["beta"] == 1.0
+    algorithm.set_method("dip_adam")
+    algorithm.set_method("implicit_prior")  # the method's defaults, for the task at hand
+    assert algorithm.values()["beta"] == 1.0
+    algorithm.set_values({"beta": 0.2})  # the user's own choice stays, whatever the task
+    window.degradation.set_task("inpaint")
+    window.degradation.set_task("denoise")
+    assert algorithm.values()["beta"] == 0.2
+    algorithm.apply_preset("teach")
+    assert algorithm.values()["beta"] == 0.5

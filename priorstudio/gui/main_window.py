@@ -920,6 +920,9 @@ class MainWindow(QtWidgets.QMainWindow):
     # ================================================================================================
     def _on_degradation_changed(self) -> None:
         task = self.degradation.task_name()
+        notice = self.algorithm.set_task(task)
+        if notice:
+            self.statusBar().showMessage(notice, 10_000)
         self.canvas.set_paint_enabled(task == "inpaint" and self.photo is not None)
         self.canvas.set_mask_visible(self.actions["show_mask"].isChecked() and task == "inpaint")
         self.plots.set_simulate(self.degradation.mode() == "simulate")

@@ -17,6 +17,7 @@ from typing import Any
 
 from priorstudio.core.problem import Problem
 from priorstudio.core.samplers import (
+    DENOISE_PRESET,
     RESTORE_PRESET,
     TEACH_PRESET,
     ImplicitPriorParams,
@@ -82,6 +83,10 @@ class MethodChoice:
     def default_values(self) -> dict[str, Any]:
         return dataclasses.asdict(self.defaults(None))
 
+    def preset_for(self, name: str, task: str = "") -> Mapping[str, Any] | None:
+        """The preset ``name`` in its version for ``task`` where it has one (key ``"name:task"``)."""
+        return self.presets.get(f"{name}:{task}") or self.presets.get(name)
+
     def make_params(self, values: Mapping[str, Any], operator: Any = None) -> Any:
         """The params dataclass: the defaults for ``operator``'s task, then ``values`` (unknown names ignored)."""
         base = self.defaults(operator)
@@ -137,7 +142,7 @@ IMPLICIT_PRIOR = MethodChoice(
     run=_implicit_prior_run,
     defaults=lambda operator: ImplicitPriorParams.preset(RESTORE_PRESET),
     needs_denoiser=True,
-    presets={"restore": dict(RESTORE_PRESET), "teach": dict(TEACH_PRESET)},
+    presets={"restore": dict(RESTORE_PRESET), "restore:denoise": dict(DENOISE_PRESET), "teach": dict(TEACH_PRESET)},
     description="stochastic ascent on the prior implicit in the blind denoiser",
 )
 

@@ -7,6 +7,7 @@ the window decides what to do with it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -266,6 +267,7 @@ class AlgorithmPanel(QtWidgets.QWidget):
     def __init__(self, parent: QtWidgets.QWidget | None = None, *, model_choice: bool = True) -> None:
         super().__init__(parent)
         self.methods: dict[str, MethodChoice] = available_methods()
+        self._task = ""  # the Degradation panel's task, as set_task last heard it
         layout = QtWidgets.QVBoxLayout(self)
         self.method = QtWidgets.QComboBox()
         for name, m in self.methods.items():
@@ -297,7 +299,7 @@ class AlgorithmPanel(QtWidgets.QWidget):
         presets.addWidget(QtWidgets.QLabel("preset"))
         self.preset_buttons: dict[str, QtWidgets.QPushButton] = {}
         for name, tip in (
-            ("restore", "inverse problems: β = 0.01, careful and slow (a few hundred steps)"),
+            ("restore", "inverse problems: β = 0.01, careful and slow (a few hundred steps); denoising: β = 1"),
             ("teach", "watch it work: β = 0.5, an image every step, short"),
         ):
             button = QtWidgets.QPushButton(name.capitalize())
@@ -346,6 +348,9 @@ class AlgorithmPanel(QtWidgets.QWidget):
         m = self.current_method()
         self.form.set_specs(fields_of_dataclass(m.params_type, skip=self.HIDDEN_FIELDS))
         self.form.set_values(m.default_values())
+        task_version = m.presets.get(f"restore:{self._task}")
+        if task_version is not None:  # the method's defaults, as they are for the task at hand
+            self.form.set_values(task_version)
         for name, button in self.preset_buttons.items():
             button.setEnabled(name in m.presets)
         self.guide_row.setVisible(m.takes_guide)
@@ -358,9 +363,27 @@ class AlgorithmPanel(QtWidgets.QWidget):
         self.guide_label.setText(f"network input: flash photo {name}" if name else "network input: random code")
         self.guide_clear.setEnabled(name is not None)
 
+    def set_task(self, task: str) -> str:
+        """Follow the Degradation panel's task. A β still at the restoring preset's value for the previous task
+        takes the new task's (denoising runs with β = 1: injected noise would carry it away from the photo).
+        Returns a notice when β changed, else ""."""
+        old, self._task = self._task, task
+        m = self.current_method()
+        before, after = m.preset_for("restore", old), m.preset_for("restore", task)
+        beta = self.values().get("beta")
+        if old == task or beta is None or before is None or after is None or "beta" not in after:
+            return ""
+        if before.get("beta") == after["beta"] or not math.isclose(float(beta), float(before.get("beta", math.nan))):
+            return ""  # the same default, or a β the user chose: left alone
+        self.form.set_values({"beta": after["beta"]})
+        self.changed.emit()
+        if task == "denoise":
+            return f"β = {after['beta']:g} for denoising: no noise is injected, so the run stays with the photo"
+        return f"β = {after['beta']:g}, the restoring preset's value for this task"
+
     def apply_preset(self, name: str) -> None:
         m = self.current_method()
-        preset = m.presets.get(name)
+        preset = m.preset_for(name, self._task)
         if preset is None:
             return
         self.form.set_values(m.default_values())

@@ -3,6 +3,7 @@
 from priorstudio.core.samplers.base import StepRecord, StepStream, StopReason
 from priorstudio.core.samplers.gaussian import GaussianBlindDenoiser, GaussianPrior
 from priorstudio.core.samplers.implicit_prior import (
+    DENOISE_PRESET,
     RESTORE_PRESET,
     SYNTHESIS_PRESET,
     TEACH_PRESET,
@@ -12,10 +13,12 @@ from priorstudio.core.samplers.implicit_prior import (
     ideal_sigma_schedule,
     implicit_prior_sampler,
     noise_scale,
+    restore_preset,
     step_size,
 )
 
 __all__ = [
+    "DENOISE_PRESET",
     "RESTORE_PRESET",
     "SYNTHESIS_PRESET",
     "TEACH_PRESET",
@@ -30,5 +33,6 @@ __all__ = [
     "ideal_sigma_schedule",
     "implicit_prior_sampler",
     "noise_scale",
+    "restore_preset",
     "step_size",
 ]

@@ -102,9 +102,9 @@ def _run_implicit_prior(
 
 
 def _implicit_prior_defaults(operator: Operator | None) -> Any:
-    from priorstudio.core.samplers.implicit_prior import RESTORE_PRESET, ImplicitPriorParams
+    from priorstudio.core.samplers.implicit_prior import ImplicitPriorParams, restore_preset
 
-    return ImplicitPriorParams.preset(RESTORE_PRESET)
+    return ImplicitPriorParams.preset(restore_preset("denoise" if operator is None else operator.name))
 
 
 def _dip_runner(name: str) -> Callable[..., StepStream]:
