@@ -189,8 +189,8 @@ class ImplicitPriorParams:
 RESTORE_PRESET: Mapping[str, Any] = MappingProxyType({"beta": 0.01, "max_steps": 3000})
 #: Denoising: β = 1, a deterministic coarse-to-fine ascent from the noisy photo. The run starts at the photo
 #: and nothing in the data pins it there, so noise injected on the way (β < 1) carries it away for good: on
-#: CBSD68 images, β = 0.01 ended 7–9 dB below the denoiser's own one-step estimate at σ = 15 and 50 (and 6 dB
-#: at 25), β = 1 within 0.4–0.6 dB of it, in a third of the steps or fewer (docs/methods.md).
+#: two CBSD68 images at σ = 15 / 25 / 50, β = 0.01 ended 5.6–8.7 dB below the denoiser's own one-step
+#: estimate, β = 1 within 0.2–0.6 dB of it, in 19–26 steps instead of 39–156 (docs/methods.md).
 DENOISE_PRESET: Mapping[str, Any] = MappingProxyType({"beta": 1.0, "max_steps": 3000})
 #: Synthesis from the prior alone: β = 0.5 (about 48 steps on the ideal decay).
 SYNTHESIS_PRESET: Mapping[str, Any] = MappingProxyType({"beta": 0.5, "max_steps": 1000})
