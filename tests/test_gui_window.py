@@ -735,3 +735,14 @@ def test_denoising_runs_with_beta_one_unless_the_user_chose_a_beta(window, photo
     assert algorithm.values()["beta"] == 0.2
     algorithm.apply_preset("teach")
     assert algorithm.values()["beta"] == 0.5
+
+
+def test_a_denoising_run_plots_the_ideal_decay_from_the_photos_noise_level(window, photo, qtbot):
+    window.open_path(photo)
+    window.degradation.set_task("denoise")  # noise σ 25/255 ≈ 0.098; σ₀ in the form stays 1
+    assert window.algorithm.values()["sigma_0"] == 1.0
+    run_to_end(qtbot, window)
+    _, log_ideal = window.plots.ideal.getData()  # the σ_t plot is logarithmic: its curves hold log10 values
+    ideal = 10.0**log_ideal
+    assert 0.05 < ideal[0] < 0.12 and ideal[-1] < 0.01  # from the photo's noise level down past σ_L
+    assert window.plots.x_master.viewRange()[0][1] <= 50  # the step axis of a ~20-step run, not of σ₀ = 1

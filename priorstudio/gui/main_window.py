@@ -988,10 +988,7 @@ class MainWindow(QtWidgets.QMainWindow):
         except PriorStudioError as error:
             return f"{plan.describe()} — ⚠ {error}"
         if hasattr(params, "sigma_L"):
-            if plan.problem.init is not None and hasattr(params, "sigma_0"):
-                # a run that starts at the photo (denoising) estimates σ₀ from it: expect its noise level
-                params = dataclasses.replace(params, sigma_0=max(starting_noise(plan), 1e-6))
-            steps = expected_iterations(params)
+            steps = expected_iterations(_as_started(plan, params))
         else:
             steps = int(getattr(params, "max_steps", 0))
         if not method.needs_denoiser:
@@ -1094,10 +1091,11 @@ class MainWindow(QtWidgets.QMainWindow):
         ideal: list[float] = []
         expected: int | None = None
         if sigma_L is not None and hasattr(params, "beta"):
+            schedule = _as_started(plan, params)  # the ideal decay from where the run really starts
             cap = int(max_steps or 10_000)
-            expected = min(expected_iterations(params), cap)
+            expected = min(expected_iterations(schedule), cap)
             n = min(int(expected * 1.5) + 10, cap)
-            ideal = ideal_sigma_schedule(params, n)
+            ideal = ideal_sigma_schedule(schedule, n)
         self.plots.new_run(
             keep_previous=self.keep_overlay.isChecked(),
             sigma_L=sigma_L,
@@ -1475,6 +1473,14 @@ def _group(title: str, widget: QtWidgets.QWidget) -> QtWidgets.QGroupBox:
     layout.setContentsMargins(6, 6, 6, 6)
     layout.addWidget(widget)
     return box
+
+
+def _as_started(plan: RunPlan, params: Any) -> Any:
+    """The sampler's parameters with σ₀ where the run will start: a run that starts at the photo (denoising)
+    reads its σ₀ off the photo, so its steps and ideal decay are those from the photo's noise level."""
+    if plan.problem.init is None or not hasattr(params, "sigma_0"):
+        return params
+    return dataclasses.replace(params, sigma_0=max(starting_noise(plan), 1e-6))
 
 
 def _region_rect(plan: RunPlan) -> QRectF:
