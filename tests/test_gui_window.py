@@ -589,7 +589,7 @@ def test_a_flash_photo_becomes_the_network_input_of_a_dip_run(window, photo, tmp
     window.algorithm.set_values({"max_steps": 2, "width": 8})
     record = run_to_end(qtbot, window, timeout=60_000)
     assert record.t == 2
-    (net_input,) = seen
+    (net_input,) = [x for x in seen if x is not None]  # the cost line's timing probes take no network input
     assert net_input is not None and tuple(net_input.shape) == (3, 48, 64)
     assert torch.allclose(net_input, window.guide)  # working size = photo size here: the flash photo itself
     assert window.record.parameters["network_input"] == "flash.png"
@@ -720,7 +720,7 @@ def test_denoising_runs_with_beta_one_unless_the_user_chose_a_beta(window, photo
     assert algorithm.values()["beta"] == 0.01
     window.degradation.set_task("denoise")  # nothing pins a denoising run to the photo but the start
     assert algorithm.values()["beta"] == 1.0
-    assert "β = 1 for denoising" in window.statusBar().currentMessage()
+    assert "for Denoise: β = 1 (no noise is injected" in window.statusBar().currentMessage()
     window.degradation.set_task("super_resolution")
     assert algorithm.values()["beta"] == 0.01
     window.degradation.set_task("denoise")
@@ -746,3 +746,27 @@ def test_a_denoising_run_plots_the_ideal_decay_from_the_photos_noise_level(windo
     ideal = 10.0**log_ideal
     assert 0.05 < ideal[0] < 0.12 and ideal[-1] < 0.01  # from the photo's noise level down past σ_L
     assert window.plots.x_master.viewRange()[0][1] <= 50  # the step axis of a ~20-step run, not of σ₀ = 1
+
+
+def test_deep_image_prior_takes_the_papers_recipe_for_each_task(window, photo, qtbot):
+    window.open_path(photo)
+    algorithm = window.algorithm
+    algorithm.set_method("dip_adam")
+
+    def recipe() -> tuple:
+        v = algorithm.values()
+        return v["max_steps"], round(v["reg_noise_std"], 3), v["ema"]
+
+    window.degradation.set_task("denoise")
+    assert recipe() == (3000, 0.033, 0.99)  # 1/30 in a box of 3 decimals; the paper's output average
+    window.degradation.set_task("super_resolution")
+    assert recipe() == (2000, 0.03, 0.0)
+    assert "DIP (Adam) for Super-resolution: steps = 2000" in window.statusBar().currentMessage()
+    window.degradation.task_form.set_values({"factor": 8})
+    window._on_degradation_changed()
+    assert recipe() == (4000, 0.05, 0.0)
+    algorithm.set_values({"max_steps": 123})  # the user's own step count stays; the rest follows the task
+    window.degradation.set_task("inpaint")
+    assert recipe() == (123, 0.03, 0.0)
+    algorithm.set_method("dip_gd")  # a method chosen starts from its defaults for the task at hand
+    assert recipe() == (5000, 0.03, 0.0) and algorithm.values()["lr"] > 0.01  # with gradient descent's step

@@ -920,7 +920,7 @@ class MainWindow(QtWidgets.QMainWindow):
     # ================================================================================================
     def _on_degradation_changed(self) -> None:
         task = self.degradation.task_name()
-        notice = self.algorithm.set_task(task)
+        notice = self.algorithm.set_task(task, self.degradation.task_form.values())  # factor, fraction …
         if notice:
             self.statusBar().showMessage(notice, 10_000)
         self.canvas.set_paint_enabled(task == "inpaint" and self.photo is not None)

@@ -253,6 +253,20 @@ class DegradationPanel(QtWidgets.QWidget):
         self.changed.emit()
 
 
+def _same(a: Any, b: Any) -> bool:
+    """Equal as form values: a spin box shows a few decimals (1/30 reads back as 0.033), so floats within 2%."""
+    if isinstance(a, float) or isinstance(b, float):
+        try:
+            return math.isclose(float(a), float(b), rel_tol=0.02, abs_tol=1e-12)
+        except (TypeError, ValueError):
+            return False
+    return a == b
+
+
+def _short(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
 class AlgorithmPanel(QtWidgets.QWidget):
     """Method, model, presets and the method's parameters (a form built from its params dataclass)."""
 
@@ -267,7 +281,8 @@ class AlgorithmPanel(QtWidgets.QWidget):
     def __init__(self, parent: QtWidgets.QWidget | None = None, *, model_choice: bool = True) -> None:
         super().__init__(parent)
         self.methods: dict[str, MethodChoice] = available_methods()
-        self._task = ""  # the Degradation panel's task, as set_task last heard it
+        # the Degradation panel's task and its parameters, as set_task last heard them
+        self._task, self._task_params = "", {}
         layout = QtWidgets.QVBoxLayout(self)
         self.method = QtWidgets.QComboBox()
         for name, m in self.methods.items():
@@ -348,9 +363,8 @@ class AlgorithmPanel(QtWidgets.QWidget):
         m = self.current_method()
         self.form.set_specs(fields_of_dataclass(m.params_type, skip=self.HIDDEN_FIELDS))
         self.form.set_values(m.default_values())
-        task_version = m.presets.get(f"restore:{self._task}")
-        if task_version is not None:  # the method's defaults, as they are for the task at hand
-            self.form.set_values(task_version)
+        if m.task_values is not None:  # the method's defaults, as they are for the task at hand
+            self.form.set_values(m.task_values(self._task, self._task_params))
         for name, button in self.preset_buttons.items():
             button.setEnabled(name in m.presets)
         self.guide_row.setVisible(m.takes_guide)
@@ -363,23 +377,30 @@ class AlgorithmPanel(QtWidgets.QWidget):
         self.guide_label.setText(f"network input: flash photo {name}" if name else "network input: random code")
         self.guide_clear.setEnabled(name is not None)
 
-    def set_task(self, task: str) -> str:
-        """Follow the Degradation panel's task. A β still at the restoring preset's value for the previous task
-        takes the new task's (denoising runs with β = 1: injected noise would carry it away from the photo).
-        Returns a notice when β changed, else ""."""
-        old, self._task = self._task, task
+    def set_task(self, task: str, task_params: Mapping[str, Any] | None = None) -> str:
+        """Follow the Degradation panel's task: fields still at the method's default for the previous task take
+        the new task's (Deep Image Prior's per-task recipe; the implicit prior denoises with β = 1, since
+        injected noise would carry the run away from the photo). Values the user set stay. Returns a notice
+        naming what changed, else ""."""
+        old = (self._task, self._task_params)
+        self._task, self._task_params = task, dict(task_params or {})
         m = self.current_method()
-        before, after = m.preset_for("restore", old), m.preset_for("restore", task)
-        beta = self.values().get("beta")
-        if old == task or beta is None or before is None or after is None or "beta" not in after:
+        if m.task_values is None or old == (self._task, self._task_params):
             return ""
-        if before.get("beta") == after["beta"] or not math.isclose(float(beta), float(before.get("beta", math.nan))):
-            return ""  # the same default, or a β the user chose: left alone
-        self.form.set_values({"beta": after["beta"]})
+        before, after = m.task_values(*old), m.task_values(self._task, self._task_params)
+        values = self.values()
+        changed = {
+            name: value
+            for name, value in after.items()
+            if name in values and name in before and before[name] != value and _same(values[name], before[name])
+        }
+        if not changed:
+            return ""
+        self.form.set_values(changed)
         self.changed.emit()
-        if task == "denoise":
-            return f"β = {after['beta']:g} for denoising: no noise is injected, so the run stays with the photo"
-        return f"β = {after['beta']:g}, the restoring preset's value for this task"
+        shown = ", ".join(f"{self.form.specs[n].label} = {_short(v)}" for n, v in changed.items())
+        why = m.task_notes.get(task, "its defaults for this task; values you set stay")
+        return f"{m.label} for {TASK_LABELS.get(task, task)}: {shown} ({why})"
 
     def apply_preset(self, name: str) -> None:
         m = self.current_method()
