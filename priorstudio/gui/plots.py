@@ -215,8 +215,7 @@ class RunPlots(pg.GraphicsLayoutWidget):
         self.simulate = True
         self.labels = SAMPLER_PLOTS
         #: the plot whose step axis the others follow: the topmost one shown
-        self.x_master = self.p_sigma
-        self._linked = False
+        self.x_master = self.p_sigma  # the others were linked to it above
         self._apply_labels()
 
     def _keep_readable(self) -> None:
@@ -259,9 +258,9 @@ class RunPlots(pg.GraphicsLayoutWidget):
         their geometry on screen, which a hidden plot does not have."""
         self._keep_readable()
         master = self.shown_plots()[0]
-        if master is self.x_master and self._linked:
+        if master is self.x_master:
             return  # set_simulate comes with every change of the degradation: relink only when it matters
-        self.x_master, self._linked = master, True
+        self.x_master = master
         master.setXLink(None)
         for p in self.plots:
             if p is not master:
