@@ -17,15 +17,13 @@ from typing import Any
 
 from priorstudio.core.problem import Problem
 from priorstudio.core.samplers import (
-    DENOISE_PRESET,
     RESTORE_PRESET,
     TEACH_PRESET,
     ImplicitPriorParams,
     implicit_prior_sampler,
 )
 from priorstudio.core.samplers.base import StepStream
-from priorstudio.core.samplers.dip import GD_LR, DIPParams, preset_for_task
-from priorstudio.core.samplers.implicit_prior import restore_preset
+from priorstudio.core.samplers.implicit_prior import restore_params
 
 StreamFactory = Callable[..., StepStream]
 
@@ -81,18 +79,23 @@ class MethodChoice:
     presets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     description: str = ""
     plots: PlotLabels = SAMPLER_PLOTS
-    #: ``(task, task_params) -> values``: the method's parameter values for a Degradation-panel task (its
-    #: own defaults for that task, e.g. Deep Image Prior's per-task recipe); None when the task changes none
-    task_values: Callable[[str, Mapping[str, Any]], Mapping[str, Any]] | None = None
+    #: ``(task, factor) -> params``: the method's parameters for a task by name (the core registry's
+    #: ``MethodSpec.for_task``: Deep Image Prior's per-task recipe, the implicit prior's β); None: the same
+    #: for every task
+    for_task: Callable[[str, int | None], Any] | None = None
     #: why a task's values differ, where it is worth saying (task → reason)
     task_notes: Mapping[str, str] = field(default_factory=dict)
 
     def default_values(self) -> dict[str, Any]:
         return dataclasses.asdict(self.defaults(None))
 
-    def preset_for(self, name: str, task: str = "") -> Mapping[str, Any] | None:
-        """The preset ``name`` in its version for ``task`` where it has one (key ``"name:task"``)."""
-        return self.presets.get(f"{name}:{task}") or self.presets.get(name)
+    def task_values(self, task: str, task_params: Mapping[str, Any]) -> dict[str, Any]:
+        """The form's starting values for a Degradation-panel task and its parameters: the defaults, with what
+        the task changes in them."""
+        if self.for_task is None:
+            return self.default_values()
+        factor = task_params.get("factor")
+        return dataclasses.asdict(self.for_task(task, factor if isinstance(factor, int) else None))
 
     def make_params(self, values: Mapping[str, Any], operator: Any = None) -> Any:
         """The params dataclass: the defaults for ``operator``'s task, then ``values`` (unknown names ignored)."""
@@ -142,21 +145,6 @@ def _implicit_prior_run(
     return implicit_prior_sampler(denoiser, operator, measurement, params, truth=truth, init=init)
 
 
-def _implicit_prior_task_values(task: str, task_params: Mapping[str, Any]) -> Mapping[str, Any]:
-    return {"beta": restore_preset(task)["beta"]}  # denoising without injected noise (DENOISE_PRESET)
-
-
-def _dip_task_values(**overrides: Any) -> Callable[[str, Mapping[str, Any]], Mapping[str, Any]]:
-    """The paper's Deep Image Prior recipe for a task (steps, input jitter, output averaging …)."""
-
-    def values(task: str, task_params: Mapping[str, Any]) -> Mapping[str, Any]:
-        factor = task_params.get("factor")
-        preset = preset_for_task(task, factor if isinstance(factor, int) else None)
-        return dataclasses.asdict(DIPParams.preset(preset, **overrides))
-
-    return values
-
-
 IMPLICIT_PRIOR = MethodChoice(
     name="implicit_prior",
     label="Implicit prior (Kadkhodaie–Simoncelli)",
@@ -164,16 +152,12 @@ IMPLICIT_PRIOR = MethodChoice(
     run=_implicit_prior_run,
     defaults=lambda operator: ImplicitPriorParams.preset(RESTORE_PRESET),
     needs_denoiser=True,
-    presets={"restore": dict(RESTORE_PRESET), "restore:denoise": dict(DENOISE_PRESET), "teach": dict(TEACH_PRESET)},
+    # "restore" is the defaults for the task at hand: RESTORE_PRESET, or DENOISE_PRESET for denoising
+    presets={"restore": {}, "teach": dict(TEACH_PRESET)},
     description="stochastic ascent on the prior implicit in the blind denoiser",
-    task_values=_implicit_prior_task_values,
+    for_task=restore_params,
     task_notes={"denoise": "no noise is injected, so the run stays with the photo"},
 )
-#: methods of the registry whose parameters depend on the task (by name)
-TASK_VALUES: dict[str, Callable[[str, Mapping[str, Any]], Mapping[str, Any]]] = {
-    "dip_adam": _dip_task_values(),
-    "dip_gd": _dip_task_values(optimizer="gd", lr=GD_LR),
-}
 
 
 def available_methods() -> dict[str, MethodChoice]:
@@ -202,7 +186,7 @@ def available_methods() -> dict[str, MethodChoice]:
                 presets=dict(getattr(spec, "presets", {}) or {}),
                 description=str(getattr(spec, "description", "")),
                 plots=PLOT_LABELS.get(name, SAMPLER_PLOTS),
-                task_values=TASK_VALUES.get(name),
+                for_task=getattr(spec, "for_task", None),
             )
         except (AttributeError, TypeError):  # an entry we cannot drive is left out; the rest stay
             continue

@@ -362,9 +362,7 @@ class AlgorithmPanel(QtWidgets.QWidget):
     def _on_method(self, *_args: object) -> None:
         m = self.current_method()
         self.form.set_specs(fields_of_dataclass(m.params_type, skip=self.HIDDEN_FIELDS))
-        self.form.set_values(m.default_values())
-        if m.task_values is not None:  # the method's defaults, as they are for the task at hand
-            self.form.set_values(m.task_values(self._task, self._task_params))
+        self.form.set_values(m.task_values(self._task, self._task_params))  # its defaults for the task at hand
         for name, button in self.preset_buttons.items():
             button.setEnabled(name in m.presets)
         self.guide_row.setVisible(m.takes_guide)
@@ -385,7 +383,7 @@ class AlgorithmPanel(QtWidgets.QWidget):
         old = (self._task, self._task_params)
         self._task, self._task_params = task, dict(task_params or {})
         m = self.current_method()
-        if m.task_values is None or old == (self._task, self._task_params):
+        if old == (self._task, self._task_params):
             return ""
         before, after = m.task_values(*old), m.task_values(self._task, self._task_params)
         values = self.values()
@@ -404,11 +402,10 @@ class AlgorithmPanel(QtWidgets.QWidget):
 
     def apply_preset(self, name: str) -> None:
         m = self.current_method()
-        preset = m.preset_for(name, self._task)
+        preset = m.presets.get(name)
         if preset is None:
             return
-        self.form.set_values(m.default_values())
-        self.form.set_values(preset)
+        self.form.set_values({**m.task_values(self._task, self._task_params), **preset})
         self.changed.emit()
 
     def set_method(self, name: str) -> bool:

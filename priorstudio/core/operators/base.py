@@ -134,6 +134,16 @@ class Operator(ABC):
             raise ParameterError(f"{self.name}: expected images of shape (B, {c}, {h}, {w}), got {tuple(x.shape)}")
 
 
+def task_of(operator: Operator | None) -> tuple[str, int | None]:
+    """The task an operator stands for (``make_operator``'s name) and its super-resolution factor; None is
+    denoising. Why: methods keep their per-task defaults by task name, which a form knows before an operator
+    exists."""
+    if operator is None:
+        return "denoise", None
+    factor = getattr(operator, "factor", None)
+    return operator.name, factor if isinstance(factor, int) else None
+
+
 def buffer_on(t: Tensor, like: Tensor) -> Tensor:
     """``t`` on the device of ``like`` (a no-op when it is already there)."""
     return t if t.device == like.device else t.to(like.device)

@@ -60,7 +60,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from priorstudio.core.errors import ParameterError
-from priorstudio.core.operators.base import Operator
+from priorstudio.core.operators.base import Operator, task_of
 from priorstudio.core.samplers.base import StepRecord, StopReason
 from priorstudio.core.samplers.dip_network import count_weights, input_code, skip_network
 
@@ -283,10 +283,14 @@ def preset_for_task(task: str, factor: int | None = None) -> str:
     return "default"
 
 
+def dip_params_for_task(task: str, factor: int | None = None, **overrides: Any) -> DIPParams:
+    """The paper's parameters for a task by name (super-resolution: and factor), with ``overrides``."""
+    return DIPParams.preset(preset_for_task(task, factor), **overrides)
+
+
 def dip_params_for(operator: Operator | None, **overrides: Any) -> DIPParams:
     """The paper's parameters for the task of ``operator`` (None: denoising), with ``overrides``."""
-    task = "denoise" if operator is None else operator.name
-    return DIPParams.preset(preset_for_task(task, getattr(operator, "factor", None)), **overrides)
+    return dip_params_for_task(*task_of(operator), **overrides)
 
 
 # -- early stopping ------------------------------------------------------------------------------------------

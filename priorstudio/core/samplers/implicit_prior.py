@@ -203,6 +203,12 @@ def restore_preset(task: str | None) -> Mapping[str, Any]:
     return DENOISE_PRESET if task == "denoise" else RESTORE_PRESET
 
 
+def restore_params(task: str | None, factor: int | None = None) -> ImplicitPriorParams:
+    """The sampler's parameters for restoring a task by name (``factor`` changes nothing here; it is there so
+    every method's per-task defaults take the same arguments)."""
+    return ImplicitPriorParams.preset(restore_preset(task))
+
+
 # -- the schedule ---------------------------------------------------------------------------------------
 def step_size(t: int, h_0: float) -> float:
     """h_t = h₀·t / (1 + h₀·(t − 1)): h₀ at t = 1, rising towards 1."""

@@ -19,14 +19,15 @@ import math
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
+from functools import partial
 from typing import Any
 
 from torch import Tensor
 
 from priorstudio.core.errors import ParameterError
-from priorstudio.core.operators.base import Operator
+from priorstudio.core.operators.base import Operator, task_of
 from priorstudio.core.samplers.base import StepRecord, StepStream
-from priorstudio.core.samplers.dip import GD_LR, DIPParams, dip_params_for, dip_sampler
+from priorstudio.core.samplers.dip import GD_LR, DIPParams, dip_params_for_task, dip_sampler
 from priorstudio.core.samplers.nonlocal_filters import TwicingParams, twicing_sampler
 
 
@@ -41,7 +42,9 @@ class MethodSpec:
     """A restoration method: how to name it, which parameters it takes, and how to run it.
 
     ``run`` is called with keywords only: operator, measurement, params, truth, denoiser, emit_every, init.
-    ``defaults(operator)`` returns the method's parameters for that operator's task (None: denoising).
+    ``for_task(task, factor)`` returns the method's parameters for a task by ``make_operator``'s name (and a
+    super-resolution factor), so a form can show them before there is an operator; ``defaults(operator)``
+    returns them for that operator's task (None: denoising).
     """
 
     name: str
@@ -50,7 +53,10 @@ class MethodSpec:
     params_type: type | Callable[[], type]
     needs_denoiser: bool
     run: Callable[..., StepStream]
-    defaults: Callable[[Operator | None], Any] = field(repr=False, default=lambda op: None)
+    for_task: Callable[[str, int | None], Any] = field(repr=False, default=lambda task, factor: None)
+
+    def defaults(self, operator: Operator | None) -> Any:
+        return self.for_task(*task_of(operator))
 
     @property
     def params_class(self) -> type:
@@ -101,10 +107,10 @@ def _run_implicit_prior(
     return implicit_prior_sampler(denoiser, operator, measurement, params, truth=truth, init=init)
 
 
-def _implicit_prior_defaults(operator: Operator | None) -> Any:
-    from priorstudio.core.samplers.implicit_prior import ImplicitPriorParams, restore_preset
+def _implicit_prior_for_task(task: str, factor: int | None = None) -> Any:
+    from priorstudio.core.samplers.implicit_prior import restore_params
 
-    return ImplicitPriorParams.preset(restore_preset("denoise" if operator is None else operator.name))
+    return restore_params(task)
 
 
 def _dip_runner(name: str) -> Callable[..., StepStream]:
@@ -154,7 +160,7 @@ METHODS: dict[str, MethodSpec] = {
             _implicit_prior_params_type,
             True,
             _run_implicit_prior,
-            _implicit_prior_defaults,
+            _implicit_prior_for_task,
         ),
         MethodSpec(
             "dip_adam",
@@ -163,7 +169,7 @@ METHODS: dict[str, MethodSpec] = {
             DIPParams,
             False,
             _dip_runner("dip_adam"),
-            lambda op: dip_params_for(op),
+            dip_params_for_task,
         ),
         MethodSpec(
             "dip_gd",
@@ -172,7 +178,7 @@ METHODS: dict[str, MethodSpec] = {
             DIPParams,
             False,
             _dip_runner("dip_gd"),
-            lambda op: dip_params_for(op, optimizer="gd", lr=GD_LR),
+            partial(dip_params_for_task, optimizer="gd", lr=GD_LR),
         ),
         MethodSpec(
             "nlm_twicing",
@@ -181,7 +187,7 @@ METHODS: dict[str, MethodSpec] = {
             TwicingParams,
             False,
             _twicing_runner("nlm_twicing"),
-            lambda op: TwicingParams(kernel="nlm"),
+            lambda task, factor: TwicingParams(kernel="nlm"),
         ),
         MethodSpec(
             "ntk_twicing",
@@ -190,7 +196,7 @@ METHODS: dict[str, MethodSpec] = {
             TwicingParams,
             False,
             _twicing_runner("ntk_twicing"),
-            lambda op: TwicingParams(kernel="ntk"),
+            lambda task, factor: TwicingParams(kernel="ntk"),
         ),
     )
 }
