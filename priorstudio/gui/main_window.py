@@ -1121,8 +1121,6 @@ class MainWindow(QtWidgets.QMainWindow):
         self.run_label.setText(f"running on {plan.describe()}")
         if self.record.model:  # the network this run really uses (name, path, precision), not just "bundled"
             self.model_label.setText(f"model: {self.record.model}")
-        elif not method.needs_denoiser:  # the denoiser named there before plays no part in this run
-            self.model_label.setText(f"no denoiser: {method.label} uses none")
         self._update_actions()
         self.runStarted.emit(plan)
         return True
