@@ -9,7 +9,12 @@ import torch
 
 from priorstudio.core.denoisers import BFCNN, BiasFreeUNet, Denoiser, load_denoiser, load_weights_file
 from priorstudio.core.denoisers.architectures import BiasFreeBatchNorm, count_parameters
-from priorstudio.core.denoisers.inference import fold_batchnorm
+from priorstudio.core.denoisers.inference import (
+    ConvReLU,
+    fold_batchnorm,
+    fuse_conv_relu,
+    fused_conv_relu_available,
+)
 from priorstudio.core.denoisers.registry import save_weights
 from priorstudio.core.errors import WeightsError
 
@@ -79,6 +84,64 @@ def test_folding_removes_norms_exactly() -> None:
     y = torch.rand(1, 1, 12, 12)
     with torch.no_grad():
         assert torch.allclose(folded(y), net(y), atol=1e-5)
+
+
+@pytest.mark.parametrize("name", sorted(NETS))
+def test_fusing_relu_into_convolutions_changes_nothing(name: str) -> None:
+    """Every Conv→ReLU pair becomes one ConvReLU with the same weight names; fp32 and bf16 results agree."""
+    torch.manual_seed(3)
+    folded = fold_batchnorm(_randomise_norms(NETS[name]()))
+    fused = fuse_conv_relu(fold_batchnorm(_randomise_norms(NETS[name]())))
+    fused.load_state_dict(folded.state_dict())  # same keys, or this raises
+    n_relu = sum(isinstance(m, torch.nn.ReLU) for m in folded.modules())
+    assert sum(isinstance(m, ConvReLU) for m in fused.modules()) == n_relu > 0
+    assert not any(isinstance(m, torch.nn.ReLU) for m in fused.modules())
+    y = torch.rand(2, folded.channels, 23, 17).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        assert torch.allclose(fused(y), folded(y), atol=1e-5, rtol=1e-5)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            a, b = fused(y).float(), folded(y).float()
+    assert (a - b).abs().max() <= 1e-2 * b.abs().max()
+
+
+def test_fused_convolutions_still_differentiate() -> None:
+    """Under autograd (the inspector's Jacobians) a ConvReLU is relu(conv(x)), with the same gradients."""
+    torch.manual_seed(4)
+    folded = fold_batchnorm(_randomise_norms(BiasFreeUNet(1, (8, 16, 24))))
+    fused = fuse_conv_relu(fold_batchnorm(_randomise_norms(BiasFreeUNet(1, (8, 16, 24)))))
+    fused.load_state_dict(folded.state_dict())
+    y = torch.rand(1, 1, 16, 16)
+    grads = []
+    for net in (folded, fused):
+        x = y.clone().requires_grad_(True)
+        (g,) = torch.autograd.grad(net(x).square().sum(), x)
+        grads.append(g)
+    assert torch.allclose(grads[0], grads[1], atol=1e-6)
+
+
+def test_fused_path_is_used_and_follows_weight_changes() -> None:
+    """The fused primitive is really taken on this CPU, and its cached bf16 weights follow edits."""
+    if not fused_conv_relu_available():
+        pytest.skip("this PyTorch build has no oneDNN convolution-with-ReLU primitive")
+    conv = torch.nn.Conv2d(3, 5, 3, padding=1, bias=False)
+    fused = ConvReLU(conv)
+    x = torch.randn(1, 3, 8, 8)
+    calls = []
+    real = torch.ops.mkldnn._convolution_pointwise
+    with torch.inference_mode():
+        try:
+            torch.ops.mkldnn._convolution_pointwise = lambda *a: calls.append(1) or real(*a)
+            fused(x)
+        finally:
+            torch.ops.mkldnn._convolution_pointwise = real
+        assert calls
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            before = fused(x).float()
+        with torch.no_grad():
+            conv.weight.mul_(2)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            after = fused(x).float()
+    assert torch.allclose(after, 2 * before, rtol=2e-2, atol=1e-2)
 
 
 def test_denoiser_checks_channels() -> None:

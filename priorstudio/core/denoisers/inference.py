@@ -1,4 +1,5 @@
-"""The fast inference path: fold batch norm, channels_last, bf16 autocast where the CPU has it.
+"""The fast inference path: fold batch norm, fuse each ReLU into its convolution, channels_last, bf16 autocast
+where the CPU has it.
 
 On this class of CPU (AMX-bf16) a 20×64 BF-CNN goes from ~560 ms (fp32, NCHW) to ~46 ms per 256² image.
 The plain path stays available (``fast=False``) as the reference the fast path is tested against.
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from priorstudio.core.denoisers.architectures import BiasFreeBatchNorm
@@ -69,10 +71,93 @@ def fold_batchnorm(net: nn.Module) -> nn.Module:
     return net
 
 
+@functools.cache
+def fused_conv_relu_available() -> bool:
+    """True when oneDNN's convolution-with-ReLU primitive runs here and agrees with conv then ReLU.
+
+    It is a private PyTorch operator (the one ``torch.compile`` lowers to on the CPU), so it is probed once
+    rather than trusted: a build without it, or one whose result differs, keeps the two-step path.
+    """
+    try:
+        op = torch.ops.mkldnn._convolution_pointwise
+        gen = torch.Generator().manual_seed(0)
+        x = torch.randn(1, 3, 9, 7, generator=gen)
+        w = torch.randn(4, 3, 3, 3, generator=gen)
+        with torch.autocast("cpu", enabled=False), torch.no_grad():  # the first caller may be inside either
+            got = op(x, w, None, [1, 1], [1, 1], [1, 1], 1, "relu", [], "")
+            return bool(torch.allclose(got, F.relu(F.conv2d(x, w, padding=1)), atol=1e-5, rtol=1e-5))
+    except (AttributeError, RuntimeError):
+        return False
+
+
+class ConvReLU(nn.Conv2d):
+    """A bias-free convolution with its ReLU applied in the convolution's own output stage on the CPU.
+
+    The activation tensor is written once instead of written, read and written again: a quarter of a
+    UNet's time at full resolution goes to separate ReLUs. Under autograd, or off the CPU, it is exactly
+    ``relu(conv(x))``; the weights (and their state-dict names) are the convolution's.
+    """
+
+    def __init__(self, conv: nn.Conv2d) -> None:
+        super().__init__(
+            conv.in_channels,
+            conv.out_channels,
+            conv.kernel_size,
+            stride=conv.stride,
+            padding=conv.padding,
+            dilation=conv.dilation,
+            groups=conv.groups,
+            bias=False,
+            padding_mode=conv.padding_mode,
+        )
+        self.weight = conv.weight
+        self._bf16_weight: tuple[int, Tensor] | None = None
+
+    def _weight_as(self, dtype: torch.dtype) -> Tensor:
+        if dtype == self.weight.dtype:
+            return self.weight
+        version = self.weight._version
+        if self._bf16_weight is None or self._bf16_weight[0] != version or self._bf16_weight[1].dtype != dtype:
+            w = self.weight.detach().to(dtype).contiguous(memory_format=torch.channels_last)
+            self._bf16_weight = (version, w)
+        return self._bf16_weight[1]
+
+    def forward(self, x: Tensor) -> Tensor:
+        grad = torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad)
+        if (
+            grad
+            or x.device.type != "cpu"
+            or self.padding_mode != "zeros"
+            or isinstance(self.padding, str)
+            or not fused_conv_relu_available()
+        ):
+            return F.relu(super().forward(x))
+        if torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16:
+            x = x.to(torch.bfloat16)
+        w = self._weight_as(x.dtype)
+        return torch.ops.mkldnn._convolution_pointwise(
+            x, w, None, list(self.padding), list(self.stride), list(self.dilation), self.groups, "relu", [], ""
+        )
+
+
+def fuse_conv_relu(net: nn.Module) -> nn.Module:
+    """Replace every bias-free Conv2d → ReLU pair inside a Sequential by one :class:`ConvReLU` (in place)."""
+    for module in net.modules():
+        if not isinstance(module, nn.Sequential):
+            continue
+        for i in range(len(module) - 1):
+            conv, act = module[i], module[i + 1]
+            if type(conv) is nn.Conv2d and conv.bias is None and isinstance(act, nn.ReLU):
+                module[i] = ConvReLU(conv)
+                module[i + 1] = nn.Identity()
+    return net
+
+
 class Denoiser:
     """A ready-to-run blind denoiser: ``D(y)`` for a batch (B, C, H, W) of float images → x̂, float32.
 
-    ``fast=True`` folds batch norm, uses channels_last and bf16 autocast when the device supports it;
+    ``fast=True`` folds batch norm, fuses each ReLU into its convolution, uses channels_last and bf16
+    autocast when the device supports it;
     ``fast=False`` runs the plain fp32 NCHW network. Always in inference mode: no gradients are kept.
     """
 
@@ -91,7 +176,7 @@ class Denoiser:
         self.channels = int(getattr(net, "channels", 1))
         self.device = torch.device(device) if device is not None else best_device()
         self.fast = fast
-        net = fold_batchnorm(net) if fast else copy.deepcopy(net).eval()
+        net = fuse_conv_relu(fold_batchnorm(net)) if fast else copy.deepcopy(net).eval()
         net = net.to(self.device)
         for p in net.parameters():
             p.requires_grad_(False)
