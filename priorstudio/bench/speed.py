@@ -1,4 +1,9 @@
-"""Denoiser throughput: the plain fp32 path and the fast path side by side, in one run."""
+"""Denoiser throughput: the plain fp32 path and the fast path side by side, in one run.
+
+The two paths are timed alternately, call by call, and the ratio is the median of the per-pair ratios: a
+shared or throttled CPU can change speed by 2× within a minute, and interleaving puts both paths under the
+same conditions. The fast path's spread (fastest and slowest call) is reported so such drift is visible.
+"""
 
 from __future__ import annotations
 
@@ -21,7 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sizes", default="128,256,512", help="square image sizes (default 128,256,512)")
     parser.add_argument("--channels", default="1,3", help="1 (gray), 3 (color) or both (default 1,3)")
     parser.add_argument("--arch", default="bfcnn,unet", help="architectures (default bfcnn,unet)")
-    parser.add_argument("--repeats", type=int, default=3, help="timed calls per case; the median is reported")
+    parser.add_argument(
+        "--repeats", type=int, default=5, help="timed calls per path and case, interleaved; medians are reported"
+    )
 
 
 def _network(arch: str, channels: int) -> torch.nn.Module:
@@ -35,14 +42,25 @@ def _network(arch: str, channels: int) -> torch.nn.Module:
     return BiasFreeUNet(channels, (32, 64, 128, 256))
 
 
-def _time_ms(denoiser: Denoiser, y: torch.Tensor, repeats: int) -> float:
-    denoiser(y)  # warm-up: allocations, kernel selection
-    times = []
-    for _ in range(max(1, repeats)):
-        t = time.perf_counter()
-        denoiser(y)
-        times.append(time.perf_counter() - t)
-    return 1000 * statistics.median(times)
+def _call_ms(denoiser: Denoiser, y: torch.Tensor) -> float:
+    t = time.perf_counter()
+    denoiser(y)
+    return 1000 * (time.perf_counter() - t)
+
+
+def time_side_by_side(plain: Denoiser, fast: Denoiser, y: torch.Tensor, repeats: int) -> dict[str, float]:
+    """Alternate plain and fast calls; medians of each, the median per-pair ratio, the fast path's range."""
+    plain(y), fast(y)  # warm-up: allocations, kernel selection, the fused primitive's probe
+    pairs = [(_call_ms(plain, y), _call_ms(fast, y)) for _ in range(max(1, repeats))]
+    plain_ms = [p for p, _ in pairs]
+    fast_ms = [f for _, f in pairs]
+    return {
+        "plain_ms": statistics.median(plain_ms),
+        "fast_ms": statistics.median(fast_ms),
+        "ratio": statistics.median(p / f for p, f in pairs),
+        "fast_ms_min": min(fast_ms),
+        "fast_ms_max": max(fast_ms),
+    }
 
 
 def run(args: argparse.Namespace) -> list[dict]:
@@ -51,7 +69,7 @@ def run(args: argparse.Namespace) -> list[dict]:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     print(
         f"{'arch':6} {'size':>5} {'ch':>2} {'params':>9} {'plain ms':>9} {'fast ms':>8} {'ratio':>6} "
-        f"{'fast it/s':>9}  path"
+        f"{'fast it/s':>9} {'fast range ms':>13}  path"
     )
     for arch in args.arch.split(","):
         for channels in (int(c) for c in args.channels.split(",")):
@@ -59,23 +77,22 @@ def run(args: argparse.Namespace) -> list[dict]:
             plain, fast = Denoiser(net, fast=False), Denoiser(net, fast=True)
             for size in parse_number_list(args.sizes, int, "--sizes"):
                 y = torch.rand(1, channels, size, size)
-                plain_ms = _time_ms(plain, y, args.repeats)
-                fast_ms = _time_ms(fast, y, args.repeats)
+                t = time_side_by_side(plain, fast, y, args.repeats)
                 row = {
                     "arch": arch,
                     "size": size,
                     "channels": channels,
                     "params": count_parameters(net),
-                    "plain_ms": round(plain_ms, 2),
-                    "fast_ms": round(fast_ms, 2),
-                    "ratio": round(plain_ms / fast_ms, 2),
-                    "fast_steps_per_s": round(1000 / fast_ms, 2),
+                    **{k: round(v, 2) for k, v in t.items()},
+                    "fast_steps_per_s": round(1000 / t["fast_ms"], 2),
+                    "repeats": max(1, args.repeats),
                     "fast_path": fast.description,
                 }
                 rows.append(row)
+                spread = f"{t['fast_ms_min']:.0f}–{t['fast_ms_max']:.0f}"
                 print(
-                    f"{arch:6} {size:5d} {channels:2d} {row['params']:9d} {plain_ms:9.1f} {fast_ms:8.1f} "
-                    f"{row['ratio']:6.2f} {row['fast_steps_per_s']:9.2f}  {fast.description}",
+                    f"{arch:6} {size:5d} {channels:2d} {row['params']:9d} {t['plain_ms']:9.1f} {t['fast_ms']:8.1f} "
+                    f"{row['ratio']:6.2f} {row['fast_steps_per_s']:9.2f} {spread:>13}  {fast.description}",
                     flush=True,
                 )
     return rows
