@@ -418,8 +418,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     from priorstudio.core.denoisers.training import TrainConfig, train
 
     widths = parse_number_list(args.widths, int, "--widths")
+    if args.tail < 0:
+        raise ParameterError(f"--tail is a number of layers, 0 or more (got {args.tail})")
+    tail = {"tail": args.tail} if args.tail else {}
     arch_config: dict[str, Any] = (
-        {"widths": widths} if args.arch == "unet" else {"width": args.width, "depth": args.depth}
+        {"widths": widths, **tail} if args.arch == "unet" else {"width": args.width, "depth": args.depth}
     )
     cfg = TrainConfig(
         data_dir=str(args.data),
@@ -597,6 +600,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--color", action="store_true", help="train a color (3-channel) model")
     p.add_argument("--arch", choices=("unet", "bfcnn"), default="unet")
     p.add_argument("--widths", default="32,64,128,256", help="UNet widths per level (default 32,64,128,256)")
+    p.add_argument(
+        "--tail",
+        type=int,
+        default=0,
+        help="UNet: extra 3×3 conv + ReLU layers at full resolution before the output (default 0)",
+    )
     p.add_argument("--width", type=int, default=64, help="BF-CNN width (default 64)")
     p.add_argument("--depth", type=int, default=20, help="BF-CNN depth (default 20)")
     p.add_argument("--val", type=Path, default=None, help="validation folder (default: hold out --val-split images)")
@@ -612,7 +621,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         default=None,
         help="fine-tune: start from this weights file instead of random weights (same architecture, or a UNet "
-        "with no wider level: it is grown to --widths with the same output)",
+        "with no wider level and no more tail layers: it is grown to --widths and --tail with the same output)",
     )
     p.add_argument("--sigma-max", type=float, default=102.0, help="noise drawn from U[0, this]/255 (default 102 ≈ 0.4)")
     p.add_argument("--seed", type=int, default=0)

@@ -34,6 +34,7 @@ NETS = {
     "bfcnn-color": lambda: BFCNN(3, width=16, depth=6),
     "unet-gray": lambda: BiasFreeUNet(1, (8, 16, 24)),
     "unet-color-norm": lambda: BiasFreeUNet(3, (8, 16), norm=True),
+    "unet-gray-tail": lambda: BiasFreeUNet(1, (16, 24), tail=2),
 }
 
 

@@ -136,6 +136,28 @@ def test_fine_tune_grows_a_unet_without_changing_its_output(image_dir: Path, tmp
         train(cfg, show_progress=False, log=lambda s: None)
 
 
+def test_fine_tune_deepens_a_unet_without_changing_its_output(image_dir: Path, tmp_path: Path) -> None:
+    base = tmp_path / "base.pt"
+    train(_cfg(image_dir, base, 3), show_progress=False, log=lambda s: None)
+    cfg = _cfg(image_dir, tmp_path / "deep.pt", 1)
+    cfg.init_from, cfg.arch_config = str(base), {"widths": [8, 16], "tail": 2}
+    cfg.lr = cfg.lr_min = 1e-12
+    logged: list[str] = []
+    train(cfg, show_progress=False, log=logged.append)
+    assert any("grew the network from 0 to 2 tail layers" in line for line in logged)
+    blob = load_weights_file(tmp_path / "deep.pt")
+    assert blob["arch_config"]["tail"] == 2 and blob["training"]["lineage"][-1]["tail"] == 0
+    y = torch.rand(1, 1, 24, 24)
+    shallow = load_denoiser(base, channels=1, device="cpu", fast=False)
+    deep = load_denoiser(tmp_path / "deep.pt", channels=1, device="cpu", fast=False)
+    assert torch.allclose(shallow(y), deep(y), atol=1e-5)
+    # a deepened file cannot start a shallower run
+    cfg = _cfg(image_dir, tmp_path / "shallow.pt", 1)
+    cfg.init_from = str(tmp_path / "deep.pt")
+    with pytest.raises(ParameterError, match="no fewer tail layers"):
+        train(cfg, show_progress=False, log=lambda s: None)
+
+
 def _env() -> dict[str, str]:
     env = dict(os.environ)
     env["OMP_NUM_THREADS"] = "1"

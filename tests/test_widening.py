@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from priorstudio.core.denoisers.architectures import BiasFreeUNet
-from priorstudio.core.denoisers.widening import can_widen, widen_unet
+from priorstudio.core.denoisers.widening import can_grow, can_widen, deepen_unet, grow_unet, widen_unet
 
 
 def _trained_like(norm: bool) -> BiasFreeUNet:
@@ -64,3 +64,43 @@ def test_same_seed_same_growth_and_refusals() -> None:
     assert not can_widen([8, 16, 24], [4, 16, 24])
     with pytest.raises(ValueError, match="cannot grow"):
         widen_unet(old, (4, 16, 24))
+
+
+@pytest.mark.parametrize("norm", [False, True])
+def test_deepened_network_gives_the_same_output(norm: bool) -> None:
+    """New tail layers start as identities (Dirac kernels after a ReLU): the output does not change."""
+    old = _trained_like(norm)
+    new = deepen_unet(old, 2).eval()
+    assert new.config["tail"] == 2 and len([m for m in new.tail if isinstance(m, torch.nn.Conv2d)]) == 2
+    y = torch.rand(2, 3, 27, 35)
+    with torch.no_grad():
+        assert torch.allclose(new(y), old(y), atol=1e-6)
+        assert torch.allclose(new(2.5 * y), 2.5 * new(y), atol=1e-5)  # still bias-free
+
+
+def test_new_tail_layers_learn() -> None:
+    new = deepen_unet(_trained_like(False), 1)
+    y = torch.rand(1, 3, 16, 16)
+    (new(y) - y * 0.9).pow(2).mean().backward()
+    assert new.tail[0].weight.grad.abs().sum() > 0
+
+
+def test_widen_and_deepen_together_and_again() -> None:
+    """Grow widths and tail at once; a deepened network can be widened (its tail too) and deepened again."""
+    old = _trained_like(False)
+    y = torch.rand(1, 3, 20, 24)
+    once = grow_unet(old, {"widths": [12, 16, 24], "tail": 1}, seed=2).eval()
+    twice = grow_unet(once, {"widths": [16, 16, 32], "tail": 3}, seed=3).eval()
+    assert twice.config == {"channels": 3, "widths": [16, 16, 32], "norm": False, "tail": 3}
+    with torch.no_grad():
+        ref = old(y)
+        assert torch.allclose(once(y), ref, atol=1e-6)
+        assert torch.allclose(twice(y), ref, atol=1e-5)
+
+
+def test_growing_refuses_shallower_or_narrower() -> None:
+    assert can_grow({"widths": [8, 16]}, {"widths": [8, 16], "tail": 2})
+    assert not can_grow({"widths": [8, 16], "tail": 2}, {"widths": [8, 16], "tail": 1})
+    assert not can_grow({"widths": [8, 16]}, {"widths": [4, 16], "tail": 1})
+    with pytest.raises(ValueError, match="tail layers"):
+        deepen_unet(deepen_unet(_trained_like(False), 2), 1)

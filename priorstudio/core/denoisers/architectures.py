@@ -71,9 +71,10 @@ class BFCNN(nn.Module):
         return y - self.body(y)
 
 
-def _double_conv(cin: int, cout: int, norm: bool) -> nn.Sequential:
+def _conv_stack(cin: int, cout: int, norm: bool, n: int = 2) -> nn.Sequential:
+    """``n`` bias-free 3×3 convolutions (the first cin → cout, then cout → cout), each followed by ReLU."""
     layers: list[nn.Module] = []
-    for a, b in ((cin, cout), (cout, cout)):
+    for a, b in [(cin, cout)] + [(cout, cout)] * (n - 1):
         layers.append(nn.Conv2d(a, b, 3, padding=1, bias=False))
         if norm:
             layers.append(BiasFreeBatchNorm(b))
@@ -83,7 +84,7 @@ def _double_conv(cin: int, cout: int, norm: bool) -> nn.Sequential:
 
 class BiasFreeUNet(nn.Module):
     """A bias-free UNet: ``len(widths) − 1`` poolings, two 3×3 conv + ReLU per level, skip connections,
-    residual output.
+    residual output; optionally ``tail`` more 3×3 conv + ReLU layers at full resolution before the output.
 
     It reaches ~2^levels further than a flat CNN for a fraction of the FLOPs (most layers run at reduced
     resolution), which helps with large inpainting holes and global structure. Inputs of any size work:
@@ -93,27 +94,40 @@ class BiasFreeUNet(nn.Module):
 
     arch_name = "unet"
 
-    def __init__(self, channels: int = 1, widths: tuple[int, ...] = (48, 96, 192, 256), norm: bool = False) -> None:
+    def __init__(
+        self,
+        channels: int = 1,
+        widths: tuple[int, ...] = (48, 96, 192, 256),
+        norm: bool = False,
+        tail: int = 0,
+    ) -> None:
         super().__init__()
         widths = tuple(int(w) for w in widths)
         if len(widths) < 2:
             raise ValueError("the UNet needs at least two levels")
+        tail = int(tail)
+        if tail < 0:
+            raise ValueError("the UNet's tail is a number of layers, 0 or more")
         self.config: dict[str, Any] = {"channels": channels, "widths": list(widths), "norm": norm}
+        if tail:
+            self.config["tail"] = tail
         self.channels = channels
         self.levels = len(widths) - 1
         self.encoders = nn.ModuleList()
         cin = channels
         for w in widths[:-1]:
-            self.encoders.append(_double_conv(cin, w, norm))
+            self.encoders.append(_conv_stack(cin, w, norm))
             cin = w
-        self.bottleneck = _double_conv(widths[-2], widths[-1], norm)
+        self.bottleneck = _conv_stack(widths[-2], widths[-1], norm)
         self.ups = nn.ModuleList()
         self.decoders = nn.ModuleList()
         below = widths[-1]
         for w in reversed(widths[:-1]):
             self.ups.append(nn.ConvTranspose2d(below, w, 2, stride=2, bias=False))
-            self.decoders.append(_double_conv(2 * w, w, norm))
+            self.decoders.append(_conv_stack(2 * w, w, norm))
             below = w
+        # Full-resolution depth is what low noise levels need; empty (no weights) unless asked for.
+        self.tail = _conv_stack(widths[0], widths[0], norm, tail) if tail else nn.Sequential()
         self.head = nn.Conv2d(widths[0], channels, 1, bias=False)
 
     def forward(self, y: Tensor) -> Tensor:
@@ -132,7 +146,7 @@ class BiasFreeUNet(nn.Module):
         x = self.bottleneck(x)
         for up, dec, skip in zip(self.ups, self.decoders, reversed(skips)):
             x = dec(torch.cat([up(x), skip], dim=1))
-        noise = self.head(x)[..., :h, :w]
+        noise = self.head(self.tail(x))[..., :h, :w]
         return y - noise
 
 

@@ -32,7 +32,7 @@ from torch import Tensor, nn
 from priorstudio.core.denoisers.architectures import build_network, count_parameters
 from priorstudio.core.denoisers.inference import cpu_has_fast_bf16
 from priorstudio.core.denoisers.registry import load_weights_file, network_from_blob, pack_weights, state_digest
-from priorstudio.core.denoisers.widening import can_widen, widen_unet
+from priorstudio.core.denoisers.widening import can_grow, grow_unet
 from priorstudio.core.errors import ParameterError
 from priorstudio.core.progress import ProgressBar, format_seconds
 
@@ -200,32 +200,36 @@ def _load_init(net: nn.Module, cfg: TrainConfig) -> list[dict[str, Any]]:
     """Load the weights a fine-tune starts from; return the lineage of runs behind them.
 
     The file must describe the same architecture (a mismatch is an error, not a silent partial load) or a
-    UNet this run's wider one can grow from without changing its output (``widening.widen_unet``), and
+    UNet this run's wider or deeper one can grow from without changing its output (``widening.grow_unet``), and
     it must come from the same kind of data: its lineage is carried forward so the model card can state the
     total steps and CPU time behind a model trained over several runs.
     """
     blob = load_weights_file(cfg.init_from)
     want = {"channels": cfg.channels, **cfg.arch_config}
     have = blob["arch_config"]
-    alike = blob["arch"] == cfg.arch and all(have.get(k) == v for k, v in want.items() if k != "widths")
-    same = alike and have.get("widths") == want.get("widths")
-    grow = alike and not same and cfg.arch == "unet" and can_widen(have["widths"], want["widths"])
+    growable = ("widths", "tail")
+    alike = blob["arch"] == cfg.arch and all(have.get(k) == v for k, v in want.items() if k not in growable)
+    same = alike and have.get("widths") == want.get("widths") and have.get("tail", 0) == want.get("tail", 0)
+    grow = alike and not same and cfg.arch == "unet" and can_grow(have, want)
     if not (same or grow):
         raise ParameterError(
             f"--init-from {Path(cfg.init_from).name}: it holds a {blob['arch']} {have}, "
-            f"but this run trains a {cfg.arch} {want} (a UNet can only be grown: same levels, no level narrower)"
+            f"but this run trains a {cfg.arch} {want} (a UNet can only be grown: same levels, no level narrower, "
+            "no fewer tail layers)"
         )
     start = network_from_blob(blob, Path(cfg.init_from).name)
     if grow:
-        start = widen_unet(start, want["widths"], seed=cfg.seed)
+        start = grow_unet(start, want, seed=cfg.seed)
     net.load_state_dict(start.state_dict())
     prev = dict(blob.get("training") or {})
     lineage = list(prev.pop("lineage", []) or [])
     entry = {k: prev[k] for k in ("step", "steps", "train_seconds", "lr", "patch", "batch", "world_size") if k in prev}
     entry["data_hash"] = blob.get("data_hash", "")
     entry["file"] = Path(cfg.init_from).name
-    if grow:
+    if grow and have.get("widths") != want.get("widths"):
         entry["widths"] = list(have["widths"])  # this run grew the network from these widths
+    if grow and have.get("tail", 0) != want.get("tail", 0):
+        entry["tail"] = int(have.get("tail", 0))  # …and deepened it from this many tail layers
     return [*lineage, entry]
 
 
@@ -266,11 +270,13 @@ def train(
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
     net = build_network(cfg.arch, {"channels": cfg.channels, **cfg.arch_config}).to(device)
     lineage = _load_init(net, cfg) if cfg.init_from else []
-    if lineage and "widths" in lineage[-1] and rank == 0 and not resume:
-        log(
-            f"grew the network from widths {lineage[-1]['widths']} to {cfg.arch_config['widths']} "
-            f"(same output; {count_parameters(net):,} weights)"
-        )
+    if lineage and ("widths" in lineage[-1] or "tail" in lineage[-1]) and rank == 0 and not resume:
+        grown = []
+        if "widths" in lineage[-1]:
+            grown.append(f"from widths {lineage[-1]['widths']} to {cfg.arch_config['widths']}")
+        if "tail" in lineage[-1]:
+            grown.append(f"from {lineage[-1]['tail']} to {cfg.arch_config.get('tail', 0)} tail layers")
+        log(f"grew the network {' and '.join(grown)} (same output; {count_parameters(net):,} weights)")
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     gen = torch.Generator().manual_seed(cfg.seed * 1000 + rank)
     step, history, cpu_seconds = 0, [], 0.0

@@ -1,10 +1,12 @@
-"""Grow a trained bias-free UNet into a wider one that computes exactly the same function.
+"""Grow a trained bias-free UNet into a wider or deeper one that computes exactly the same function.
 
-Training a wider network from scratch costs CPU-hours the trained one has already spent. Instead every new
+Training a bigger network from scratch costs CPU-hours the trained one has already spent. Instead every new
 channel is added so that nothing downstream reads it yet: the old weights are copied into the top-left block
 of each new weight tensor, the new output channels get a fresh random initialisation (so they carry signal),
-and the weights that would let an *old* output read a *new* input are zero. The wider network's output is
-therefore identical at step 0, and fine-tuning lets the gradient decide how much to use the new capacity.
+and the weights that would let an *old* output read a *new* input are zero. New full-resolution layers (the
+``tail``) start as the identity: a Dirac kernel passes its input through, and the ReLU after it changes
+nothing because what it reads has just come out of a ReLU. Either way the grown network's output is identical
+at step 0, and fine-tuning lets the gradient decide how much to use the new capacity.
 
 No bias is introduced, so the grown network is still bias-free (D(αy) = αD(y)).
 """
@@ -20,6 +22,13 @@ from priorstudio.core.denoisers.architectures import BiasFreeBatchNorm, BiasFree
 def can_widen(old_widths: list[int] | tuple[int, ...], new_widths: list[int] | tuple[int, ...]) -> bool:
     """Same number of levels and no level narrower than before."""
     return len(old_widths) == len(new_widths) and all(n >= o for o, n in zip(old_widths, new_widths))
+
+
+def can_grow(old_config: dict, new_config: dict) -> bool:
+    """``new_config`` is ``old_config`` widened and/or with more tail layers (never narrower or shallower)."""
+    return can_widen(old_config["widths"], new_config["widths"]) and int(new_config.get("tail", 0)) >= int(
+        old_config.get("tail", 0)
+    )
 
 
 def _index_map(old_groups: list[int], new_groups: list[int]) -> Tensor:
@@ -75,7 +84,9 @@ def widen_unet(old: BiasFreeUNet, widths: tuple[int, ...] | list[int], *, seed: 
     state = torch.random.get_rng_state()
     torch.manual_seed(seed)
     try:
-        new = BiasFreeUNet(old.channels, widths, norm=bool(old.config.get("norm", False)))
+        new = BiasFreeUNet(
+            old.channels, widths, norm=bool(old.config.get("norm", False)), tail=int(old.config.get("tail", 0))
+        )
     finally:
         torch.random.set_rng_state(state)
 
@@ -91,5 +102,36 @@ def widen_unet(old: BiasFreeUNet, widths: tuple[int, ...] | list[int], *, seed: 
         # the decoder reads cat([up(x), skip]): two groups, each widened on its own
         w_old, w_new = old_widths[level], widths[level]
         _graft_double_conv(n_dec, o_dec, _index_map([w_old, w_old], [w_new, w_new]))
+    _graft_double_conv(new.tail, old.tail, torch.arange(old_widths[0]))
     _graft_conv(new.head, old.head, torch.arange(old_widths[0]))
+    return new
+
+
+@torch.no_grad()
+def deepen_unet(old: BiasFreeUNet, tail: int) -> BiasFreeUNet:
+    """A copy of ``old`` with ``tail`` full-resolution layers before its output; the new ones are identities."""
+    have = int(old.config.get("tail", 0))
+    if tail < have:
+        raise ValueError(f"cannot grow a UNet with {have} tail layers into one with {tail}")
+    new = BiasFreeUNet(old.channels, tuple(old.config["widths"]), norm=bool(old.config.get("norm", False)), tail=tail)
+    missing, unexpected = new.load_state_dict(old.state_dict(), strict=False)
+    assert not unexpected and all(k.startswith("tail.") for k in missing), (missing, unexpected)
+    per_layer = len(new.tail) // max(tail, 1)  # conv [, norm], relu
+    for i in range(have, tail):
+        conv = new.tail[i * per_layer]
+        nn.init.dirac_(conv.weight)
+        if per_layer == 3:  # a fresh bias-free norm is the identity too (unit scale, unit running sd)
+            norm = new.tail[i * per_layer + 1]
+            norm.gamma.fill_(1.0)
+            norm.running_sd.fill_(1.0)
+    return new
+
+
+def grow_unet(old: BiasFreeUNet, config: dict, *, seed: int = 0) -> BiasFreeUNet:
+    """Widen to ``config["widths"]``, then deepen to ``config.get("tail", 0)``: the same output throughout."""
+    new = old
+    if list(config["widths"]) != list(old.config["widths"]):
+        new = widen_unet(new, config["widths"], seed=seed)
+    if int(config.get("tail", 0)) != int(old.config.get("tail", 0)):
+        new = deepen_unet(new, int(config.get("tail", 0)))
     return new
