@@ -266,6 +266,11 @@ def test_train_threads_out_of_range(value: str, capsys: pytest.CaptureFixture[st
     assert "--threads must be between 1 and" in capsys.readouterr().err
 
 
+def test_train_negative_tail(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["train", MISSING, "--out", MISSING + ".pt", "--tail", "-1"]) == 2
+    assert "--tail is a number of layers" in capsys.readouterr().err
+
+
 def test_bench_denoise_sigmas_that_are_not_numbers(folder_with_model: Path, capsys) -> None:
     argv = ["bench", "denoise", str(folder_with_model), "--model", str(folder_with_model / "tiny.pt")]
     assert cli.main([*argv, "--sigmas", "abc"]) == 2
