@@ -61,7 +61,7 @@ def _graft_norm(new: BiasFreeBatchNorm, old: BiasFreeBatchNorm) -> None:
     new.running_sd[:, :n] = old.running_sd
 
 
-def _graft_double_conv(new: nn.Sequential, old: nn.Sequential, in_map: Tensor) -> None:
+def _graft_conv_stack(new: nn.Sequential, old: nn.Sequential, in_map: Tensor) -> None:
     first = True
     for n_mod, o_mod in zip(new, old):
         if isinstance(o_mod, nn.Conv2d):
@@ -93,16 +93,16 @@ def widen_unet(old: BiasFreeUNet, widths: tuple[int, ...] | list[int], *, seed: 
     cin_old = [old.channels]
     cin_new = [old.channels]
     for level, (n_enc, o_enc) in enumerate(zip(new.encoders, old.encoders)):
-        _graft_double_conv(n_enc, o_enc, _index_map(cin_old, cin_new))
+        _graft_conv_stack(n_enc, o_enc, _index_map(cin_old, cin_new))
         cin_old, cin_new = [old_widths[level]], [widths[level]]
-    _graft_double_conv(new.bottleneck, old.bottleneck, _index_map(cin_old, cin_new))
+    _graft_conv_stack(new.bottleneck, old.bottleneck, _index_map(cin_old, cin_new))
     for i, (n_up, o_up, n_dec, o_dec) in enumerate(zip(new.ups, old.ups, new.decoders, old.decoders)):
         level = len(widths) - 2 - i
         _graft_transposed(n_up, o_up)
         # the decoder reads cat([up(x), skip]): two groups, each widened on its own
         w_old, w_new = old_widths[level], widths[level]
-        _graft_double_conv(n_dec, o_dec, _index_map([w_old, w_old], [w_new, w_new]))
-    _graft_double_conv(new.tail, old.tail, torch.arange(old_widths[0]))
+        _graft_conv_stack(n_dec, o_dec, _index_map([w_old, w_old], [w_new, w_new]))
+    _graft_conv_stack(new.tail, old.tail, torch.arange(old_widths[0]))
     _graft_conv(new.head, old.head, torch.arange(old_widths[0]))
     return new
 
