@@ -223,6 +223,9 @@ def test_summary_line_reports_the_early_stopping_gap():
     text = bench_dip.summary_line(rows)
     assert "final 21.00 dB" in text and "best 25.00 dB" in text
     assert "kept 24.50 dB (0.50 dB below the best, 30 steps from it" in text
+    # a pick between the curve's sampled steps can score above its best sample: said so, not "−0.02 below"
+    above = [{"psnr": 25.6, "psnr_best": 25.617, "best_step": 1950, "es_step": 1996, "es_psnr": 25.637}]
+    assert "(0.02 dB above the best of the curve, 46 steps from it" in bench_dip.summary_line(above)
 
 
 def test_default_data_paths_resolve_from_the_source_root(tmp_path, monkeypatch):

@@ -433,7 +433,9 @@ def summary_line(rows: list[dict]) -> str:
         gap = statistics.fmean(r["psnr_best"] - r["es_psnr"] for r in es)
         steps = statistics.fmean(abs(r["es_step"] - r["best_step"]) for r in es)
         text += f"; early stopping kept {statistics.fmean(r['es_psnr'] for r in es):.2f} dB "
-        text += f"({gap:.2f} dB below the best, {steps:.0f} steps from it on average)"
+        # the pick is scored at its own step, the best only every --every steps, so the pick can be higher
+        where = f"{gap:.2f} dB below the best" if gap >= 0 else f"{-gap:.2f} dB above the best of the curve"
+        text += f"({where}, {steps:.0f} steps from it on average)"
     return text
 
 
