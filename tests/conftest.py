@@ -7,6 +7,7 @@ thread-leak check can see Qt threads as well as Python ones.
 
 from __future__ import annotations
 
+import gc
 import os
 import threading
 import weakref
@@ -76,6 +77,18 @@ def no_leaked_threads(request):
     if leaked_q or leaked_py:
         names = [type(t).__name__ for t in leaked_q] + [t.name for t in leaked_py]
         pytest.fail(f"{request.node.nodeid} left threads running: {', '.join(names)}")
+
+
+@pytest.fixture(autouse=True)
+def qt_garbage_collected_here(request):
+    """After a Qt test, collect its garbage on the main thread.
+
+    Widgets a test drops can sit in reference cycles; left to the collector, a later test's worker thread
+    may be the one that happens to run it, and destroying a Qt object off its thread crashes the process.
+    """
+    yield
+    if "qtbot" in request.fixturenames:
+        gc.collect()
 
 
 @pytest.fixture(autouse=True)
