@@ -124,13 +124,7 @@ class ConvReLU(nn.Conv2d):
 
     def forward(self, x: Tensor) -> Tensor:
         grad = torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad)
-        if (
-            grad
-            or x.device.type != "cpu"
-            or self.padding_mode != "zeros"
-            or isinstance(self.padding, str)
-            or not fused_conv_relu_available()
-        ):
+        if grad or x.device.type != "cpu" or not fused_conv_relu_available():
             return F.relu(super().forward(x))
         if torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16:
             x = x.to(torch.bfloat16)
@@ -141,13 +135,16 @@ class ConvReLU(nn.Conv2d):
 
 
 def fuse_conv_relu(net: nn.Module) -> nn.Module:
-    """Replace every bias-free Conv2d → ReLU pair inside a Sequential by one :class:`ConvReLU` (in place)."""
+    """Replace every bias-free, zero-padded Conv2d → ReLU pair inside a Sequential by one :class:`ConvReLU`
+    (in place); what the primitive cannot take is decided here, once, not at every call."""
     for module in net.modules():
         if not isinstance(module, nn.Sequential):
             continue
         for i in range(len(module) - 1):
             conv, act = module[i], module[i + 1]
-            if type(conv) is nn.Conv2d and conv.bias is None and isinstance(act, nn.ReLU):
+            if type(conv) is not nn.Conv2d or not isinstance(act, nn.ReLU):
+                continue
+            if conv.bias is None and conv.padding_mode == "zeros" and not isinstance(conv.padding, str):
                 module[i] = ConvReLU(conv)
                 module[i + 1] = nn.Identity()
     return net

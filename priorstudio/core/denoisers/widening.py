@@ -113,17 +113,17 @@ def deepen_unet(old: BiasFreeUNet, tail: int) -> BiasFreeUNet:
     have = int(old.config.get("tail", 0))
     if tail < have:
         raise ValueError(f"cannot grow a UNet with {have} tail layers into one with {tail}")
-    new = BiasFreeUNet(old.channels, tuple(old.config["widths"]), norm=bool(old.config.get("norm", False)), tail=tail)
+    norm = bool(old.config.get("norm", False))
+    new = BiasFreeUNet(old.channels, tuple(old.config["widths"]), norm=norm, tail=tail)
     missing, unexpected = new.load_state_dict(old.state_dict(), strict=False)
     assert not unexpected and all(k.startswith("tail.") for k in missing), (missing, unexpected)
-    per_layer = len(new.tail) // max(tail, 1)  # conv [, norm], relu
+    per_layer = 3 if norm else 2  # conv [, norm], relu
     for i in range(have, tail):
-        conv = new.tail[i * per_layer]
-        nn.init.dirac_(conv.weight)
-        if per_layer == 3:  # a fresh bias-free norm is the identity too (unit scale, unit running sd)
-            norm = new.tail[i * per_layer + 1]
-            norm.gamma.fill_(1.0)
-            norm.running_sd.fill_(1.0)
+        nn.init.dirac_(new.tail[i * per_layer].weight)
+        if norm:  # a fresh bias-free norm is the identity too (unit scale, unit running sd)
+            layer_norm = new.tail[i * per_layer + 1]
+            layer_norm.gamma.fill_(1.0)
+            layer_norm.running_sd.fill_(1.0)
     return new
 
 
