@@ -133,6 +133,21 @@ def test_twicing_with_an_operator_and_refreshed_weights():
     assert recs[-1].image.shape == (1, 1, 16, 16)
 
 
+def test_refreshed_nlm_filter_keeps_the_data_noise_level():
+    """Re-estimated from a smoothed estimate the noise level would collapse and W would approach I."""
+    g = torch.Generator().manual_seed(1)
+    clean = F.interpolate(torch.rand((1, 1, 6, 6), generator=g), size=(48, 48), mode="bilinear")[0]
+    noisy = clean + 0.1 * torch.randn(clean.shape, generator=g)
+    fixed = TwicingParams(patch=3, window=7, max_steps=5)
+    refreshed = TwicingParams(patch=3, window=7, max_steps=5, refresh_every=2)
+    run = twicing_sampler(None, None, refreshed, init=noisy, truth=clean)
+    recs = list(run)
+    assert run.sigma == pytest.approx(estimate_noise_sigma(noisy))
+    plain = list(twicing_sampler(None, None, fixed, init=noisy, truth=clean))
+    assert recs[2].psnr > plain[2].psnr - 1.0  # one refresh in: still averaging, not back at the noise
+    assert recs[2].psnr > recs[-1].psnr - 0.5 and recs[2].psnr > 25.0
+
+
 def test_stop_and_validation():
     y = image(1, 10)
     run = twicing_sampler(None, None, TwicingParams(patch=3, window=5, max_steps=50), init=y)

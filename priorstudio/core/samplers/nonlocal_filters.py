@@ -388,7 +388,12 @@ class TwicingRun(StoppableRun):
         shape = operator.image_shape if operator is not None else tuple(self.y.shape[1:])
         self.image_shape = tuple(int(v) for v in shape)
         self.truth = None if truth is None else torch.as_tensor(truth).to(torch.float32).reshape(1, *self.image_shape)
-        self.sigma = params.sigma if params.sigma > 0 else None
+        # The bandwidth follows the data's noise, estimated once from the first guide: re-estimated from a
+        # refreshed (already smoothed) estimate it would shrink several-fold and W would approach I.
+        if params.sigma > 0:
+            self.sigma: float | None = params.sigma
+        else:
+            self.sigma = estimate_noise_sigma(guide) if params.kernel == "nlm" else None
         self.filter = self._build(guide)
         super().__init__()
 
