@@ -284,6 +284,19 @@ def test_works_with_every_operator(index):
     assert all(math.isfinite(r.data_error) and math.isfinite(r.psnr) for r in recs)
 
 
+def test_an_unbatched_measurement_is_one_measurement_and_a_wrong_one_is_refused():
+    x = smooth_image(3)
+    op = make_operator("super_resolution", tuple(x.shape), factor=2)
+    c = op.forward(x.unsqueeze(0))
+    batched = list(dip_sampler(op, c, tiny(max_steps=2), truth=x))[-1]
+    unbatched = list(dip_sampler(op, c[0], tiny(max_steps=2), truth=x))[-1]
+    assert torch.equal(batched.image, unbatched.image)  # every channel fitted to its own data
+    with pytest.raises(ParameterError, match="measurement has shape"):
+        dip_sampler(op, c[:, :1], tiny())
+    with pytest.raises(ParameterError, match="batch of 2"):
+        dip_sampler(op, torch.cat([c, c]), tiny())
+
+
 def test_flash_image_as_network_input():
     flash = smooth_image(3, seed=5)
     _, noflash = noisy_pair(3)

@@ -148,6 +148,18 @@ def test_refreshed_nlm_filter_keeps_the_data_noise_level():
     assert recs[2].psnr > recs[-1].psnr - 0.5 and recs[2].psnr > 25.0
 
 
+def test_measurement_and_truth_shapes_are_checked():
+    x = image(3, 12)
+    op = make_operator("super_resolution", (3, 12, 12), factor=2)
+    c = op.forward(x.unsqueeze(0))
+    p = TwicingParams(patch=3, window=5, max_steps=2)
+    assert torch.equal(list(twicing_sampler(op, c[0], p))[-1].image, list(twicing_sampler(op, c, p))[-1].image)
+    with pytest.raises(ParameterError, match="measurement has shape"):
+        twicing_sampler(op, c[:, :1], p)
+    with pytest.raises(ParameterError, match="truth has shape"):
+        twicing_sampler(op, c, p, truth=x[:, :8])
+
+
 def test_stop_and_validation():
     y = image(1, 10)
     run = twicing_sampler(None, None, TwicingParams(patch=3, window=5, max_steps=50), init=y)

@@ -147,6 +147,18 @@ def test_simulate_observed_and_restore_roundtrip(name, shape):
     assert 0.0 <= op.measurement_fraction() <= 1.0
 
 
+@pytest.mark.parametrize(("name", "shape"), CASES)
+def test_measurement_shape_and_batch_check(name, shape):
+    op = _op(name, shape)
+    c = op.forward(_rand(2, *shape))
+    assert op.measurement_shape == tuple(c.shape[1:])
+    assert op.measurement_batch(c) is c or torch.equal(op.measurement_batch(c), c)
+    assert torch.equal(op.measurement_batch(c[0]), c[:1])  # one unbatched measurement gains its axis
+    for bad in (c[..., :-1] if c.shape[-1] > 1 else torch.zeros(2, 5, 5, 5, 5), c.flatten()[None, None]):
+        with pytest.raises(ParameterError, match=r"has shape .* measures \(B, "):
+            op.measurement_batch(bad)
+
+
 def test_identity_measures_nothing():
     op = make_operator("denoise", (3, 5, 4))
     x = torch.rand(2, 3, 5, 4)

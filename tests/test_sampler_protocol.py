@@ -265,6 +265,17 @@ def test_batch_comes_from_the_measurement(oracle):
         implicit_prior_sampler(oracle, op, c, params(), batch=3)
 
 
+def test_measurement_shape_is_checked_before_the_run(oracle):
+    missing = torch.zeros(8, 8, dtype=torch.bool)
+    missing[2:6, 2:6] = True
+    op = Inpaint(SHAPE, missing)
+    c = op.forward(torch.rand(1, *SHAPE))
+    one = implicit_prior_sampler(oracle, op, c[0], params(max_steps=2))  # unbatched: one measurement
+    assert one.batch == 1 and next(one).t == 1
+    with pytest.raises(ParameterError, match="measurement has shape"):
+        implicit_prior_sampler(oracle, op, c[..., :-3], params())
+
+
 # -- modes --------------------------------------------------------------------------------------------------
 def test_denoising_mode_estimates_sigma_0(prior, oracle):
     gen = torch.Generator().manual_seed(4)

@@ -117,6 +117,30 @@ class Operator(ABC):
         probe = torch.zeros((1, *self.image_shape), device=self.device)
         return self.forward(probe).numel() / probe.numel()
 
+    @property
+    def measurement_shape(self) -> tuple[int, ...]:
+        """The shape of one image's measurements: what ``forward`` gives per batch element."""
+        probe = torch.zeros((1, *self.image_shape), device=self.device)
+        return tuple(self.forward(probe).shape[1:])
+
+    def measurement_batch(self, c: Tensor, name: str = "the measurement") -> Tensor:
+        """``c`` as a batch (B, *measurement_shape); one unbatched measurement gains its batch axis.
+
+        Any other shape is refused with a message naming both shapes: sliced or broadcast, a wrong one
+        would otherwise fit the wrong data silently or fail deep inside a step.
+        """
+        c = torch.as_tensor(c)
+        expected = self.measurement_shape
+        if tuple(c.shape) == expected:
+            return c.unsqueeze(0)
+        if c.dim() == len(expected) + 1 and tuple(c.shape[1:]) == expected and c.shape[0] >= 1:
+            return c
+        shown = ", ".join(str(v) for v in expected)
+        raise ParameterError(
+            f"{name} has shape {tuple(c.shape)}; the {self.name} operator on images of shape "
+            f"{self.image_shape} measures (B, {shown})"
+        )
+
     def describe(self) -> str:
         """One line for logs, plots and run records."""
         return self.name

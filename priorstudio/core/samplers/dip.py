@@ -462,7 +462,10 @@ class DIPRun(StoppableRun):
             if measurement is None:
                 raise ParameterError(f"the {operator.name} operator needs its measurement")
             self.operator = operator
-            self.target = torch.as_tensor(measurement).to(self.device, torch.float32)[:1]
+            target = operator.measurement_batch(measurement)
+            if target.shape[0] != 1:
+                raise ParameterError(f"DIP fits one measurement, got a batch of {target.shape[0]}")
+            self.target = target.to(self.device, torch.float32)
         shape = operator.image_shape if operator is not None else tuple(self.target.shape[1:])
         self.image_shape: tuple[int, int, int] = tuple(int(v) for v in shape)  # type: ignore[assignment]
         c, h, w = self.image_shape

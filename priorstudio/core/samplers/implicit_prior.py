@@ -275,6 +275,8 @@ class ImplicitPriorRun(Iterator[StepRecord]):
         self.device = torch.device(device)
         self.image_shape = _resolve_shape(operator, truth, init, image_shape)
         self.numel = math.prod(self.image_shape)
+        if measurement is not None and operator is not None:
+            measurement = operator.measurement_batch(measurement)
         self.batch = _resolve_batch(batch, measurement, init)
         #: the operator, or None for an unconstrained run (no operator, or ``Identity``)
         self.operator = None if operator is None or isinstance(operator, Identity) else operator

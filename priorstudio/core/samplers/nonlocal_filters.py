@@ -378,7 +378,10 @@ class TwicingRun(StoppableRun):
             if measurement is None:
                 raise ParameterError(f"the {operator.name} operator needs its measurement")
             self.operator = operator
-            self.measurement = torch.as_tensor(measurement).to(torch.float32)[:1]
+            c = operator.measurement_batch(measurement)
+            if c.shape[0] != 1:
+                raise ParameterError(f"twicing restores one measurement, got a batch of {c.shape[0]}")
+            self.measurement = c.to(torch.float32)
             self.y = None
             try:
                 guide = operator.observed_image(self.measurement)
@@ -387,7 +390,7 @@ class TwicingRun(StoppableRun):
             guide = guide.clamp(0, 1)
         shape = operator.image_shape if operator is not None else tuple(self.y.shape[1:])
         self.image_shape = tuple(int(v) for v in shape)
-        self.truth = None if truth is None else torch.as_tensor(truth).to(torch.float32).reshape(1, *self.image_shape)
+        self.truth = None if truth is None else _one_image("truth", truth, self.image_shape)
         # The bandwidth follows the data's noise, estimated once from the first guide: re-estimated from a
         # refreshed (already smoothed) estimate it would shrink several-fold and W would approach I.
         if params.sigma > 0:
@@ -454,6 +457,16 @@ class TwicingRun(StoppableRun):
             yield record
             if last:
                 return
+
+
+def _one_image(name: str, x: Tensor, shape: tuple[int, ...]) -> Tensor:
+    """``x`` (C, H, W) or (1, C, H, W) as (1, C, H, W) float32, or a ParameterError naming both shapes."""
+    t = torch.as_tensor(x).to(torch.float32)
+    if tuple(t.shape) == tuple(shape):
+        return t.unsqueeze(0)
+    if tuple(t.shape) == (1, *shape):
+        return t
+    raise ParameterError(f"{name} has shape {tuple(t.shape)}, expected {tuple(shape)}")
 
 
 def twicing_sampler(
