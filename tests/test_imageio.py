@@ -795,6 +795,31 @@ def test_mask_palette_with_transparency(tmp_path: Path) -> None:
     assert load_mask(tmp_path / "pt.png", (2, 2)).tolist() == [[False, True], [True, False]]
 
 
+def _packed_gray_png(depth: int, levels: list[int], transparent: int) -> bytes:
+    """A one-row gray PNG of ``depth`` < 8 bits per sample with a tRNS level."""
+    bits = "".join(format(v, f"0{depth}b") for v in levels)
+    bits += "0" * (-len(bits) % 8)
+    row = bytes(int(bits[i : i + 8], 2) for i in range(0, len(bits), 8))
+    ihdr = struct.pack(">IIBBBBB", len(levels), 1, depth, 0, 0, 0, 0)
+    chunks = _chunk(b"IHDR", ihdr) + _chunk(b"tRNS", struct.pack(">H", transparent))
+    return b"\x89PNG\r\n\x1a\n" + chunks + _chunk(b"IDAT", zlib.compress(b"\x00" + row)) + _chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize(("depth", "transparent"), [(1, 0), (1, 1), (2, 1), (2, 3), (4, 9)])
+def test_packed_gray_png_with_a_transparent_level(tmp_path: Path, depth: int, transparent: int) -> None:
+    """1-, 2- and 4-bit gray PNGs: the tRNS level is a raw sample value, compared before scaling."""
+    top = 2**depth - 1
+    levels = [0, 1, top, transparent, top // 2] if depth > 1 else [0, 1, 1, 0, 1]
+    data = _packed_gray_png(depth, levels, transparent)
+    hole = [v == transparent for v in levels]
+    expected = [1.0 if h else v / top for v, h in zip(levels, hole, strict=True)]  # composited onto white
+    assert image_from_bytes(data, mode="gray")[0, 0].tolist() == pytest.approx(expected)
+    assert mask_from_bytes(data, (1, len(levels)))[0].tolist() == hole  # transparent = hole
+    (tmp_path / "p.png").write_bytes(data)
+    info = load_image_info(tmp_path / "p.png")
+    assert info.bit_depth == depth and info.has_alpha and info.channels == 1
+
+
 def test_mask_wrong_size_names_both(tmp_path: Path) -> None:
     Image.new("L", (8, 6)).save(tmp_path / "m.png")
     with pytest.raises(MaskError, match=r"mask is 8×6 pixels but the image is 10×6"):

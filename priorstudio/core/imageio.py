@@ -234,6 +234,17 @@ def _transparent_where(values: np.ndarray, transparency: object) -> np.ndarray |
     return None
 
 
+def _packed_gray_bits(img: Image.Image) -> int:
+    """Bits per sample of an 8-bit-mode gray image stored packed (2- or 4-bit PNG), else 8; before load."""
+    if img.mode != "L":
+        return 8
+    for tile in img.tile:
+        rawmode = _tile_rawmode(tile) or ""
+        if rawmode.startswith(("L;2", "L;4")):
+            return int(rawmode[2])
+    return 8
+
+
 def _stretch(values: np.ndarray) -> np.ndarray:
     lo, hi = float(values.min()), float(values.max())
     if hi <= lo:
@@ -284,6 +295,7 @@ def _decode_pixels(img: Image.Image, data: bytes, name: str) -> _Decoded:
         alpha = (raw[..., 2] << 8) | raw[..., 3]
         return _Decoded(gray[..., None] / np.float32(65535), (alpha / np.float32(65535)).astype(np.float32), 16)
     tiles = len(img.tile)
+    gray_bits = _packed_gray_bits(img)
     img.load()
     mode = img.mode
     info = img.info
@@ -317,10 +329,14 @@ def _decode_pixels(img: Image.Image, data: bytes, name: str) -> _Decoded:
             return _Decoded(rawf, None, 32)
         return _Decoded(_stretch(rawf), None, 32)
     if mode == "1":
-        return _Decoded((np.asarray(img.convert("L")) > 127).astype(np.float32)[..., None], None, 1)
+        levels = np.asarray(img.convert("L"))[..., None]  # 0 or 255; a tRNS level is given on this scale
+        return _Decoded((levels > 127).astype(np.float32), _transparent_where(levels, info.get("transparency")), 1)
     if mode == "L":
         raw8 = np.asarray(img)[..., None]
-        return _Decoded(raw8 / np.float32(255), _transparent_where(raw8, info.get("transparency")), 8)
+        transparency = info.get("transparency")
+        if isinstance(transparency, int) and gray_bits < 8:  # unpacked to 0…255, its tRNS level was not
+            transparency = transparency * 255 // (2**gray_bits - 1)
+        return _Decoded(raw8 / np.float32(255), _transparent_where(raw8, transparency), gray_bits)
     if mode in ("LA", "La"):
         la = np.asarray(img if mode == "LA" else img.convert("LA"))
         return _Decoded(la[..., :1] / np.float32(255), la[..., 1] / np.float32(255), 8)
@@ -531,7 +547,7 @@ class ImageInfo:
     width: int  # after EXIF orientation: the width load_image will return
     height: int
     channels: int  # what load_image(mode="auto") returns: 1 or 3
-    bit_depth: int  # bits per sample in the file: 1, 8, 16 or 32
+    bit_depth: int  # bits per sample in the file: 1, 2, 4, 8, 16 or 32
     mode: str  # Pillow's mode name
     format: str  # Pillow's format name ("PNG", "JPEG", …)
     has_alpha: bool
@@ -598,7 +614,7 @@ def _info(img: Image.Image, file_size: int) -> ImageInfo:
     ):
         bits = 16
     else:
-        bits = 8
+        bits = _packed_gray_bits(img)
     gray = mode in _GRAY_MODES or plan == "la16"
     has_alpha = mode in ("RGBA", "RGBa", "LA", "La", "PA") or "transparency" in img.info or (plan == "la16")
     # PNG keeps EXIF in an eXIf chunk that may come after the pixels; do not decode to find it.
