@@ -159,6 +159,18 @@ def test_measurement_shape_and_batch_check(name, shape):
             op.measurement_batch(bad)
 
 
+def test_numpy_views_with_negative_strides_are_valid_kernels_and_masks():
+    import numpy as np
+
+    k = np.arange(1.0, 10.0).reshape(3, 3)
+    flipped = Blur((1, 8, 8), np.flipud(k))
+    assert torch.equal(flipped.kernel, Blur((1, 8, 8), np.flipud(k).copy()).kernel)
+    missing = np.zeros((8, 8), dtype=bool)
+    missing[1:3, 2:5] = True
+    op = Inpaint((1, 8, 8), missing[::-1])
+    assert torch.equal(op.observed_image(op.forward(torch.ones(1, 1, 8, 8)))[0, 0, 5:7, 2:5], torch.full((2, 3), 0.5))
+
+
 def test_identity_measures_nothing():
     op = make_operator("denoise", (3, 5, 4))
     x = torch.rand(2, 3, 5, 4)

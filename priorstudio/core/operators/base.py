@@ -28,6 +28,7 @@ import torch
 from torch import Tensor
 
 from priorstudio.core.errors import ParameterError
+from priorstudio.core.tensors import as_tensor
 
 
 class Operator(ABC):
@@ -129,7 +130,7 @@ class Operator(ABC):
         Any other shape is refused with a message naming both shapes: sliced or broadcast, a wrong one
         would otherwise fit the wrong data silently or fail deep inside a step.
         """
-        c = torch.as_tensor(c)
+        c = as_tensor(c)
         expected = self.measurement_shape
         if tuple(c.shape) == expected:
             return c.unsqueeze(0)

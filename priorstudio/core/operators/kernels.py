@@ -13,6 +13,7 @@ from torch import Tensor
 
 from priorstudio.core.errors import ParameterError
 from priorstudio.core.operators.validation import check_int, check_positive
+from priorstudio.core.tensors import as_tensor
 
 
 def gaussian_kernel(sigma: float) -> Tensor:
@@ -61,7 +62,7 @@ def motion_kernel(length: float, angle_degrees: float = 0.0) -> Tensor:
 def check_kernel(kernel: object) -> Tensor:
     """A user kernel as float64 (kh, kw) normalised to sum 1; refuses empty, non-finite or non-positive-sum ones."""
     try:
-        k = torch.as_tensor(kernel).detach().to(device="cpu", dtype=torch.float64)
+        k = as_tensor(kernel).detach().to(device="cpu", dtype=torch.float64)
     except (TypeError, ValueError, RuntimeError):
         raise ParameterError(f"a blur kernel must be a 2-D array of numbers, not {type(kernel).__name__}") from None
     if k.dim() == 3 and k.shape[0] == 1:

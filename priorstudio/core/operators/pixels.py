@@ -12,6 +12,7 @@ from torch import Tensor
 from priorstudio.core.errors import MaskError
 from priorstudio.core.operators.base import Operator, buffer_on
 from priorstudio.core.operators.validation import check_fraction, check_seed
+from priorstudio.core.tensors import as_tensor
 
 
 class PixelSubset(Operator):
@@ -112,7 +113,7 @@ class RandomPixels(PixelSubset):
 def _as_bool_mask(mask: object) -> Tensor:
     """A bool tensor from a bool/0-1 tensor or array; anything else is a MaskError."""
     try:
-        t = torch.as_tensor(mask)
+        t = as_tensor(mask)
     except (TypeError, ValueError, RuntimeError):
         raise MaskError(f"the mask must be a boolean array, not {type(mask).__name__}") from None
     if t.dim() not in (2, 3) or t.numel() == 0:

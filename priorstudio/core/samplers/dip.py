@@ -63,6 +63,7 @@ from priorstudio.core.errors import ParameterError
 from priorstudio.core.operators.base import Operator, task_of
 from priorstudio.core.samplers.base import StepRecord, StopReason
 from priorstudio.core.samplers.dip_network import count_weights, input_code, skip_network
+from priorstudio.core.tensors import as_tensor
 
 OPTIMIZERS = ("adam", "gd")
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -770,7 +771,7 @@ def _seeded_network(params: DIPParams, in_channels: int, out_channels: int) -> n
 
 
 def _as_batch(name: str, x: Tensor) -> Tensor:
-    x = torch.as_tensor(x)
+    x = as_tensor(x)
     if x.dim() == 3:
         x = x.unsqueeze(0)
     if x.dim() != 4 or x.shape[0] != 1:

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from priorstudio.core.errors import ParameterError
+from priorstudio.core.tensors import as_tensor
 
 #: Newton iterations for the blind σ² estimate; it converges monotonically from a lower bound, and far
 #: fewer are needed in practice (the loop ends as soon as the whole batch has converged).
@@ -32,8 +33,8 @@ class GaussianPrior:
     """x ~ N(mean, cov) on N values, with the eigen-decomposition cov = V diag(λ) Vᵀ kept for the oracle."""
 
     def __init__(self, mean: Tensor, cov: Tensor) -> None:
-        mean = torch.as_tensor(mean, dtype=torch.float64).flatten()
-        cov = torch.as_tensor(cov, dtype=torch.float64)
+        mean = as_tensor(mean, dtype=torch.float64).flatten()
+        cov = as_tensor(cov, dtype=torch.float64)
         n = mean.numel()
         if cov.shape != (n, n):
             raise ParameterError(f"the covariance must be {n}×{n} for a mean of {n} values, got {tuple(cov.shape)}")
@@ -62,13 +63,13 @@ class GaussianPrior:
     @classmethod
     def with_spectrum(cls, mean: Tensor | float, eigenvalues: Tensor, seed: int = 0) -> GaussianPrior:
         """A covariance with the given eigenvalues along a random orthonormal basis (seeded)."""
-        lam = torch.as_tensor(eigenvalues, dtype=torch.float64).flatten()
+        lam = as_tensor(eigenvalues, dtype=torch.float64).flatten()
         n = lam.numel()
         gen = torch.Generator().manual_seed(int(seed))
         q, r = torch.linalg.qr(torch.randn(n, n, generator=gen, dtype=torch.float64))
         q = q * torch.sign(torch.diagonal(r)).unsqueeze(0)  # a uniformly random rotation
         cov = (q * lam.unsqueeze(0)) @ q.T
-        mu = torch.as_tensor(mean, dtype=torch.float64)
+        mu = as_tensor(mean, dtype=torch.float64)
         return cls(mu.expand(n).clone() if mu.dim() == 0 else mu, cov)
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
@@ -81,8 +82,8 @@ class GaussianPrior:
 
         ``observed_idx`` indexes the N values; ``values`` is (n_obs,) or a batch (B, n_obs).
         """
-        idx = torch.as_tensor(observed_idx, dtype=torch.long).flatten()
-        values = torch.as_tensor(values, dtype=torch.float64)
+        idx = as_tensor(observed_idx, dtype=torch.long).flatten()
+        values = as_tensor(values, dtype=torch.float64)
         hidden = torch.ones(self.dim, dtype=torch.bool)
         hidden[idx] = False
         u = torch.nonzero(hidden).squeeze(1)
@@ -98,7 +99,7 @@ class GaussianPrior:
 
     def conditional_cov(self, observed_idx: Tensor) -> Tensor:
         """Cov[x_u | x_o] = Σ_uu − Σ_uo Σ_oo⁻¹ Σ_ou of the unobserved values (in index order)."""
-        idx = torch.as_tensor(observed_idx, dtype=torch.long).flatten()
+        idx = as_tensor(observed_idx, dtype=torch.long).flatten()
         hidden = torch.ones(self.dim, dtype=torch.bool)
         hidden[idx] = False
         u = torch.nonzero(hidden).squeeze(1)

@@ -48,6 +48,7 @@ from priorstudio.core.errors import ParameterError
 from priorstudio.core.operators.base import Operator
 from priorstudio.core.operators.identity import Identity
 from priorstudio.core.samplers.base import StepRecord, StopReason
+from priorstudio.core.tensors import as_tensor
 
 #: σ_t must also have grown by this factor over a streak of ``divergence_patience`` rising steps before a
 #: sample is called diverged. σ_t is measured from the image itself, so on small images it wanders: with
@@ -320,7 +321,7 @@ class ImplicitPriorRun(Iterator[StepRecord]):
             return None
         if c is None:
             raise ParameterError(f"the {operator.name} operator needs its measurement")
-        c = torch.as_tensor(c).to(self.device, self.dtype)
+        c = as_tensor(c).to(self.device, self.dtype)
         if c.shape[0] not in (1, self.batch):
             raise ParameterError(f"the measurement has batch size {c.shape[0]}; expected 1 or {self.batch}")
         return c.expand(self.batch, *c.shape[1:]).contiguous()
@@ -328,7 +329,7 @@ class ImplicitPriorRun(Iterator[StepRecord]):
     def _prepare_image(self, name: str, x: Tensor | None) -> Tensor | None:
         if x is None:
             return None
-        x = torch.as_tensor(x)
+        x = as_tensor(x)
         if x.dim() == 3:
             x = x.unsqueeze(0)
         if x.dim() != 4 or tuple(x.shape[1:]) != self.image_shape or x.shape[0] not in (1, self.batch):

@@ -54,6 +54,7 @@ from priorstudio.core.errors import ParameterError
 from priorstudio.core.operators.base import Operator
 from priorstudio.core.samplers.base import StepRecord, StopReason
 from priorstudio.core.samplers.dip import StoppableRun, cpu_threads
+from priorstudio.core.tensors import as_tensor
 
 KERNELS = ("nlm", "ntk")
 #: Offsets processed together when computing or applying a filter (bounds the temporary memory).
@@ -367,7 +368,7 @@ class TwicingRun(StoppableRun):
         if denoising:
             if init is None:
                 raise ParameterError("non-local denoising filters the noisy image: pass it as init (C, H, W)")
-            y = torch.as_tensor(init).to(torch.float32)
+            y = as_tensor(init).to(torch.float32)
             self.y = y.unsqueeze(0) if y.dim() == 3 else y
             if self.y.dim() != 4 or self.y.shape[0] != 1:
                 raise ParameterError(f"init must be one image (C, H, W), got shape {tuple(y.shape)}")
@@ -461,7 +462,7 @@ class TwicingRun(StoppableRun):
 
 def _one_image(name: str, x: Tensor, shape: tuple[int, ...]) -> Tensor:
     """``x`` (C, H, W) or (1, C, H, W) as (1, C, H, W) float32, or a ParameterError naming both shapes."""
-    t = torch.as_tensor(x).to(torch.float32)
+    t = as_tensor(x).to(torch.float32)
     if tuple(t.shape) == tuple(shape):
         return t.unsqueeze(0)
     if tuple(t.shape) == (1, *shape):
