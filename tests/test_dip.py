@@ -448,6 +448,22 @@ def test_a_run_saved_and_resumed_gives_the_same_steps_as_one_run(changes, stop_a
     assert whole[-1].extra.get("es_step") == tail[-1].extra.get("es_step")
 
 
+def test_a_state_kept_in_memory_is_a_snapshot_the_run_does_not_change():
+    """Taken mid-run and kept as it is (not saved) while the run goes on, it still resumes at its own step."""
+    x, y = noisy_pair(c=3)
+    params = tiny(max_steps=12, emit_every=4, metrics_every=1, ema=0.9)
+    whole = list(dip_sampler(None, None, params, truth=x, init=y))
+    first = dip_sampler(None, None, params, truth=x, init=y)
+    head = [next(first) for _ in range(5)]
+    state = first.state()
+    list(first)  # the run goes on to its end: Adam's moments and the average change in place
+    second = dip_sampler(None, None, params, truth=x, init=y)
+    second.resume_from(state)
+    tail = list(second)
+    assert _trace(head + tail) == _trace(whole)
+    assert torch.equal(tail[-1].image, whole[-1].image)
+
+
 def test_a_saved_run_is_refused_for_other_parameters_an_other_image_or_once_started():
     x, y = noisy_pair()
     run = dip_sampler(None, None, tiny(max_steps=6), truth=x, init=y)
@@ -489,6 +505,11 @@ def test_lanczos_adjoint(shape, factor):
     assert torch.allclose(op.forward(op.pinv(y)), y, atol=1e-10)
     p = op.pinv(y)
     assert torch.allclose(op.complement(p), torch.zeros_like(p), atol=1e-10)
+    # project is the orthogonal projector onto what the data determine: it and complement split x
+    px = op.project(x)
+    assert torch.allclose(px + op.complement(x), x, atol=1e-10)
+    assert torch.allclose(op.project(px), px, atol=1e-10)
+    assert float((px * op.complement(x)).sum()) == pytest.approx(0.0, abs=1e-9)
 
 
 def test_lanczos_rejects_bad_factor_and_wrong_low_res_size():

@@ -59,8 +59,11 @@ class Operator(ABC):
         """Mc: map a batch of measurements back to image space (B, C, H, W)."""
 
     def project(self, x: Tensor) -> Tensor:
-        """MMᵀx: the measured component of x (an orthogonal projector when orthonormal)."""
-        return self.adjoint(self.forward(x))
+        """M⁺Mᵀx: the component of x the measurements determine, so project + complement = I.
+
+        MMᵀx (an orthogonal projector) when orthonormal, since the pseudo-inverse is then the adjoint.
+        """
+        return self.pinv(self.forward(x))
 
     def pinv(self, c: Tensor) -> Tensor:
         """M⁺c: the least-squares image for measurements c (the adjoint when MᵀM = I)."""
