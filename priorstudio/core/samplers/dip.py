@@ -47,6 +47,7 @@ every step, no inference mode, the default Adam), kept for side-by-side timing (
 from __future__ import annotations
 
 import contextlib
+import copy
 import inspect
 import math
 import time
@@ -617,11 +618,11 @@ class DIPRun(StoppableRun):
             "image_shape": list(self.image_shape),
             "t": self.t_done,
             "network": {k: v.detach().clone() for k, v in self.net.state_dict().items()},
-            "optimizer": self.optimizer.state_dict(),
+            "optimizer": copy.deepcopy(self.optimizer.state_dict()),  # a snapshot: Adam updates its moments in place
             "jitter": self.jitter_gen.get_state(),
             "threads": self.threads,
-            "average": getattr(self, "_average", None),
-            "last_good": getattr(self, "_last_good", None),
+            "average": _snapshot(getattr(self, "_average", None)),
+            "last_good": _snapshot(getattr(self, "_last_good", None)),
             "monitor": None if monitor is None else monitor.state(),
             "es_fired_at": getattr(self, "es_fired_at", 0),
             "es_announced": getattr(self, "_es_announced", False),
@@ -768,6 +769,11 @@ def _seeded_network(params: DIPParams, in_channels: int, out_channels: int) -> n
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(params.seed)
         return skip_network(in_channels, out_channels, params.width, params.depth, params.skip_channels)
+
+
+def _snapshot(t: Tensor | None) -> Tensor | None:
+    """A copy of a tensor the run goes on changing in place (None stays None)."""
+    return None if t is None else t.detach().clone()
 
 
 def _as_batch(name: str, x: Tensor) -> Tensor:
