@@ -169,6 +169,22 @@ def test_same_seed_same_result_and_other_seed_differs():
     assert not torch.equal(final(0), final(1))
 
 
+def test_by_default_the_fit_runs_on_one_thread_whatever_the_caller_has():
+    """The thread count changes the last digits, and timing would pick it by the load: one thread keeps a
+    seed's result the same on a busy and an idle machine."""
+    _, y = noisy_pair()
+    defaults = DIPParams(**{k: v for k, v in TINY.items() if k != "threads"}, max_steps=6, metrics_every=1)
+    assert defaults.threads == 1
+    with cpu_threads(2):
+        run = dip_sampler(None, None, defaults, init=y)
+        last = list(run)[-1]
+        assert torch.get_num_threads() == 2
+    assert run.threads == 1 and last.extra["threads"] == 1.0
+    with cpu_threads(1):
+        again = list(dip_sampler(None, None, defaults, init=y))[-1]
+    assert torch.equal(last.image, again.image)
+
+
 def test_fit_loss_decreases_on_a_tiny_image():
     _, y = noisy_pair()
     recs = list(dip_sampler(None, None, tiny(max_steps=60, width=8, reg_noise_std=0.0), init=y))

@@ -18,10 +18,12 @@ fire) so its choice can be compared with the best step.
 
 Speed on a CPU (``fast=True``), measured on 2-core AMD EPYC machines, one with AVX2 only and one with
 AVX-512-bf16 (the reference network, steps of each variant interleaved; docs/methods.md has the tables):
-- the thread count of the training loop is chosen by timing two steps with 1 thread and two with the
-  default: with other jobs on the cores, OpenMP's spinning barriers make 2 threads many times *slower*
-  than 1 (the largest gain by far: 218 s of wall time per step on 2 threads against 2.9 s on 1 at 64×64,
-  with two high-priority jobs on both cores); on an idle machine the default wins and is kept;
+- the fit runs on one thread by default (``threads=1``): results then depend on the seed alone, and one
+  thread is never the slow choice when other jobs share the cores. ``threads=0`` chooses the count by
+  timing two steps with 1 thread and two with the caller's count (faster on an idle machine; the numbers
+  depend on the count, so two such runs can differ in their last digits). With other jobs on the cores,
+  OpenMP's spinning barriers make 2 threads many times *slower* than 1 (218 s of wall time per step on 2
+  threads against 2.9 s on 1 at 64×64, with two high-priority jobs on both cores);
 - bf16 autocast (``precision="auto"``) where the hardware has bf16 units (AMX or AVX-512-bf16 CPUs, CUDA),
   and with it the channels_last layout, which oneDNN's bf16 kernels prefer: on an idle machine at 128×128,
   0.085 s per step in bf16 and 0.072 s with channels_last, against 0.124 s in fp32. On AVX2 bf16 is
@@ -196,11 +198,20 @@ class DIPParams:
     )
     fast: bool = field(
         default=True,
-        metadata={"label": "fast path", "help": "thread auto-tuning, fewer host reads, inference-mode bookkeeping"},
+        metadata={
+            "label": "fast path",
+            "help": "bf16 and channels-last where the CPU has bf16 units; fewer host reads",
+        },
     )
     threads: int = field(
-        default=0,
-        metadata={"label": "threads", "help": "CPU threads for the fit (0: choose by timing)", "min": 0, "max": 256},
+        default=1,
+        metadata={
+            "label": "threads",
+            "help": "CPU threads for the fit: 1 gives the same result for the same seed under any load; "
+            "0 chooses by timing (faster on an idle machine, but the count, and so the last digits, can differ)",
+            "min": 0,
+            "max": 256,
+        },
     )
     channels_last: bool = field(
         default=False,
