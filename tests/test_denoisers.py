@@ -145,6 +145,44 @@ def test_fused_path_is_used_and_follows_weight_changes() -> None:
     assert torch.allclose(after, 2 * before, rtol=2e-2, atol=1e-2)
 
 
+def test_cached_weights_follow_a_new_weight_tensor() -> None:
+    """A weight replaced through ``.data`` (same version counter, new storage) is cast again."""
+    conv = torch.nn.Conv2d(3, 5, 3, padding=1, bias=False)
+    fused = ConvReLU(conv)
+    x = torch.randn(1, 3, 8, 8)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        before = fused(x).float()
+    conv.weight.data = conv.weight.detach() * 2
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        after = fused(x).float()
+    assert torch.allclose(after, 2 * before, rtol=2e-2, atol=1e-2)
+
+
+def test_forward_mode_derivatives_through_the_fast_network_are_the_plain_ones() -> None:
+    """Outside inference mode the fused primitive is not taken: it would drop a JVP's tangent silently."""
+    torch.manual_seed(5)
+    net = BiasFreeUNet(1, (8, 16), tail=1)
+    fast = Denoiser(net, fast=True, device="cpu").differentiable()
+    plain = Denoiser(net, fast=False, device="cpu").differentiable()
+    y, v = torch.rand(1, 1, 12, 12), torch.randn(1, 1, 12, 12)
+    _, jv_fast = torch.func.jvp(fast, (y,), (v,))
+    _, jv_plain = torch.func.jvp(plain, (y,), (v,))
+    assert torch.allclose(jv_fast, jv_plain, atol=1e-5)
+    assert not torch.allclose(jv_fast, v, atol=1e-3)  # not the tangent passed straight through
+
+
+def test_building_a_denoiser_leaves_the_global_random_stream_alone(tmp_path) -> None:
+    """Loading replaces the initial weights: drawing them would shift the caller's seeded noise."""
+    path = tmp_path / "m.pt"
+    save_weights(path, BiasFreeUNet(1, (8, 16), tail=1), training={"steps": 1})
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    for fast in (True, False):
+        torch.manual_seed(0)
+        load_denoiser(path, channels=1, fast=fast, device="cpu")
+        assert torch.equal(torch.rand(3), expected)
+
+
 def test_denoiser_checks_channels() -> None:
     d = Denoiser(BiasFreeUNet(1, (8, 16)), fast=False, device="cpu")
     with pytest.raises(ValueError, match="1-channel"):

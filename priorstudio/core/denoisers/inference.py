@@ -94,7 +94,7 @@ class ConvReLU(nn.Conv2d):
     """A bias-free convolution with its ReLU applied in the convolution's own output stage on the CPU.
 
     The activation tensor is written once instead of written, read and written again: separate ReLUs took
-    about a tenth of the bundled UNet's time at 256². Under autograd, or off the CPU, it is exactly
+    about a tenth of the bundled UNet's time at 256². Outside inference mode, or off the CPU, it is exactly
     ``relu(conv(x))``; the weights (and their state-dict names) are the convolution's.
     """
 
@@ -109,22 +109,27 @@ class ConvReLU(nn.Conv2d):
             groups=conv.groups,
             bias=False,
             padding_mode=conv.padding_mode,
+            device="meta",  # its own weight is replaced at once: no storage, no draw from the global RNG
         )
         self.weight = conv.weight
-        self._cast_weight: tuple[int, Tensor] | None = None
+        self._cast_weight: tuple[tuple[int, int], Tensor] | None = None
 
     def _weight_as(self, dtype: torch.dtype) -> Tensor:
+        """The weight in ``dtype``, cast once and kept while the weight's storage and version stay the same
+        (an in-place edit, ``load_state_dict`` or a new weight tensor makes a new copy)."""
         if dtype == self.weight.dtype:
             return self.weight
-        version = self.weight._version
-        if self._cast_weight is None or self._cast_weight[0] != version or self._cast_weight[1].dtype != dtype:
+        key = (self.weight.data_ptr(), self.weight._version)
+        if self._cast_weight is None or self._cast_weight[0] != key or self._cast_weight[1].dtype != dtype:
             w = self.weight.detach().to(dtype).contiguous(memory_format=torch.channels_last)
-            self._cast_weight = (version, w)
+            self._cast_weight = (key, w)
         return self._cast_weight[1]
 
     def forward(self, x: Tensor) -> Tensor:
-        grad = torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad)
-        if grad or x.device.type != "cpu" or not fused_conv_relu_available():
+        # Only in inference mode (as ``Denoiser.denoise`` runs): there no reverse- or forward-mode derivative
+        # can be asked for, which the primitive would silently drop (a JVP through it came out as the input's).
+        fused = torch.is_inference_mode_enabled() and x.device.type == "cpu" and fused_conv_relu_available()
+        if not fused:
             return F.relu(super().forward(x))
         if torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16:
             x = x.to(torch.bfloat16)
@@ -214,5 +219,9 @@ class Denoiser:
         return out.float().contiguous().to(src_device)
 
     def differentiable(self) -> nn.Module:
-        """The fp32 network (folded), for autograd: Jacobian rows and products in the inspector."""
-        return self.net.float()
+        """A copy of the fp32 network (folded), for autograd: Jacobian rows and products in the inspector.
+
+        A copy, so nothing done to it (weights edited through ``.data``, a change of dtype) reaches the
+        denoiser, whose fast path keeps cast weights.
+        """
+        return copy.deepcopy(self.net).float()

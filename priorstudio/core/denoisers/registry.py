@@ -142,7 +142,8 @@ def load_weights_file(path: str | Path) -> dict[str, Any]:
 def network_from_blob(blob: dict[str, Any], source: str = "weights") -> nn.Module:
     """Build the network a weights dict describes and load its weights, strictly."""
     try:
-        net = build_network(blob["arch"], blob["arch_config"])
+        with torch.random.fork_rng(devices=[]):  # the initial weights are overwritten: leave the caller's RNG be
+            net = build_network(blob["arch"], blob["arch_config"])
     except (TypeError, ValueError) as exc:
         raise WeightsError(f"{source}: invalid architecture configuration ({exc})") from None
     try:
