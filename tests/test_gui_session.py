@@ -82,6 +82,26 @@ def test_a_crop_larger_than_the_working_size_is_shrunk_and_the_result_scaled_bac
     assert shrunk.describe() == f"256×256 gray (crop {r.width}×{r.height} at {r.left},{r.top}, scaled)"
 
 
+def test_a_scattered_mask_keeps_its_share_when_shrunk_and_damaged_pixels_do_not_leak():
+    """A working pixel is missing when most photo pixels under it are; a known one averages known pixels only."""
+    rng = np.random.default_rng(0)
+    scattered = rng.random((600, 900)) < 0.5
+    image = torch.full((1, 600, 900), 0.2)
+    image[:, torch.from_numpy(scattered)] = 1.0  # damaged pixels, bright: any leak would show
+    plan = plan_run(image, RunSettings(task="inpaint", working_side=200), scattered)
+    assert plan.is_crop and max(plan.work_shape[1:]) == 200
+    op = plan.problem.operator
+    assert 0.3 < op.missing_fraction < 0.7  # ("missing if any" made it 0.9999)
+    known = op.project(torch.ones(1, *plan.work_shape))[0, 0] > 0.5
+    assert torch.allclose(plan.problem.observed[0][known], torch.tensor(0.2), atol=1e-5)
+    # a solid hole still covers its interior; its rim pixels are filled from the known pixels beside them
+    hole = np.zeros((600, 600), bool)
+    hole[100:500, 100:500] = True
+    solid = plan_run(torch.full((1, 600, 600), 0.2), RunSettings(task="inpaint", working_side=256), hole)
+    m = solid.problem.operator.project(torch.ones(1, 1, 256, 256))[0, 0] < 0.5
+    assert bool(m[50:200, 50:200].all()) and not bool(m[:30].any())
+
+
 def test_other_tasks_use_the_working_size():
     image = photo()
     plan = plan_run(image, RunSettings(task="spectral", task_params={"fraction": 0.2}, working_side=256))

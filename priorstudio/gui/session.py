@@ -188,6 +188,21 @@ class RunPlan:
         return out
 
 
+def _shrink_masked(image: Tensor, missing: np.ndarray, size: tuple[int, int]) -> tuple[Tensor, np.ndarray]:
+    """Shrink an inpainting crop and its mask together (area averaging).
+
+    A working pixel is missing when most of the photo pixels under it are, and a known one is the mean of
+    the known photo pixels under it only: the damaged pixels never leak into the data. (Calling a working
+    pixel missing when *any* photo pixel under it is would turn a scattered mask into an all-missing image.)
+    """
+    known = torch.from_numpy(np.ascontiguousarray(~missing)).float()[None, None]
+    share = F.interpolate(known, size=size, mode="area")[0]  # (1, h, w): share of known photo pixels
+    summed = F.interpolate((image.float() * known[0]).unsqueeze(0), size=size, mode="area")[0]
+    plain = resize(image, size)
+    work = torch.where(share > 0, summed / share.clamp_min(1e-12), plain).clamp(0.0, 1.0)
+    return work, (share[0] < 0.5).numpy()
+
+
 def plan_run(photo: Tensor, settings: RunSettings, mask: np.ndarray | None = None) -> RunPlan:
     """Plan a run on ``photo`` (C, H, W) in [0, 1]; raises ParameterError/MaskError for what is wrong."""
     if photo.dim() != 3:
@@ -204,10 +219,10 @@ def plan_run(photo: Tensor, settings: RunSettings, mask: np.ndarray | None = Non
         crop = photo[:, region.top : region.bottom, region.left : region.right]
         crop_mask = mask[region.top : region.bottom, region.left : region.right]
         size = fit_side(region.height, region.width, side)
-        work = resize(crop, size)
-        if size != (region.height, region.width):  # a pixel is missing if any photo pixel under it is
-            m = torch.from_numpy(np.ascontiguousarray(crop_mask)).float()[None, None]
-            crop_mask = (F.interpolate(m, size=size, mode="area")[0, 0] > 0).numpy()
+        if size != (region.height, region.width):
+            work, crop_mask = _shrink_masked(crop, crop_mask, size)
+        else:
+            work = crop
         params["missing"] = torch.from_numpy(np.ascontiguousarray(crop_mask))
         problem = _build(work, settings, params)
         return RunPlan(settings, (c, h, w), region, problem, mask_full=mask.copy())
