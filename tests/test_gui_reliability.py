@@ -568,6 +568,26 @@ def test_a_flash_photo_of_another_size_is_refused_and_changes_nothing(window, ph
     assert window.guide is None
 
 
+def test_opening_a_photo_mid_run_ends_that_run_cleanly(window, qtbot, photo: Path, tmp_path: Path) -> None:
+    """The old run is shut down: its timers stop, listeners hear it ended, its queued steps do not reach the
+    new photo's plots, and a run on the new photo can start."""
+    assert window.open_path(photo)
+    window.degradation.set_task("denoise")
+    quick(window, sigma_L=1e-6, max_steps=100_000, h_0=1e-4)
+    ended = []
+    window.runFinished.connect(ended.append)
+    assert window.start_run(), window.errors
+    qtbot.waitUntil(lambda: window.plots.point_count("sigma") > 2, timeout=20_000)
+    assert window.open_path(_png(tmp_path / "other.png", _gray(20, 28, seed=9)))
+    assert ended == [None] and not window.controller.is_running()
+    assert not window.repaint_timer.isActive() and window.progress is None
+    qtbot.wait(200)  # anything the old run had queued is delivered now
+    assert window.plots.point_count("sigma") == 0
+    assert window.actions["run"].isEnabled()
+    quick(window)
+    assert run_to_end(qtbot, window) is not None
+
+
 def test_every_documented_window_case_has_a_test() -> None:
     """A row whose app column describes what the window does (not "(not applicable)" and the like) must
     name a test of this file, and that test must mention the row's case where it lists cases by name."""

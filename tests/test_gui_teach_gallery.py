@@ -127,6 +127,22 @@ def test_closing_mid_run_leaves_no_thread(qtbot, factory):
     assert not gallery.is_running()
 
 
+def test_a_tool_shut_down_mid_run_can_run_again(qtbot, factory):
+    """Closing a Teach window shuts its run down; the window is kept and shown again later, ready to run."""
+    from priorstudio.gui.teach.integration import _shutdown
+
+    gallery = GalleryWidget(factory)
+    qtbot.addWidget(gallery)
+    _small(gallery.controls, k=2, steps=100_000)
+    gallery.controls.sigma_L.setValue(1e-4)
+    gallery.run()
+    qtbot.waitUntil(lambda: len(gallery.batch.history) > 0, timeout=20_000)
+    assert not gallery.run_button.isEnabled()
+    _shutdown(gallery)
+    assert not gallery.is_running()
+    assert gallery.run_button.isEnabled() and gallery.controls.isEnabled() and not gallery.stop_button.isEnabled()
+
+
 def test_beta_comparison(qtbot, factory):
     widget = BetaComparisonWidget(factory)
     qtbot.addWidget(widget)

@@ -165,6 +165,38 @@ def test_shutdown_joins_a_running_thread(qtbot):
     assert not controller.is_running()
 
 
+def test_shutdown_mid_run_says_the_run_ended_once_and_drops_its_queued_steps(qtbot):
+    """A widget kept for later (a Teach tool) follows runningChanged: it must not stay 'running'."""
+    controller = RunController()
+    states, steps = [], []
+    controller.runningChanged.connect(states.append)
+    controller.step.connect(steps.append)
+    controller.start(lambda: FakeRun(100_000, delay=0.001))
+    qtbot.waitUntil(lambda: len(steps) > 0, timeout=5_000)
+    assert controller.shutdown(5_000)
+    seen = len(steps)
+    qtbot.wait(100)  # whatever the job had queued arrives now, and is dropped
+    assert states == [True, False] and len(steps) == seen
+    assert controller.shutdown(5_000) and states == [True, False]  # nothing more to end
+    controller.start(lambda: FakeRun(3))  # and it can run again
+    qtbot.waitUntil(lambda: states == [True, False, True, False], timeout=5_000)
+
+
+def test_a_background_call_waited_for_says_it_is_no_longer_busy(qtbot):
+    import threading
+
+    from priorstudio.gui.teach.common import BackgroundCall
+
+    call, states, gate = BackgroundCall(), [], threading.Event()
+    call.busyChanged.connect(states.append)
+    assert call.start(lambda: gate.wait(5))
+    gate.set()
+    call.wait()  # closing the window: the result is not wanted, the button must come back
+    assert states == [True, False] and not call.is_busy()
+    assert call.start(lambda: 1)
+    qtbot.waitUntil(lambda: states == [True, False, True, False], timeout=5_000)
+
+
 def test_mailbox_keeps_only_the_newest():
     box = FrameMailbox()
     assert box.take() is None

@@ -421,6 +421,7 @@ class MainWindow(QtWidgets.QMainWindow):
         """Show a new photo (C, H, W) in [0, 1]; a run going on the old one is stopped first."""
         if self.controller.is_running():
             self.controller.shutdown()
+            self._abandon_run()
         image = image.detach().to("cpu", torch.float32).contiguous()
         c, h, w = image.shape
         self.photo = image
@@ -1307,6 +1308,14 @@ class MainWindow(QtWidgets.QMainWindow):
         self.actions["pause"].setChecked(False)
         self._update_actions()
         self.runFinished.emit(record)
+
+    def _abandon_run(self) -> None:
+        """A run shut down without its result (a new photo replaces the old): end its timers and progress,
+        and tell the listeners (teaching tools) that it is over, as a failed run would."""
+        self._run_ended()
+        self.progress = None
+        self.actions["pause"].setChecked(False)
+        self.runFinished.emit(None)
 
     def _on_failed(self, message: str) -> None:
         self._run_ended()

@@ -440,6 +440,7 @@ class ThreadedController(QObject):
         self._thread: QThread | None = None
         self._worker: Any = None
         self._detached = False
+        self._job_open = False  # between a start and its end bookkeeping (``_ended``)
 
     @property
     def worker(self) -> Any:
@@ -473,6 +474,7 @@ class ThreadedController(QObject):
         thread.finished.connect(lambda: worker.moveToThread(home), Qt.ConnectionType.DirectConnection)
         thread.finished.connect(worker.deleteLater, Qt.ConnectionType.QueuedConnection)
         self._thread, self._worker = thread, worker
+        self._job_open = True
         thread.start()
 
     def stop(self) -> None:
@@ -482,7 +484,9 @@ class ThreadedController(QObject):
     def shutdown(self, timeout_ms: int = 30_000) -> bool:
         """Stop the job and wait for the thread to end; True when it did (or none was running).
 
-        The job's last signals, still queued, are dropped: whoever shuts down is no longer listening.
+        The job's last signals, still queued, are dropped: whoever shuts down is no longer listening. The end
+        bookkeeping still happens (``_ended``: a RunController says it is no longer running), so a widget kept
+        for later is not left looking busy.
         """
         if self._thread is None:
             return True
@@ -491,10 +495,17 @@ class ThreadedController(QObject):
         done = self._thread.wait(timeout_ms)
         if done:
             self._cleanup()
+            self._end_job()
         return done
 
     def _ended(self) -> None:
-        """Called after a job's ``finished`` or ``failed`` was forwarded (for subclasses)."""
+        """Called once per job when it ends: after its ``finished`` or ``failed`` was forwarded, or when it
+        was shut down (for subclasses)."""
+
+    def _end_job(self) -> None:
+        if self._job_open:
+            self._job_open = False
+            self._ended()
 
     @Slot(object)
     def _on_finished(self, result: object) -> None:
@@ -502,7 +513,7 @@ class ThreadedController(QObject):
             return
         self._join()
         self.finished.emit(result)
-        self._ended()
+        self._end_job()
 
     @Slot(str)
     def _on_failed(self, message: str) -> None:
@@ -510,7 +521,7 @@ class ThreadedController(QObject):
             return
         self._join()
         self.failed.emit(message)
-        self._ended()
+        self._end_job()
 
     def _join(self) -> None:
         if self._thread is not None:
@@ -557,6 +568,8 @@ class RunController(ThreadedController):
 
     @Slot(object)
     def _on_update(self, update: Update) -> None:
+        if self._detached:  # still queued from a job that was shut down: its listeners have moved on
+            return
         for scalars in update.steps:
             self.step.emit(scalars)
         if update.frame is not None:

@@ -212,6 +212,7 @@ class BackgroundCall(QObject):
             thread.quit()
             thread.wait()
             self._thread = self._worker = None
+            self.busyChanged.emit(False)  # a widget shown again later must not keep its button disabled
 
 
 class RecordMailbox:
