@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 pytest.importorskip("pytestqt")
@@ -79,6 +80,39 @@ def test_work_comes_back_after_a_crash(qtbot, settings, tmp_path: Path, photo: P
         assert AutosaveStore(folder, pid=dead_pid()).pending() == []
         controller.close()
         assert not any(folder.iterdir())  # a clean exit leaves nothing behind
+    finally:
+        second.shutdown()
+
+
+def test_a_pasted_photo_comes_back_from_its_kept_pixels(qtbot, settings, tmp_path: Path, photo: Path) -> None:
+    """A pasted photo has no file to reopen: its pixels are autosaved (once, not at every save)."""
+    folder = tmp_path / "autosave"
+    first = make_window(qtbot, settings)
+    try:
+        assert first.open_bytes(photo.read_bytes(), "clipboard image")
+        first.degradation.set_task("inpaint")
+        first.mask.central_block(0.3)
+        pasted, painted = first.photo.clone(), first.mask.copy()
+        crashed = crashed_session(first, folder)
+        assert crashed.save_now()
+        first.mask.central_block(0.5)
+        painted = first.mask.copy()
+        assert crashed.save_now()
+        slot = crashed.store.slot
+        assert len(list(slot.glob("image-*.png"))) == 1 and len(list(slot.glob("mask-*.npz"))) == 1
+    finally:
+        first.shutdown()
+
+    second = make_window(qtbot, settings)
+    try:
+        controller = AutosaveController(second, AutosaveStore(folder), interval_ms=60_000)
+        questions: list[str] = []
+        assert controller.offer_restore(lambda text: questions.append(text) or True)
+        assert "clipboard image (pasted" in questions[0]
+        assert second.photo_path is None and second.photo_name == "clipboard image"
+        assert torch.equal(second.photo, pasted)  # 8-bit pixels through a 16-bit PNG: exactly
+        assert np.array_equal(second.mask.copy(), painted)
+        controller.close()
     finally:
         second.shutdown()
 

@@ -1,13 +1,15 @@
 """Autosave the user's work so that a crash or a kill loses at most a few seconds of it.
 
-What is saved: the painted mask, the loaded photo's path and the parameters — the things a user spends
-time on. The result image is not: it can be computed again.
+What is saved: the painted mask, the loaded photo's path (or, for a pasted photo that has no file, its
+pixels) and the parameters — the things a user spends time on. The result image is not: it can be
+computed again.
 
 Layout: every running session owns a *slot*, a folder ``<folder>/session-<pid>-<start>/`` with
 
 - ``owner.json`` — the owner's PID, host and process start time, written when the slot is opened;
 - ``state.json`` — photo path, parameters, free-form extras, the name of the current mask file and a
   heartbeat (``saved_at``); it is written last, atomically, so it always names a complete mask file;
+- ``image-<n>.png`` — a pasted photo's pixels (16-bit PNG), written only when the photo changes;
 - ``mask-<n>.npz`` — the mask as packed bits (``numpy.savez_compressed``, read back with
   ``allow_pickle=False``: nothing in an autosave can run code). A new file is written only when the mask
   changed; older ones are removed after ``state.json`` points past them.
@@ -24,6 +26,7 @@ The module is Qt-free: the GUI's timer calls :meth:`AutosaveStore.save` every fe
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import os
@@ -53,6 +56,9 @@ class AutosaveState:
     image_path: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
     mask: np.ndarray | None = None
+    #: a photo without a file (pasted): its pixels as PNG bytes, and the name it was shown under
+    image_png: bytes | None = None
+    image_name: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     saved_at: float = 0.0  # time.time() of the save; filled in on restore
     slot: str = ""  # the slot it came from; filled in on restore
@@ -180,6 +186,8 @@ class AutosaveStore:
         self._generation = 0
         self._mask_key: tuple[tuple[int, int], bytes] | None = None
         self._mask_name: str | None = None
+        self._image_key: bytes | None = None  # digest of the pasted photo's PNG last written
+        self._image_file: str | None = None
         self._opened = False
 
     # -- this session ------------------------------------------------------------------------------
@@ -206,6 +214,17 @@ class AutosaveStore:
             mask_name = self._mask_name
         else:
             self._mask_key = self._mask_name = None
+        image_file = None
+        if state.image_png is not None:
+            digest = hashlib.sha256(state.image_png).digest()
+            if digest != self._image_key:  # a pasted photo is written once, not at every save
+                self._generation += 1
+                self._image_file = f"image-{self._generation}.png"
+                atomic_write_bytes(self.slot / self._image_file, state.image_png, overwrite=True)
+                self._image_key = digest
+            image_file = self._image_file
+        else:
+            self._image_key = self._image_file = None
         doc = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
@@ -214,19 +233,23 @@ class AutosaveStore:
             "params": state.params,
             "extra": state.extra,
             "mask": mask_name,
+            "image": image_file,
+            "image_name": state.image_name if image_file else None,
         }
         text = json.dumps(doc, indent=1, default=_json_default) + "\n"
         atomic_write_text(self.slot / "state.json", text, overwrite=True)
-        for old in self.slot.glob("mask-*.npz"):  # only after state.json no longer names them
-            if old.name != mask_name:
-                with contextlib.suppress(OSError):
-                    old.unlink()
+        for pattern, keep in (("mask-*.npz", mask_name), ("image-*.png", image_file)):
+            for old in self.slot.glob(pattern):  # only after state.json no longer names them
+                if old.name != keep:
+                    with contextlib.suppress(OSError):
+                        old.unlink()
 
     def close(self) -> None:
         """A clean exit: nothing is left to recover, so the slot goes."""
         shutil.rmtree(self.slot, ignore_errors=True)
         self._opened = False
         self._mask_key = self._mask_name = None
+        self._image_key = self._image_file = None
 
     # -- what earlier sessions left ----------------------------------------------------------------
     def _slot_orphaned(self, slot: Path) -> bool:
@@ -304,6 +327,14 @@ class AutosaveStore:
                 state.mask = decode_mask(mask_path.read_bytes())
             except (OSError, ValueError) as exc:
                 state.extra["restore_warning"] = f"the autosaved mask could not be read ({exc})"
+        image_file = doc.get("image")
+        if isinstance(image_file, str):
+            try:  # the bytes are checked when the window decodes them, as any pasted image is
+                state.image_png = (slot / Path(image_file).name).read_bytes()
+            except OSError as exc:
+                state.extra["restore_warning"] = f"the autosaved photo could not be read ({exc})"
+            name = doc.get("image_name")
+            state.image_name = name if isinstance(name, str) else None
         return state
 
     def discard(self, orphan: Orphan | Path | None = None) -> int:

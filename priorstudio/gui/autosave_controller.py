@@ -41,7 +41,12 @@ def _params_of(state: dict[str, Any]) -> dict[str, Any]:
 def describe_orphan(orphan: Orphan, state: AutosaveState) -> str:
     """One short paragraph for the restore question: what would come back, and from when."""
     when = time.strftime("%Y-%m-%d %H:%M", time.localtime(state.saved_at or orphan.saved_at))
-    photo = Path(state.image_path).name if state.image_path else "no photo"
+    if state.image_path:
+        photo = Path(state.image_path).name
+    elif state.image_png is not None:
+        photo = f"{state.image_name or 'pasted image'} (pasted; its pixels were kept)"
+    else:
+        photo = "no photo"
     parts = [f"PriorStudio did not close normally. Work saved at {when} can be restored:", f"photo: {photo}"]
     if state.mask is not None and state.mask.any():
         parts.append(f"painted mask: {100 * float(state.mask.mean()):.1f}% of the image")
@@ -77,17 +82,32 @@ class AutosaveController(QtCore.QObject):
         self.saves = 0
         self.last_error = ""  # why the last save failed ("" while saves succeed)
         self._last_signature: str | None = None
+        self._photo_png: tuple[int, bytes] | None = None  # (id of the pasted photo, its PNG): encoded once
         self.timer = QtCore.QTimer(self)
         self.timer.setInterval(interval_ms)
         self.timer.timeout.connect(self.save_now)
         self.timer.start()
 
     def _signature(self, state: dict[str, Any]) -> str:
+        photo = state.get("photo")
         return json.dumps(
-            {"path": state.get("image_path"), "params": _params_of(state), "mask": state.get("mask_version")},
+            {
+                "path": state.get("image_path"),
+                "photo": None if photo is None else id(photo),
+                "params": _params_of(state),
+                "mask": state.get("mask_version"),
+            },
             sort_keys=True,
             default=str,
         )
+
+    def _png_of(self, photo: Any) -> bytes:
+        """A pasted photo as 16-bit PNG bytes (8-bit pixels come back exactly), encoded once per photo."""
+        from priorstudio.core.imageio import encode_image
+
+        if self._photo_png is None or self._photo_png[0] != id(photo):
+            self._photo_png = (id(photo), encode_image(photo, "PNG", bit_depth=16))
+        return self._photo_png[1]
 
     def save_now(self) -> bool:
         """Write the session's state if it changed since the last save; True when something was written.
@@ -96,14 +116,21 @@ class AutosaveController(QtCore.QObject):
         ``last_error`` and the next tick tries again.
         """
         state = self.window.session_state()
-        if state.get("image_path") is None and state.get("mask") is None:
-            return False  # nothing the user made yet
+        photo = state.get("photo")
+        if state.get("image_path") is None and photo is None:
+            return False  # no photo yet: nothing the user made
         signature = self._signature(state)
         if signature == self._last_signature:
             return False
         try:
             self.store.save(
-                AutosaveState(image_path=state.get("image_path"), params=_params_of(state), mask=state.get("mask"))
+                AutosaveState(
+                    image_path=state.get("image_path"),
+                    params=_params_of(state),
+                    mask=state.get("mask"),
+                    image_png=None if photo is None else self._png_of(photo),
+                    image_name=state.get("photo_name") if photo is not None else None,
+                )
             )
         except OSError as exc:
             self.last_error = str(exc)
@@ -126,7 +153,7 @@ class AutosaveController(QtCore.QObject):
         restored = False
         for orphan in self.store.pending():
             state = self.store.restore(orphan)
-            worth_asking = state is not None and (state.image_path or state.mask is not None)
+            worth_asking = state is not None and (state.image_path or state.image_png is not None)
             if worth_asking and ask(describe_orphan(orphan, state)):
                 restored = apply_state(self.window, state, locate)
             self.store.discard(orphan)
@@ -168,6 +195,11 @@ def apply_state(window: Any, state: AutosaveState, locate: Callable[[str], str |
                 return False
         if not window.open_path(path):
             return False
+    elif state.image_png is not None:
+        if not window.open_bytes(state.image_png, state.image_name or "pasted image"):
+            return False
+    else:
+        return False  # no photo to put a mask or parameters on
     params = state.params or {}
     algorithm = dict(params.get("algorithm") or {})
     method = algorithm.pop("method", None)

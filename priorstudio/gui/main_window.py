@@ -1365,7 +1365,8 @@ class MainWindow(QtWidgets.QMainWindow):
     # settings, autosave seam, closing
     # ================================================================================================
     def session_state(self) -> dict[str, Any]:
-        """What an autosave keeps: the photo's path, the panels' values, the mask (bool H×W) and its version."""
+        """What an autosave keeps: the photo's path (or a pasted photo itself), the panels' values, the mask
+        (bool H×W) and its version."""
         return {
             "image_path": self.photo_path,
             "degradation": self.degradation.state(),
@@ -1373,6 +1374,9 @@ class MainWindow(QtWidgets.QMainWindow):
             "model": self.denoisers.model,
             "mask": self.mask.copy() if self.mask is not None else None,
             "mask_version": self.mask.version if self.mask is not None else 0,
+            # a photo without a file (pasted) can only come back from its pixels
+            "photo": self.photo if self.photo_path is None else None,
+            "photo_name": self.photo_name,
         }
 
     def _restore_settings(self) -> None:
