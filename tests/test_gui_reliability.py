@@ -588,6 +588,50 @@ def test_opening_a_photo_mid_run_ends_that_run_cleanly(window, qtbot, photo: Pat
     assert run_to_end(qtbot, window) is not None
 
 
+class FailingAfter:
+    """A denoiser that raises, as a bug or an out-of-memory would, once ``budget["calls"]`` calls are used up
+    (None: never)."""
+
+    def __init__(self, inner, budget: dict) -> None:
+        self.inner, self.budget = inner, budget
+        self.channels, self.device, self.name = inner.channels, inner.device, inner.name
+        self.description = getattr(inner, "description", inner.name)
+
+    def __call__(self, y):
+        if self.budget["calls"] is not None:
+            self.budget["calls"] -= 1
+            if self.budget["calls"] < 0:
+                raise RuntimeError("out of memory (simulated)")
+        return self.inner(y)
+
+
+@pytest.mark.parametrize("calls", [0, 5])
+def test_a_run_that_fails_keeps_what_it_reached_or_what_there_was(qtbot, settings, photo: Path, calls) -> None:
+    """Failing part-way keeps the newest estimate to save; failing at once gives the previous result back."""
+    budget: dict = {"calls": None}
+    window = make_window(qtbot, settings, denoiser_factory=lambda c: FailingAfter(tiny_fast_denoiser(c), budget))
+    try:
+        assert window.open_path(photo)
+        window.degradation.set_task("denoise")
+        quick(window)
+        assert run_to_end(qtbot, window) is not None
+        before = window.result.clone()
+        window.result_saved = False  # an earlier result the user has not saved yet
+        budget["calls"] = calls
+        quick(window, max_steps=50, sigma_L=1e-4)
+        with qtbot.waitSignal(window.runFinished, timeout=30_000):
+            assert window.start_run(), window.errors
+        assert window.errors and "out of memory" in window.errors[-1][1]
+        assert window.result is not None and not window.result_saved
+        assert window.actions["save"].isEnabled()
+        if calls == 0:
+            assert torch.equal(window.result, before)
+        else:
+            assert "is kept" in window.errors[-1][1] and not torch.equal(window.result, before)
+    finally:
+        window.shutdown()
+
+
 def test_every_documented_window_case_has_a_test() -> None:
     """A row whose app column describes what the window does (not "(not applicable)" and the like) must
     name a test of this file, and that test must mention the row's case where it lists cases by name."""

@@ -136,6 +136,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.result: torch.Tensor | None = None
         self.result_saved = True
         self.result_path: str | None = None
+        self._previous_result: tuple[torch.Tensor | None, bool, str | None] = (None, True, None)
         self.last_record: StepRecord | None = None
         self.record: RunRecord | None = None
         self.progress: RunProgress | None = None
@@ -1066,6 +1067,8 @@ class MainWindow(QtWidgets.QMainWindow):
         metrics = MetricsTap(truth) if truth is not None else None
 
         self.plan = plan
+        # kept until the run gives a result of its own: a run that fails with nothing to show gives it back
+        self._previous_result = (self.result, self.result_saved, self.result_path)
         self.result = None
         self.result_saved = True
         self.result_path = None
@@ -1319,6 +1322,16 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _on_failed(self, message: str) -> None:
         self._run_ended()
+        partial = self.controller.partial
+        plan = self.plan
+        if partial is not None and partial.image is not None and plan is not None and self.photo is not None:
+            self.result = plan.compose(self.photo, partial.image)  # what the run reached, to look at or save
+            self.result_saved = False
+            self.last_record = partial
+            message += f" (the estimate of step {partial.t} is kept)"
+        elif self.result is None:
+            self.result, self.result_saved, self.result_path = self._previous_result
+        self._previous_result = (None, True, None)
         self._repaint()
         self.actions["pause"].setChecked(False)
         self.run_label.setText(f"failed: {message}")

@@ -282,6 +282,8 @@ class SamplerWorker(QObject):
         self._stream: StepStream | None = None
         self.steps_done = 0
         self.frames_emitted = 0
+        #: when the run failed after some steps: its last record, with the newest estimate (else None)
+        self.partial: StepRecord | None = None
 
     # -- control, from any thread ----------------------------------------------------------------------
     def request_stop(self) -> None:
@@ -346,10 +348,12 @@ class SamplerWorker(QObject):
                 if record.is_last:
                     break
         except PriorStudioError as error:
+            self._keep_partial(last, last_image)
             self._flush()
             self.failed.emit(str(error))
             return
         except Exception as error:  # a bug or an out-of-memory: report it, keep the application alive
+            self._keep_partial(last, last_image)
             self._flush()
             detail = "".join(traceback.format_exception_only(type(error), error)).strip()
             self.failed.emit(f"the run failed: {detail}")
@@ -373,6 +377,12 @@ class SamplerWorker(QObject):
                 self._flush(display_frame(last.t, last.image, last.sigma, True))
         self._flush()
         self.finished.emit(last)
+
+    def _keep_partial(self, last: StepRecord | None, last_image: Any) -> None:
+        """A run that fails part-way still has its newest estimate: keep it (before ``failed``) to be saved."""
+        if last is not None and last_image is not None:
+            last.image = last_image
+            self.partial = last
 
     def _flush(self, frame: Frame | None = None) -> None:
         """Hand the GUI the steps gathered since the last update (and ``frame``), as one signal."""
@@ -550,6 +560,15 @@ class RunController(ThreadedController):
     def is_paused(self) -> bool:
         return self._worker is not None and self._worker.is_paused
 
+    #: the last run's newest estimate when it failed part-way (see SamplerWorker.partial), else None
+    partial: StepRecord | None = None
+
+    @Slot(str)
+    def _on_failed(self, message: str) -> None:
+        if not self._detached:
+            self.partial = getattr(self._worker, "partial", None)
+        super()._on_failed(message)
+
     def start(
         self,
         make_stream: Callable[[], StepStream],
@@ -560,6 +579,7 @@ class RunController(ThreadedController):
         metrics: MetricsTap | None = None,
     ) -> SamplerWorker:
         self._ensure_idle()
+        self.partial = None
         worker = SamplerWorker(make_stream, max_fps=max_fps, sinks=sinks, start_paused=start_paused, metrics=metrics)
         worker.update.connect(self._on_update)
         self._launch(worker, "priorstudio-sampler", ("paused", "resumed"))
