@@ -240,3 +240,75 @@ def test_torchrun_two_processes_agree(image_dir: Path, tmp_path: Path) -> None:
     blob = load_weights_file(out)
     assert blob["training"]["world_size"] == 2
     assert load_denoiser(out, channels=1, device="cpu")(torch.rand(1, 1, 16, 16)).shape == (1, 1, 16, 16)
+
+
+# -- devices ---------------------------------------------------------------------------------------------------
+class _OnDevice(torch.nn.Module):
+    """A stand-in network whose weights live on another device (``meta``: no GPU needed)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.ones(1, device="meta"))
+        self.inputs: list[torch.device] = []
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        self.inputs.append(y.device)
+        return y * self.w
+
+
+def test_validation_runs_on_the_networks_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    from priorstudio.core.denoisers import training
+
+    seen: list[tuple[torch.device, torch.device]] = []
+
+    def fake_psnr(x: torch.Tensor, ref: torch.Tensor) -> float:
+        seen.append((x.device, ref.device))
+        return 30.0
+
+    monkeypatch.setattr(training, "psnr", fake_psnr)
+    net = _OnDevice()
+    images = [torch.rand(1, 8, 8), torch.rand(1, 8, 10)]
+    assert training.validate(net, images) == {"psnr_15": 30.0, "psnr_25": 30.0, "psnr_50": 30.0}
+    meta = torch.device("meta")
+    assert net.inputs == [meta] * 6 and seen == [(meta, meta)] * 6
+
+
+def test_validation_on_the_cpu_is_unchanged() -> None:
+    """The figures are those of the noisy images drawn, in order, from the CPU generator seeded 1234."""
+    from priorstudio.core.denoisers.training import psnr, validate
+
+    torch.manual_seed(0)
+    net = torch.nn.Conv2d(1, 1, 3, padding=1, bias=False)
+    images = [torch.rand(1, 8, 8), torch.rand(1, 9, 7)]
+    gen = torch.Generator().manual_seed(1234)
+    expected = {}
+    with torch.no_grad():
+        for s in (15, 25, 50):
+            vals = [
+                psnr(net(x + (s / 255.0) * torch.randn(x.shape, generator=gen)), x) for x in (i[None] for i in images)
+            ]
+            expected[f"psnr_{s}"] = float(np.mean(vals))
+    assert validate(net, images) == expected
+
+
+def test_each_rank_trains_on_its_own_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under torchrun the rank's GPU (LOCAL_RANK) is made current, which NCCL needs; without CUDA, the CPU."""
+    from priorstudio.core.denoisers import training
+
+    current: list[torch.device] = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "set_device", current.append)
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert training._training_device() == torch.device("cuda", 1) and current == [torch.device("cuda", 1)]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert training._training_device() == torch.device("cpu") and len(current) == 1
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_training_on_a_gpu(image_dir: Path, tmp_path: Path) -> None:
+    cfg = _cfg(image_dir, tmp_path / "gpu.pt", 6)
+    result = train(cfg, show_progress=False, log=lambda s: None)
+    assert result["step"] == 6 and [h["step"] for h in result["history"]] == [3, 6]
+    assert all(np.isfinite(h["psnr_25"]) for h in result["history"])
+    resumed_cfg = _cfg(image_dir, tmp_path / "gpu.pt", 6)
+    assert train(resumed_cfg, resume=True, show_progress=False, log=lambda s: None)["step"] == 6

@@ -163,13 +163,16 @@ def validate(net: nn.Module, images: list[Tensor], sigmas=VALIDATION_SIGMAS, see
     """Mean PSNR (dB) of blind denoising at each σ (0–255 scale) over the validation images."""
     was_training = net.training
     net.eval()
+    # the noise comes from a CPU generator whatever the device, so a GPU run validates on the same noisy images
     gen = torch.Generator().manual_seed(seed)
+    device = next(net.parameters()).device
     result = {}
     for s in sigmas:
         vals = []
         for img in images:
             x = img.unsqueeze(0)
             y = x + (s / 255.0) * torch.randn(x.shape, generator=gen)
+            x, y = x.to(device), y.to(device)
             vals.append(psnr(net(y), x))
         result[f"psnr_{s}"] = float(np.mean(vals))
     net.train(was_training)
@@ -180,6 +183,15 @@ def _dist_info() -> tuple[int, int]:
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_rank(), torch.distributed.get_world_size()
     return 0, 1
+
+
+def _training_device() -> torch.device:
+    """This process's device: its own GPU under torchrun (LOCAL_RANK), made current for NCCL, else the CPU."""
+    if not torch.cuda.is_available():
+        return torch.device("cpu")
+    device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    torch.cuda.set_device(device)  # before the process group: NCCL talks through the current device
+    return device
 
 
 def _init_distributed() -> bool:
@@ -247,13 +259,11 @@ def train(
 ) -> dict[str, Any]:
     """Run (or resume) a training run; writes ``cfg.out`` (weights) and its checkpoint. Returns a summary."""
     cfg.validate()
+    device = _training_device()
     started_group = _init_distributed()
     rank, world = _dist_info()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    device = (
-        torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))) if torch.cuda.is_available() else torch.device("cpu")
-    )
     bf16 = cfg.bf16 if cfg.bf16 is not None else (device.type == "cuda" or cpu_has_fast_bf16())
 
     files = list_images(cfg.data_dir)
@@ -369,7 +379,8 @@ def train(
     try:
         while step < cfg.steps:
             if world > 1:  # every rank must agree to stop, or the collectives would hang
-                flag = torch.tensor([1.0 if stop_requested["flag"] else 0.0])
+                # on the training device: NCCL (GPUs) only reduces GPU tensors
+                flag = torch.tensor([1.0 if stop_requested["flag"] else 0.0], device=device)
                 torch.distributed.all_reduce(flag)
                 stop_requested["flag"] = flag.item() > 0
             if stop_requested["flag"]:
