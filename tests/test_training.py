@@ -312,3 +312,36 @@ def test_training_on_a_gpu(image_dir: Path, tmp_path: Path) -> None:
     assert all(np.isfinite(h["psnr_25"]) for h in result["history"])
     resumed_cfg = _cfg(image_dir, tmp_path / "gpu.pt", 6)
     assert train(resumed_cfg, resume=True, show_progress=False, log=lambda s: None)["step"] == 6
+
+
+# -- training images -------------------------------------------------------------------------------------------
+def test_sixteen_bit_images_keep_their_range(tmp_path: Path) -> None:
+    """A 16-bit gray PNG is scaled to 0–255, not clipped to 255 by Pillow's conversion."""
+    from priorstudio.core.denoisers.training import PatchSampler, _read
+
+    ramp = np.linspace(0, 65535, 64 * 64).round().astype(np.uint16).reshape(64, 64)
+    Image.fromarray(ramp).save(tmp_path / "deep.png")
+    with Image.open(tmp_path / "deep.png") as im:
+        assert im.mode.startswith("I")  # Pillow reads it as a 16-bit image, not as "L"
+    gray = _read(tmp_path / "deep.png", 1)
+    assert gray.dtype == np.uint8 and gray.shape == (64, 64, 1)
+    np.testing.assert_array_equal(gray[..., 0], np.rint(ramp / 65535 * 255).astype(np.uint8))
+    color = _read(tmp_path / "deep.png", 3)
+    assert color.shape == (64, 64, 3) and (color == gray).all()
+    patches = PatchSampler([gray], 32, (1.0,)).sample(16, torch.Generator().manual_seed(0))
+    assert patches.min() < 0.3 and patches.max() > 0.7 and len(patches.unique()) > 100
+
+
+def test_eight_bit_images_are_read_as_before(tmp_path: Path) -> None:
+    """8-bit gray and RGB files keep Pillow's conversion, so existing runs draw the same patches."""
+    from priorstudio.core.denoisers.training import _read
+
+    rng = np.random.default_rng(1)
+    rgb = rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "rgb.png")
+    Image.fromarray(rgb[..., 1]).save(tmp_path / "gray.png")
+    with Image.open(tmp_path / "rgb.png") as im:
+        np.testing.assert_array_equal(_read(tmp_path / "rgb.png", 1)[..., 0], np.asarray(im.convert("L")))
+    np.testing.assert_array_equal(_read(tmp_path / "rgb.png", 3), rgb)
+    np.testing.assert_array_equal(_read(tmp_path / "gray.png", 1)[..., 0], rgb[..., 1])
+    np.testing.assert_array_equal(_read(tmp_path / "gray.png", 3), np.repeat(rgb[..., 1:2], 3, axis=2))

@@ -34,6 +34,7 @@ from priorstudio.core.denoisers.inference import cpu_has_fast_bf16
 from priorstudio.core.denoisers.registry import load_weights_file, network_from_blob, pack_weights, state_digest
 from priorstudio.core.denoisers.widening import can_grow, grow_unet
 from priorstudio.core.errors import ParameterError
+from priorstudio.core.imageio import load_image
 from priorstudio.core.progress import ProgressBar, format_seconds
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
@@ -102,11 +103,19 @@ def data_hash(files: list[Path]) -> str:
 
 
 def _read(path: Path, channels: int) -> np.ndarray:
-    """uint8 (H, W, C) array; training data is read once and kept compact in memory."""
+    """uint8 (H, W, C) array; training data is read once and kept compact in memory.
+
+    8-bit gray and RGB files are converted by Pillow, as they always were (a run's patches stay the same);
+    any other kind (16-bit, gray or color with alpha, palette, CMYK, …) goes through the app's own loader,
+    which keeps its full range instead of Pillow's clipping of 16-bit values to 0/255.
+    """
     with Image.open(path) as im:
-        im = im.convert("L" if channels == 1 else "RGB")
-        arr = np.asarray(im, dtype=np.uint8)
-    return arr[:, :, None] if arr.ndim == 2 else arr
+        if im.mode in ("L", "RGB"):
+            im = im.convert("L" if channels == 1 else "RGB")
+            arr = np.asarray(im, dtype=np.uint8)
+            return arr[:, :, None] if arr.ndim == 2 else arr
+    values = load_image(path, mode="gray" if channels == 1 else "color").numpy().transpose(1, 2, 0)
+    return np.ascontiguousarray(np.rint(values * 255).clip(0, 255).astype(np.uint8))
 
 
 class PatchSampler:
