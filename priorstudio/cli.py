@@ -407,7 +407,14 @@ def _refuse_existing_model(args: argparse.Namespace) -> None:
     out = Path(args.out)
     if out.is_dir():
         raise ParameterError(f"--out {out} is a folder; name the weights file to write, such as model.pt")
-    if args.overwrite or args.resume:
+    if args.overwrite:
+        return
+    if args.resume:  # with nothing to resume, the first save would replace --out with a model trained afresh
+        if out.exists() and not checkpoint_path(out).exists():
+            raise ParameterError(
+                f"--resume: there is no checkpoint {checkpoint_path(out)} to continue from, and {out} exists; "
+                "pass --overwrite to train it again from the start"
+            )
         return
     for path in (out, checkpoint_path(out)):
         if path.exists():

@@ -67,9 +67,20 @@ def test_training_writes_a_self_describing_safe_file(image_dir: Path, tmp_path: 
     assert d(torch.rand(1, 1, 20, 20)).shape == (1, 1, 20, 20)
 
 
+def _stop_at(step: int):
+    """A log that presses Ctrl-C when the run reports its validation at ``step``: it then checkpoints and stops."""
+
+    def log(line: str) -> None:
+        if line.lstrip().startswith(f"step {step}:"):
+            signal.getsignal(signal.SIGINT)(signal.SIGINT, None)  # the handler train() installed
+
+    return log
+
+
 def test_resume_continues_exactly(image_dir: Path, tmp_path: Path) -> None:
     straight = train(_cfg(image_dir, tmp_path / "a.pt", 6), show_progress=False, log=lambda s: None)
-    train(_cfg(image_dir, tmp_path / "b.pt", 3), show_progress=False, log=lambda s: None)
+    stopped = train(_cfg(image_dir, tmp_path / "b.pt", 6), show_progress=False, log=_stop_at(3))
+    assert stopped["interrupted"] and stopped["step"] == 3
     assert checkpoint_path(tmp_path / "b.pt").exists()
     resumed = train(_cfg(image_dir, tmp_path / "b.pt", 6), resume=True, show_progress=False, log=lambda s: None)
     assert resumed["step"] == 6
@@ -345,3 +356,118 @@ def test_eight_bit_images_are_read_as_before(tmp_path: Path) -> None:
     np.testing.assert_array_equal(_read(tmp_path / "rgb.png", 3), rgb)
     np.testing.assert_array_equal(_read(tmp_path / "gray.png", 1)[..., 0], rgb[..., 1])
     np.testing.assert_array_equal(_read(tmp_path / "gray.png", 3), np.repeat(rgb[..., 1:2], 3, axis=2))
+
+
+# -- resuming safely ---------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def finished_run(image_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished 3-step run: its weights file and, beside it, its checkpoint."""
+    out = tmp_path_factory.mktemp("finished") / "model.pt"
+    train(_cfg(image_dir, out, 3), show_progress=False, log=lambda s: None)
+    return out
+
+
+def _resume_copy(finished_run: Path, tmp_path: Path, checkpoint: bytes | None = None) -> Path:
+    out = tmp_path / "model.pt"
+    out.write_bytes(finished_run.read_bytes())
+    checkpoint_path(out).write_bytes(checkpoint_path(finished_run).read_bytes() if checkpoint is None else checkpoint)
+    return out
+
+
+def test_resume_refuses_other_settings(image_dir: Path, finished_run: Path, tmp_path: Path) -> None:
+    out = _resume_copy(finished_run, tmp_path)
+
+    def resume(**changes) -> dict:
+        cfg = _cfg(image_dir, out, 3)
+        for key, value in changes.items():
+            setattr(cfg, key, value)
+        return train(cfg, resume=True, show_progress=False, log=lambda s: None)
+
+    cases = [
+        ({"steps": 6}, r"--steps 3 in the checkpoint, 6 now"),  # another cosine schedule
+        ({"sigma_max": 90 / 255}, r"--sigma-max 102 in the checkpoint, 90 now"),
+        ({"lr": 2e-3, "seed": 7}, r"--lr 0\.001 in the checkpoint, 0\.002 now; --seed 0 in the checkpoint, 7 now"),
+        ({"lr_min": 1e-4}, r"--lr-min 1e-05 in the checkpoint, 0\.0001 now"),
+        ({"warmup": 1}, r"warmup 2 in the checkpoint, 1 now"),
+        ({"patch": 16, "batch": 2}, r"--patch 32 in the checkpoint, 16 now; --batch 4 in the checkpoint, 2 now"),
+        ({"scales": (1.0, 0.5)}, r"scales \[1\.0, 0\.9, 0\.8, 0\.7\] in the checkpoint, \[1\.0, 0\.5\] now"),
+        ({"arch_config": {"widths": [8, 16, 32]}}, r"--widths \[8, 16\] in the checkpoint, \[8, 16, 32\] now"),
+        ({"arch_config": {"widths": [8, 16], "tail": 2}}, r"--tail 0 in the checkpoint, 2 now"),
+        ({"channels": 3}, r"channels \(--color\) 1 in the checkpoint, 3 now"),
+        ({"arch": "bfcnn", "arch_config": {"width": 8, "depth": 3}}, r"--arch unet in the checkpoint, bfcnn now"),
+        ({"bf16": True}, r"bf16 False in the checkpoint, True now"),
+    ]
+    before = checkpoint_path(out).read_bytes()
+    for changes, message in cases:
+        if "bf16" in changes and load_weights_file(out)["training"]["bf16"]:
+            changes, message = {"bf16": False}, r"bf16 True in the checkpoint, False now"
+        with pytest.raises(ParameterError, match=r"--resume: .*model\.ckpt\.pt was written by a run with other") as exc:
+            resume(**changes)
+        assert re.search(message, str(exc.value)), (changes, str(exc.value))
+        assert "--overwrite" in str(exc.value)
+    assert checkpoint_path(out).read_bytes() == before  # nothing was written
+
+    # the data is compared by content: a copy elsewhere resumes, a changed image does not
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for p in image_dir.iterdir():
+        (copy / p.name).write_bytes(p.read_bytes())
+    assert train(_cfg(copy, out, 3), resume=True, show_progress=False, log=lambda s: None)["step"] == 3
+    Image.fromarray(np.full((48, 56), 99, np.uint8)).save(copy / "im1.png")
+    with pytest.raises(ParameterError, match=r"training data [0-9a-f]{12}… in the checkpoint, [0-9a-f]{12}… now"):
+        train(_cfg(copy, out, 3), resume=True, show_progress=False, log=lambda s: None)
+
+
+def test_resume_refuses_a_damaged_checkpoint(image_dir: Path, finished_run: Path, tmp_path: Path) -> None:
+    import struct
+    import zipfile
+
+    good = checkpoint_path(finished_run).read_bytes()
+    with zipfile.ZipFile(checkpoint_path(finished_run)) as archive:
+        members = [m for m in archive.infolist() if "/data/" in m.filename and m.file_size > 0]
+        contents = {m.filename: archive.read(m) for m in members}
+    assert len(members) > 10  # weights, the optimizer's moments, the generator state…
+    for member in (members[0], members[len(members) // 2], members[-1]):
+        name_len, extra_len = struct.unpack("<HH", good[member.header_offset + 26 : member.header_offset + 30])
+        start = member.header_offset + 30 + name_len + extra_len  # the local header pads its extra field
+        assert member.compress_type == zipfile.ZIP_STORED
+        assert good[start : start + member.file_size] == contents[member.filename]
+        damaged = bytearray(good)
+        damaged[start + member.file_size // 2] ^= 0x10  # one flipped bit in the tensor data
+        out = _resume_copy(finished_run, tmp_path, bytes(damaged))
+        with pytest.raises(ParameterError, match=r"--resume: .*model\.ckpt\.pt.* corrupt.*--overwrite"):
+            train(_cfg(image_dir, out, 3), resume=True, show_progress=False, log=lambda s: None)
+    out = _resume_copy(finished_run, tmp_path, good[: len(good) // 2])
+    with pytest.raises(ParameterError, match=r"--resume: .*model\.ckpt\.pt.* corrupt or truncated"):
+        train(_cfg(image_dir, out, 3), resume=True, show_progress=False, log=lambda s: None)
+    out = _resume_copy(finished_run, tmp_path, good)
+    assert train(_cfg(image_dir, out, 3), resume=True, show_progress=False, log=lambda s: None)["step"] == 3
+
+
+def test_resume_without_a_checkpoint_keeps_an_existing_model(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--resume` with nothing to resume would train afresh and replace --out: refused unless --overwrite."""
+    from priorstudio.cli import main
+    from priorstudio.core.denoisers import training
+
+    runs: list[bool] = []
+
+    def fake_train(cfg, resume: bool = False, **kwargs):
+        runs.append(resume)
+        return {"rank": 0, "step": cfg.steps, "weights_sha256": "0" * 64, "interrupted": False}
+
+    monkeypatch.setattr(training, "train", fake_train)
+    model = tmp_path / "model.pt"
+    model.write_bytes(b"hours of training")
+    argv = ["train", str(tmp_path), "--out", str(model), "-q", "--resume"]
+    assert main(argv) == 2 and runs == []
+    err = capsys.readouterr().err
+    assert "no checkpoint" in err and "model.ckpt.pt" in err and "--overwrite" in err
+    assert model.read_bytes() == b"hours of training"
+    assert main([*argv, "--overwrite"]) == 0 and runs == [True]
+    checkpoint_path(model).write_bytes(b"an unfinished run")
+    assert main(argv) == 0 and runs == [True, True]
+    model.unlink()
+    checkpoint_path(model).unlink()
+    assert main(argv) == 0 and runs == [True, True, True]  # nothing at all: a fresh run, nothing replaced

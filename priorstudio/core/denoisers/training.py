@@ -3,7 +3,9 @@
 Recipe (ALGORITHMS.md §1): random patches with scale/flip/rotation augmentation; σ drawn per patch from
 U[0, σ_max] and never shown to the network (blind); MSE between D(x + σz) and x; Adam with cosine decay.
 Checkpoints (every few minutes, on Ctrl-C/SIGTERM and at the end) hold everything needed to resume
-bit-for-bit: weights, optimizer, step, RNG state. They load with ``weights_only=True`` like any weights file.
+bit-for-bit: weights, optimizer, step, RNG state. They load with ``weights_only=True`` like any weights file,
+carry a checksum over all of it, and are refused when damaged or when the resuming run's settings or data
+differ from those they were written by.
 
 Data-parallel training uses PyTorch's own engine: run under ``torchrun --nproc_per_node=N`` and each rank
 draws its own patches, gradients are averaged by DistributedDataParallel (gloo on CPU, nccl on GPUs);
@@ -33,7 +35,7 @@ from priorstudio.core.denoisers.architectures import build_network, count_parame
 from priorstudio.core.denoisers.inference import cpu_has_fast_bf16
 from priorstudio.core.denoisers.registry import load_weights_file, network_from_blob, pack_weights, state_digest
 from priorstudio.core.denoisers.widening import can_grow, grow_unet
-from priorstudio.core.errors import ParameterError
+from priorstudio.core.errors import ParameterError, WeightsError
 from priorstudio.core.imageio import load_image
 from priorstudio.core.progress import ProgressBar, format_seconds
 
@@ -259,6 +261,114 @@ def checkpoint_path(out: str | Path) -> Path:
     return out.with_name(out.stem + ".ckpt.pt")
 
 
+def checkpoint_digest(state: dict[str, Any]) -> str:
+    """SHA-256 over everything in a checkpoint but its checksums: tensors by their bytes, the rest by ``repr``.
+
+    ``state_sha256`` covers only the weights; this also covers the optimizer's moments, the generators and the
+    bookkeeping, none of which the zip archive torch writes checks when it is read back.
+    """
+    h = hashlib.sha256()
+
+    def walk(name: str, value: Any) -> None:
+        if isinstance(value, Tensor):
+            t = value.detach().cpu().contiguous()
+            h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+        elif isinstance(value, dict):
+            for key, item in sorted(value.items(), key=lambda kv: str(kv[0])):
+                walk(f"{name}.{key}", item)
+        elif isinstance(value, (list, tuple)):
+            h.update(f"{name}|{type(value).__name__}|{len(value)}|".encode())
+            for i, item in enumerate(value):
+                walk(f"{name}[{i}]", item)
+        else:
+            h.update(f"{name}={value!r}|".encode())
+
+    walk("", {k: v for k, v in state.items() if k not in ("state_sha256", "checkpoint_sha256")})
+    return h.hexdigest()
+
+
+# Settings a resumed run must share with the run that wrote the checkpoint, as the command line names them.
+_RESUME_SETTINGS = {
+    "steps": "--steps",
+    "sigma_max": "--sigma-max",
+    "lr": "--lr",
+    "lr_min": "--lr-min",
+    "warmup": "warmup",
+    "patch": "--patch",
+    "batch": "--batch",
+    "seed": "--seed",
+    "scales": "scales",
+}
+_ARCH_OPTIONS = {
+    "channels": "channels (--color)",
+    "widths": "--widths",
+    "tail": "--tail",
+    "width": "--width",
+    "depth": "--depth",
+}
+
+
+def _shown(key: str, value: Any) -> str:
+    if key == "sigma_max" and isinstance(value, (int, float)):
+        return f"{value * 255:g}"  # --sigma-max is on the 0–255 scale
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(str(v) for v in value) + "]"
+    return "(none)" if value is None else str(value)
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    return a == b
+
+
+def _read_checkpoint(ckpt: Path, cfg: TrainConfig, net: nn.Module, data_digest: str) -> dict[str, Any]:
+    """The checkpoint to resume from, checked whole and against this run's settings; ParameterError otherwise."""
+    over = "; pass --overwrite to start the run over"
+    try:
+        state = load_weights_file(ckpt)  # format, safe unpickling, complete archive, weights checksum
+    except WeightsError as exc:
+        detail = str(exc).removesuffix("; download or copy it again")  # advice for bundled weights
+        raise ParameterError(f"--resume: cannot continue from {ckpt}: {detail}{over}") from None
+    missing = [k for k in ("optimizer", "step", "history", "generator_state", "training") if k not in state]
+    if missing or not isinstance(state["training"], dict):
+        what = missing[0] if missing else "training settings"
+        raise ParameterError(f"--resume: {ckpt} is not a training checkpoint (it has no {what}){over}")
+    expected = state.get("checkpoint_sha256")
+    if expected is not None and checkpoint_digest(state) != expected:  # checkpoints before checksums: none
+        raise ParameterError(
+            f"--resume: the checkpoint {ckpt} is corrupt: it does not match the checksum it was saved with "
+            f"(the file was damaged after it was written){over}"
+        )
+    training = state["training"]
+    diffs = []
+    if state["arch"] != cfg.arch:
+        diffs.append(f"--arch {state['arch']} in the checkpoint, {cfg.arch} now")
+    have, want = state["arch_config"], dict(net.config)  # type: ignore[arg-type]
+    for key in sorted(set(have) | set(want)):
+        old, new = have.get(key, 0 if key == "tail" else None), want.get(key, 0 if key == "tail" else None)
+        if not _same(old, new):
+            diffs.append(f"{_ARCH_OPTIONS.get(key, key)} {_shown(key, old)} in the checkpoint, {_shown(key, new)} now")
+    for key, name in _RESUME_SETTINGS.items():
+        if key in training and not _same(training[key], getattr(cfg, key)):
+            diffs.append(f"{name} {_shown(key, training[key])} in the checkpoint, {_shown(key, getattr(cfg, key))} now")
+    if cfg.bf16 is not None and training.get("bf16") is not None and bool(training["bf16"]) != cfg.bf16:
+        diffs.append(f"bf16 {bool(training['bf16'])} in the checkpoint, {cfg.bf16} now")
+    if state.get("data_hash") and state["data_hash"] != data_digest:
+        diffs.append(
+            f"training data {state['data_hash'][:12]}… in the checkpoint, {data_digest[:12]}… now "
+            "(compared by the files' names and contents)"
+        )
+    if diffs:
+        raise ParameterError(
+            f"--resume: {ckpt} was written by a run with other settings: "
+            + "; ".join(diffs)
+            + "; resume with the same settings, or pass --overwrite to start over"
+        )
+    return state
+
+
 def train(
     cfg: TrainConfig,
     *,
@@ -303,7 +413,7 @@ def train(
     ckpt = checkpoint_path(cfg.out)
     ckpt.parent.mkdir(parents=True, exist_ok=True)
     if resume and ckpt.exists():
-        state = torch.load(ckpt, map_location="cpu", weights_only=True)
+        state = _read_checkpoint(ckpt, cfg, net, digest)
         net.load_state_dict(state["state_dict"])
         opt.load_state_dict(state["optimizer"])
         step, history, cpu_seconds = (
@@ -371,6 +481,7 @@ def train(
                 "world_size": world,
             }
         )
+        state["checkpoint_sha256"] = checkpoint_digest(state)
         tmp = ckpt.with_name(ckpt.name + ".tmp")
         torch.save(state, tmp)
         tmp.replace(ckpt)
