@@ -430,10 +430,11 @@ def train(
     elif resume and rank == 0:
         log(f"no checkpoint at {ckpt}; starting fresh")
 
-    model: nn.Module = net
+    # channels_last before DDP wraps the network: DDP lays out its gradient buckets after the parameters as they
+    # are when it is built, and a later change of layout scrambled the gradients it averaged in its first step
+    model: nn.Module = net.to(memory_format=torch.channels_last)
     if world > 1:
         model = nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
-    model = model.to(memory_format=torch.channels_last)
 
     stop_requested = {"flag": False}
 
