@@ -85,8 +85,25 @@ def test_resume_continues_exactly(image_dir: Path, tmp_path: Path) -> None:
     resumed = train(_cfg(image_dir, tmp_path / "b.pt", 6), resume=True, show_progress=False, log=lambda s: None)
     assert resumed["step"] == 6
     assert resumed["weights_sha256"] == straight["weights_sha256"]
+    # the smoothed loss carries on too: the validation history is that of the run that never stopped
+    assert [h["step"] for h in resumed["history"]] == [3, 6]
+    assert resumed["history"] == straight["history"]
+    assert load_weights_file(tmp_path / "b.pt")["validation_history"] == straight["history"]
     fresh = train(_cfg(image_dir, tmp_path / "c.pt", 4), show_progress=False, log=lambda s: None)
     assert fresh["weights_sha256"] != straight["weights_sha256"]
+
+
+def test_resume_keeps_the_runs_bf16_choice(image_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whether to compute in bf16 is decided when a run begins, not again on the machine that resumes it."""
+    from priorstudio.core.denoisers import training
+
+    monkeypatch.setattr(training, "cpu_has_fast_bf16", lambda: False)
+    straight = train(_cfg(image_dir, tmp_path / "a.pt", 6), show_progress=False, log=lambda s: None)
+    train(_cfg(image_dir, tmp_path / "b.pt", 6), show_progress=False, log=_stop_at(3))
+    monkeypatch.setattr(training, "cpu_has_fast_bf16", lambda: True)
+    resumed = train(_cfg(image_dir, tmp_path / "b.pt", 6), resume=True, show_progress=False, log=lambda s: None)
+    assert resumed["weights_sha256"] == straight["weights_sha256"]
+    assert load_weights_file(tmp_path / "b.pt")["training"]["bf16"] is False
 
 
 def test_fine_tune_starts_from_weights_and_keeps_lineage(image_dir: Path, tmp_path: Path) -> None:
@@ -175,6 +192,22 @@ def _env() -> dict[str, str]:
     return env
 
 
+def _torchrun(cmd: list[str], timeout: float = 240, **env: str) -> subprocess.CompletedProcess:
+    """Run torchrun; a run that hangs is stopped with its workers (which torchrun starts in sessions of their own)."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**_env(), **env})
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.terminate()  # torchrun then stops its workers: SIGTERM, and SIGKILL half a minute later
+        try:
+            stdout, stderr = proc.communicate(timeout=90)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            stdout, stderr = "", ""
+        pytest.fail(f"torchrun still running after {timeout} s:\n{stdout}\n{stderr}")
+    return subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
+
+
 @pytest.mark.slow
 def test_ctrl_c_saves_and_exits_cleanly(image_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "interrupted.pt"
@@ -251,6 +284,69 @@ def test_torchrun_two_processes_agree(image_dir: Path, tmp_path: Path) -> None:
     blob = load_weights_file(out)
     assert blob["training"]["world_size"] == 2
     assert load_denoiser(out, channels=1, device="cpu")(torch.rand(1, 1, 16, 16)).shape == (1, 1, 16, 16)
+
+    # Ctrl-C at step 2 (checkpointing every step meanwhile), then --resume: the same weights as the run above
+    driver = _torchrun_driver(tmp_path)
+    stopped_out = tmp_path / "stopped.pt"
+    argv = [a if a != str(out) else str(stopped_out) for a in cmd[cmd.index("train") :]]
+    stopped = _torchrun([*cmd[:5], str(driver), *argv, "--checkpoint-minutes", "0"], STOP_AT_STEP="2")
+    assert stopped.returncode != 0 and "stopped at step 2" in stopped.stdout, stopped.stdout + stopped.stderr
+    checkpoint = load_weights_file(checkpoint_path(stopped_out))
+    assert checkpoint["step"] == 2 and checkpoint["generator_states"].shape[0] == 2
+    resumed = _torchrun([*cmd[:5], str(driver), *argv, "--resume"])
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "resumed from" in resumed.stdout
+    again = dict(re.findall(r"rank (\d) weights sha256 ([0-9a-f]{64})", resumed.stdout))
+    assert again == digests, resumed.stdout
+    assert load_weights_file(stopped_out)["validation_history"] == blob["validation_history"]
+
+
+def _torchrun_driver(folder: Path) -> Path:
+    """`priorstudio` under torchrun, but rank 0 presses Ctrl-C when it logs step $STOP_AT_STEP, and rank 1 may
+    be told to look for its checkpoint beside another --out ($RANK1_OUT)."""
+    driver = folder / "driver.py"
+    driver.write_text(
+        """
+import os, signal, sys
+from priorstudio import cli
+from priorstudio.core.denoisers import training
+
+real_train = training.train
+stop_at = os.environ.get("STOP_AT_STEP")
+
+def log(line):
+    print(line, flush=True)
+    if stop_at and line.lstrip().startswith(f"step {stop_at}:"):
+        signal.getsignal(signal.SIGINT)(signal.SIGINT, None)
+
+def train(cfg, **kwargs):
+    if os.environ.get("RANK1_OUT") and os.environ["RANK"] == "1":
+        cfg.out = os.environ["RANK1_OUT"]
+    return real_train(cfg, **{**kwargs, "log": log})
+
+training.train = train
+sys.exit(cli.main(sys.argv[1:]))
+"""
+    )
+    return driver
+
+
+@pytest.mark.slow
+def test_torchrun_ranks_must_agree_on_the_checkpoint(image_dir: Path, tmp_path: Path) -> None:
+    """A rank that finds no checkpoint (say, on another machine) would start afresh: every rank refuses."""
+    from priorstudio.cli import main
+
+    out = tmp_path / "model.pt"
+    argv = ["train", str(image_dir), "--out", str(out), "--widths", "8,16", "--patch", "32", "--batch", "4"]
+    argv += ["--steps", "3", "--epoch-steps", "3", "--val-split", "2", "--threads", "1", "-q"]
+    assert main(argv) == 0  # one process: a finished run and its checkpoint, at step 3
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone"]
+    done = _torchrun([*cmd, str(_torchrun_driver(tmp_path)), *argv, "--resume"], 120, RANK1_OUT=str(tmp_path / "b.pt"))
+    assert done.returncode != 0
+    # both ranks refuse (torchrun may stop the second before it prints), and neither trains
+    message = r"error: --resume: the ranks do not agree on the checkpoint .*\(rank 0: step 3, rank 1: no checkpoint\)"
+    assert re.search(message + "; every rank must see the same checkpoint file", done.stderr), done.stderr
+    assert "resumed from" not in done.stdout and "weights sha256" not in done.stdout, done.stdout
 
 
 # -- devices ---------------------------------------------------------------------------------------------------

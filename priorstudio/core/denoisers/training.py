@@ -3,9 +3,9 @@
 Recipe (ALGORITHMS.md §1): random patches with scale/flip/rotation augmentation; σ drawn per patch from
 U[0, σ_max] and never shown to the network (blind); MSE between D(x + σz) and x; Adam with cosine decay.
 Checkpoints (every few minutes, on Ctrl-C/SIGTERM and at the end) hold everything needed to resume
-bit-for-bit: weights, optimizer, step, RNG state. They load with ``weights_only=True`` like any weights file,
-carry a checksum over all of it, and are refused when damaged or when the resuming run's settings or data
-differ from those they were written by.
+bit-for-bit: weights, optimizer, step, every rank's patch generator, the smoothed loss, whether bf16 was used.
+They load with ``weights_only=True`` like any weights file, carry a checksum over all of it, and are refused
+when damaged or when the resuming run's settings or data differ from those they were written by.
 
 Data-parallel training uses PyTorch's own engine: run under ``torchrun --nproc_per_node=N`` and each rank
 draws its own patches, gradients are averaged by DistributedDataParallel (gloo on CPU, nccl on GPUs);
@@ -369,6 +369,48 @@ def _read_checkpoint(ckpt: Path, cfg: TrainConfig, net: nn.Module, data_digest: 
     return state
 
 
+def _gather_rank_states(gen: torch.Generator, loss_avg: float, world: int, device: torch.device):
+    """Every rank's patch generator state (world × N bytes) and smoothed loss (world), for the checkpoint.
+
+    A collective under torchrun: every rank must call it. The tensors travel on the training device, since
+    NCCL only moves GPU tensors.
+    """
+    state = gen.get_state()
+    loss = torch.tensor([loss_avg], dtype=torch.float64)
+    if world == 1:
+        return state.unsqueeze(0), loss
+    states = [torch.empty_like(state, device=device) for _ in range(world)]
+    losses = [torch.empty_like(loss, device=device) for _ in range(world)]
+    torch.distributed.all_gather(states, state.to(device))
+    torch.distributed.all_gather(losses, loss.to(device))
+    return torch.stack([t.cpu() for t in states]), torch.cat([t.cpu() for t in losses])
+
+
+def _agree_on_resume(step: int, problem: str, ckpt: Path, world: int, device: torch.device) -> str:
+    """Under torchrun, each rank has read the checkpoint (or found none, step -1): they must all resume alike.
+
+    Returns the error every rank then raises, or "" when all ranks resume from the same step.
+    """
+    if world == 1:
+        return problem
+    mine = torch.tensor([step, 1 if problem else 0], dtype=torch.int64, device=device)
+    every = [torch.empty_like(mine) for _ in range(world)]
+    torch.distributed.all_gather(every, mine)
+    steps = [int(t[0]) for t in every]
+    failed = [r for r, t in enumerate(every) if int(t[1])]
+    if problem:
+        return problem
+    if failed:
+        return f"--resume: rank {failed[0]} could not use its checkpoint {ckpt} (its own message says why)"
+    if len(set(steps)) > 1:
+        found = ", ".join(f"rank {r}: {'no checkpoint' if s < 0 else f'step {s}'}" for r, s in enumerate(steps))
+        return (
+            f"--resume: the ranks do not agree on the checkpoint {ckpt} ({found}); every rank must see the "
+            "same checkpoint file"
+        )
+    return ""
+
+
 def train(
     cfg: TrainConfig,
     *,
@@ -409,11 +451,25 @@ def train(
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     gen = torch.Generator().manual_seed(cfg.seed * 1000 + rank)
     step, history, cpu_seconds = 0, [], 0.0
+    loss_avg = float("nan")  # the smoothed loss the progress bar shows and the validation history records
 
     ckpt = checkpoint_path(cfg.out)
     ckpt.parent.mkdir(parents=True, exist_ok=True)
-    if resume and ckpt.exists():
-        state = _read_checkpoint(ckpt, cfg, net, digest)
+    state: dict[str, Any] | None = None
+    if resume:
+        problem = ""
+        if ckpt.exists():
+            try:
+                state = _read_checkpoint(ckpt, cfg, net, digest)
+            except ParameterError as exc:
+                problem = str(exc)
+        # every rank reads the file itself; a rank that finds none (or another step) would start a different run
+        problem = _agree_on_resume(-1 if state is None else int(state["step"]), problem, ckpt, world, device)
+        if problem:
+            if started_group:
+                torch.distributed.destroy_process_group()
+            raise ParameterError(problem)
+    if state is not None:
         net.load_state_dict(state["state_dict"])
         opt.load_state_dict(state["optimizer"])
         step, history, cpu_seconds = (
@@ -421,10 +477,18 @@ def train(
             list(state["history"]),
             float(state.get("train_seconds", 0)),
         )
-        if world == 1 and int(state.get("world_size", 1)) == 1:
-            gen.set_state(state["generator_state"])  # exact continuation of the patch stream
-        else:  # data-parallel: each rank reseeds deterministically from the step it resumes at
+        if state["training"].get("bf16") is not None:
+            bf16 = bool(state["training"]["bf16"])  # as the run began, whatever this machine would choose
+        saved_world = int(state.get("world_size", 1))
+        gen_states, losses = state.get("generator_states"), state.get("loss_avgs")
+        if saved_world == world and gen_states is not None:
+            gen.set_state(gen_states[rank].clone())  # exact continuation of each rank's patch stream
+        elif world == 1 and saved_world == 1:
+            gen.set_state(state["generator_state"])  # a checkpoint from before every rank's state was kept
+        else:  # another number of processes: each rank reseeds deterministically from the step it resumes at
             gen.manual_seed((cfg.seed * 1000 + rank) * 1_000_003 + step)
+        if losses is not None:
+            loss_avg = float(losses[rank if saved_world == world else 0])
         if rank == 0:
             log(f"resumed from {ckpt} at step {step}/{cfg.steps}")
     elif resume and rank == 0:
@@ -469,6 +533,8 @@ def train(
         }
 
     def save() -> None:
+        """Write the checkpoint and the weights; under torchrun every rank calls it, rank 0 writes."""
+        generator_states, loss_avgs = _gather_rank_states(gen, loss_avg, world, device)
         if rank != 0:
             return
         state = pack_weights(net, **summary_meta())
@@ -479,6 +545,8 @@ def train(
                 "history": history,
                 "train_seconds": cpu_seconds,
                 "generator_state": gen.get_state(),
+                "generator_states": generator_states,  # one row per rank
+                "loss_avgs": loss_avgs,
                 "world_size": world,
             }
         )
@@ -495,17 +563,20 @@ def train(
     last_ckpt = time.monotonic()
     t0 = time.monotonic()
     start_step = step
-    loss_avg = float("nan")
     model.train()
     try:
         while step < cfg.steps:
-            if world > 1:  # every rank must agree to stop, or the collectives would hang
+            save_due = rank == 0 and time.monotonic() - last_ckpt > cfg.checkpoint_minutes * 60
+            if world > 1:  # every rank must agree to stop and to checkpoint, or the collectives would hang
                 # on the training device: NCCL (GPUs) only reduces GPU tensors
-                flag = torch.tensor([1.0 if stop_requested["flag"] else 0.0], device=device)
-                torch.distributed.all_reduce(flag)
-                stop_requested["flag"] = flag.item() > 0
+                flags = torch.tensor([float(stop_requested["flag"]), float(save_due)], device=device)
+                torch.distributed.all_reduce(flags)
+                stop_requested["flag"], save_due = bool(flags[0].item() > 0), bool(flags[1].item() > 0)
             if stop_requested["flag"]:
                 break
+            if save_due:
+                save()
+                last_ckpt = time.monotonic()
             for g in opt.param_groups:
                 g["lr"] = _lr_at(step, cfg)
             x = sampler.sample(cfg.batch, gen).to(device)
@@ -539,9 +610,6 @@ def train(
                         + " dB at σ = 15/25/50"
                     )
                 t0, start_step = time.monotonic(), step
-            if rank == 0 and time.monotonic() - last_ckpt > cfg.checkpoint_minutes * 60:
-                save()
-                last_ckpt = time.monotonic()
         cpu_seconds += time.monotonic() - t0
         t0 = time.monotonic()
         save()
