@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from priorstudio import __version__
 from priorstudio.cli_args import parse_number_list
-from priorstudio.core.errors import ParameterError, PriorStudioError
+from priorstudio.core.errors import ParameterError, PriorStudioError, SaveError
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -38,10 +38,21 @@ def _check_seed(seed: int) -> None:
         raise ParameterError(f"--seed must be in [0, 2^63), got {seed}")
 
 
-def _refuse_existing(targets: list[Path | str | None], overwrite: bool, other_way: str = "") -> None:
-    """Before any work: no output may silently replace an existing file (empty entries: options not given).
-    ``other_way``: what else the message may suggest (", or --resume to …")."""
-    existing = [Path(t) for t in targets if t and Path(t).exists()]
+def _refuse_existing(
+    targets: list[Path | str | None], overwrite: bool, other_way: str = "", creating: Path | None = None
+) -> None:
+    """Before any work: every output can be written where it is named (its folder exists: else SaveError,
+    exit 8, instead of a result lost after the run) and none silently replaces an existing file (empty
+    entries: options not given). ``other_way``: what else the message may suggest (", or --resume to …");
+    ``creating``: a folder the command makes itself before writing (it and what is under it count as there)."""
+    given = [Path(t) for t in targets if t]
+    for target in given:
+        if target.is_dir():
+            raise SaveError(f"cannot write {target}: it is a folder")
+        made = creating is not None and target.parent.resolve().is_relative_to(creating.resolve())
+        if not target.parent.is_dir() and not made:
+            raise SaveError(f"cannot write {target}: the folder {target.parent} does not exist")
+    existing = [t for t in given if t.exists()]
     if existing and not overwrite:
         raise ParameterError(f"{existing[0]} exists; pass --overwrite to replace it{other_way}")
 
@@ -116,7 +127,7 @@ def _parse_kernel(spec: str):
             return box_kernel(int(arg or 5))
         if kind == "motion":
             length, _, angle = (arg or "15,0").partition(",")
-            return motion_kernel(int(length), float(angle or 0))
+            return motion_kernel(float(length), float(angle or 0))  # any length, as in the app
     except ValueError:
         raise ParameterError(f"cannot read the kernel {spec!r}") from None
     path = Path(spec)
@@ -181,7 +192,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     from priorstudio.core.imageio import load_image, save_image
     from priorstudio.core.memory import check_run_fits, estimate_run_memory
     from priorstudio.core.metrics import psnr, ssim
-    from priorstudio.core.problem import build_problem
+    from priorstudio.core.problem import build_problem, canonical_task
     from priorstudio.core.runrecord import RunRecord
     from priorstudio.core.samplers.implicit_prior import implicit_prior_sampler
 
@@ -193,11 +204,12 @@ def cmd_restore(args: argparse.Namespace) -> int:
     out = Path(args.output)
     _refuse_existing([out, args.std, args.json], args.overwrite)
     image = load_image(args.input, mode="gray" if args.gray else "auto")
+    task = canonical_task(args.task)  # "Denoise" and "denoise" are one task
     noise = (
-        args.noise if args.noise is not None else (25.0 if args.task == "denoise" and args.mode == "simulate" else 0.0)
+        args.noise if args.noise is not None else (25.0 if task == "denoise" and args.mode == "simulate" else 0.0)
     ) / 255
     task_params = _task_params(args, tuple(image.shape[-2:]))
-    hole = task_params.get("missing") if args.task == "inpaint" else None
+    hole = task_params.get("missing") if task == "inpaint" else None
     problem = build_problem(
         image,
         args.task,
@@ -342,8 +354,6 @@ def _existing_samples(folder: Path, seed: int, n: int) -> list[Path]:
 
 
 def _make_folder(folder: Path) -> None:
-    from priorstudio.core.errors import SaveError
-
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -367,7 +377,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
     if out_dir.exists() and not out_dir.is_dir():
         raise ParameterError(f"{out_dir} is a file; -o names the folder the samples are written to")
     existing = _existing_samples(out_dir, params.seed, args.n)
-    _refuse_existing([*existing, args.json], args.overwrite)  # before the run, not after minutes of sampling
+    # before the run, not after minutes of sampling
+    _refuse_existing([*existing, args.json], args.overwrite, creating=out_dir)
     denoiser = load_denoiser(args.model, channels=channels, fast=not args.plain)
     estimate = estimate_run_memory((channels, args.size, args.size), denoiser, batch=args.n)
     check_run_fits(estimate, (args.size, args.size), what=f"drawing {args.n} samples")

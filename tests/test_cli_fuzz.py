@@ -321,3 +321,27 @@ def test_known_outcomes() -> None:
         PARSER.parse_args(["--version"])
     assert info.value.code == 0
     assert cli.main(["restore", MISSING + ".png", "-o", OUT]) == 3
+
+
+def test_task_names_in_any_case_are_one_task(folder_with_model: Path, tmp_path: Path, capsys) -> None:
+    """`--task Denoise` simulates its default noise and `--task INPAINT` keeps the known pixels, as lower case."""
+    import numpy as np
+    from PIL import Image
+
+    photo = tmp_path / "photo.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (16, 16), dtype=np.uint8)).save(photo)
+    model = str(folder_with_model / "tiny.pt")
+    for task, extra in (("denoise", []), ("inpaint", ["--block", "0.5"])):
+        outs = []
+        for spelled in (task, task.capitalize(), task.upper()):
+            out = tmp_path / f"{spelled}.png"
+            argv = ["restore", str(photo), "-o", str(out), "--task", spelled, "--mode", "simulate", *extra]
+            assert cli.main([*argv, "--model", model, "--max-steps", "2", "-q"]) == 0, capsys.readouterr().err
+            outs.append(out.read_bytes())
+        assert outs[0] == outs[1] == outs[2]
+
+
+def test_a_motion_blur_of_any_length_is_read_as_the_app_reads_it() -> None:
+    from priorstudio.core.operators import motion_kernel
+
+    assert torch.equal(cli._parse_kernel("motion:9.5,30"), motion_kernel(9.5, 30.0))

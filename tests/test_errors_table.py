@@ -519,10 +519,23 @@ def test_param_operator_seed(cli, tmp_path: Path, photo: Path, models) -> None:
     )
 
 
-def test_output_folder_missing(cli, tmp_path: Path, photo: Path, models) -> None:
+def test_output_folder_missing(cli, tmp_path: Path, photo: Path, models, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found before any work: the image, its record, a benchmark's rows are not lost after the run."""
+    from priorstudio.core.samplers import implicit_prior
+
+    def no_run(*args, **kwargs):
+        raise AssertionError("the run started although its output could not be written")
+
+    monkeypatch.setattr(implicit_prior, "implicit_prior_sampler", no_run)
     out = tmp_path / "no-such-folder" / "out.png"
     res = cli("restore", photo, "-o", out, "--model", models["gray"], "--max-steps", 3, "-q")
     expect_error(res, 8, "no-such-folder", "does not exist")
+    record = tmp_path / "gone" / "r.json"
+    res = cli("restore", photo, "-o", tmp_path / "r.png", "--json", record, "--model", models["gray"], "-q")
+    expect_error(res, 8, "gone", "does not exist")
+    assert not (tmp_path / "r.png").exists()
+    res = cli("bench", "denoise", photo.parent, "--model", models["gray"], "--json", tmp_path / "gone" / "rows.json")
+    expect_error(res, 8, "gone", "does not exist")
 
 
 def test_run_interrupted(cli, tmp_path: Path, photo: Path, models, monkeypatch: pytest.MonkeyPatch) -> None:
