@@ -155,6 +155,29 @@ def test_cost_estimate_and_provider():
     assert format_duration(42) == "42 s" and format_duration(125) == "2 min 05 s"
 
 
+def test_a_weights_file_written_again_is_loaded_again(tmp_path) -> None:
+    """A model trained further under the same name while the app is open is not served stale."""
+    import os
+
+    from priorstudio.core.denoisers import BiasFreeUNet
+    from priorstudio.core.denoisers.registry import save_weights
+
+    path = tmp_path / "mine.pt"
+    torch.manual_seed(0)
+    save_weights(path, BiasFreeUNet(1, (8, 16)))
+    provider = DenoiserProvider(model=str(path))
+    first = provider(1)
+    assert provider(1) is first  # cached while the file is unchanged
+    torch.manual_seed(1)
+    save_weights(path, BiasFreeUNet(1, (8, 16)))  # replaced in place, as a training run does
+    stamp = os.stat(path).st_mtime_ns + 1_000_000_000
+    os.utime(path, ns=(stamp, stamp))
+    second = provider(1)
+    y = torch.rand(1, 1, 16, 16)
+    assert second is not first and not torch.equal(second(y), first(y))
+    assert len(provider._cache) == 1  # the stale one is dropped, not kept beside it
+
+
 class _ClockedMethod:
     """A method whose every step takes ``fixed + per_pixel × H × W`` seconds of a fake clock."""
 

@@ -16,6 +16,7 @@ into the image to save.
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -409,6 +410,17 @@ def estimate_cost(plan: RunPlan, steps: int, denoiser: Any | None, timer: StepTi
     return CostEstimate(steps, per_step, memory)
 
 
+def _file_stamp(model: str | None) -> tuple[int, int] | None:
+    """(modification time, size) of a weights file; None for a bundled model's name or no model."""
+    if not model:
+        return None
+    try:
+        st = os.stat(model)
+    except (OSError, ValueError):
+        return None
+    return (st.st_mtime_ns, st.st_size)
+
+
 class DenoiserProvider:
     """The denoiser for a number of channels: the chosen bundled model or file, loaded once and cached.
 
@@ -418,7 +430,7 @@ class DenoiserProvider:
     def __init__(self, model: str | None = None, factory: DenoiserFactory | None = None) -> None:
         self.model = model
         self._factory = factory
-        self._cache: dict[tuple[str | None, int], Any] = {}
+        self._cache: dict[tuple[str | None, int, tuple[int, int] | None], Any] = {}
 
     @property
     def injected(self) -> bool:
@@ -430,8 +442,11 @@ class DenoiserProvider:
             self._cache.clear()
 
     def __call__(self, channels: int) -> Any:
-        key = (self.model, int(channels))
+        # a weights file written again while the app is open (a run trained further) is loaded again
+        key = (self.model, int(channels), _file_stamp(self.model))
         if key not in self._cache:
+            for old in [k for k in self._cache if k[:2] == key[:2]]:
+                del self._cache[old]
             if self._factory is not None:
                 self._cache[key] = self._factory(int(channels))
             else:
