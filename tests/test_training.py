@@ -67,6 +67,20 @@ def test_training_writes_a_self_describing_safe_file(image_dir: Path, tmp_path: 
     assert d(torch.rand(1, 1, 20, 20)).shape == (1, 1, 20, 20)
 
 
+def test_one_training_image_and_no_validation_folder_says_so(image_dir: Path, tmp_path: Path) -> None:
+    """Nothing is held out of a single image: no NaN figures, a message saying how to validate."""
+    folder = tmp_path / "one"
+    folder.mkdir()
+    (folder / "only.png").write_bytes((image_dir / "im1.png").read_bytes())
+    lines: list[str] = []
+    out = tmp_path / "one.pt"
+    train(_cfg(folder, out, 3), show_progress=False, log=lines.append)
+    blob = load_weights_file(out)
+    assert blob["validation_history"] == [{"step": 3, "loss": pytest.approx(blob["validation_history"][0]["loss"])}]
+    assert all(np.isfinite(h["loss"]) for h in blob["validation_history"])
+    assert any("no validation images" in line and "--val" in line for line in lines)
+
+
 def _stop_at(step: int):
     """A log that presses Ctrl-C when the run reports its validation at ``step``: it then checkpoints and stops."""
 

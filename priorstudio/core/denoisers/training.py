@@ -601,7 +601,7 @@ def train(
                 )
             if step % cfg.steps_per_epoch == 0 or step == cfg.steps:
                 cpu_seconds += now - t0
-                if rank == 0:
+                if rank == 0 and val_images:
                     val = validate(net, val_images)
                     history.append({"step": step, "loss": loss_avg, **val})
                     log(
@@ -609,6 +609,9 @@ def train(
                         + " / ".join(f"{val[f'psnr_{s}']:.2f}" for s in VALIDATION_SIGMAS)
                         + " dB at σ = 15/25/50"
                     )
+                elif rank == 0:  # one training image and no --val: nothing held out to measure on
+                    history.append({"step": step, "loss": loss_avg})
+                    log(f"\nstep {step}: loss {loss_avg:.3e} (no validation images: pass --val DIR to measure)")
                 t0, start_step = time.monotonic(), step
         cpu_seconds += time.monotonic() - t0
         t0 = time.monotonic()
