@@ -478,6 +478,14 @@ def test_output_exists_train(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert runs == []
     assert cli(*argv, "--resume").code == 0 and runs == [True]
     assert cli(*argv, "--overwrite").code == 0 and runs == [True, False]
+    # --resume with nothing to resume would train afresh and replace --out: refused unless --overwrite
+    training.checkpoint_path(model).unlink()
+    model.write_bytes(b"hours of training")
+    expect_error(cli(*argv, "--resume"), 2, "no checkpoint", r"model\.ckpt\.pt", "--overwrite")
+    assert model.read_bytes() == b"hours of training" and runs == [True, False]
+    assert cli(*argv, "--resume", "--overwrite").code == 0 and runs == [True, False, True]
+    model.unlink()
+    assert cli(*argv, "--resume").code == 0 and runs == [True, False, True, True]  # nothing at all: a fresh run
 
 
 def test_output_exists_bench(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -116,13 +116,19 @@ def test_gallery_stop_keeps_the_partial_result(qtbot, factory):
     assert last.stop_reason.value == "cancelled" and last.image.shape == (2, 1, 16, 16)
 
 
-def test_closing_mid_run_leaves_no_thread(qtbot, factory):
+def _running_gallery(qtbot, factory) -> GalleryWidget:
+    """A gallery whose long run has taken its first steps."""
     gallery = GalleryWidget(factory)
     qtbot.addWidget(gallery)
     _small(gallery.controls, k=2, steps=100_000)
     gallery.controls.sigma_L.setValue(1e-4)
     gallery.run()
     qtbot.waitUntil(lambda: len(gallery.batch.history) > 0, timeout=20_000)
+    return gallery
+
+
+def test_closing_mid_run_leaves_no_thread(qtbot, factory):
+    gallery = _running_gallery(qtbot, factory)
     gallery.close()
     assert not gallery.is_running()
 
@@ -131,12 +137,7 @@ def test_a_tool_shut_down_mid_run_can_run_again(qtbot, factory):
     """Closing a Teach window shuts its run down; the window is kept and shown again later, ready to run."""
     from priorstudio.gui.teach.integration import _shutdown
 
-    gallery = GalleryWidget(factory)
-    qtbot.addWidget(gallery)
-    _small(gallery.controls, k=2, steps=100_000)
-    gallery.controls.sigma_L.setValue(1e-4)
-    gallery.run()
-    qtbot.waitUntil(lambda: len(gallery.batch.history) > 0, timeout=20_000)
+    gallery = _running_gallery(qtbot, factory)
     assert not gallery.run_button.isEnabled()
     _shutdown(gallery)
     assert not gallery.is_running()

@@ -552,32 +552,3 @@ def test_resume_refuses_a_damaged_checkpoint(image_dir: Path, finished_run: Path
         train(_cfg(image_dir, out, 3), resume=True, show_progress=False, log=lambda s: None)
     out = _resume_copy(finished_run, tmp_path, good)
     assert train(_cfg(image_dir, out, 3), resume=True, show_progress=False, log=lambda s: None)["step"] == 3
-
-
-def test_resume_without_a_checkpoint_keeps_an_existing_model(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """`--resume` with nothing to resume would train afresh and replace --out: refused unless --overwrite."""
-    from priorstudio.cli import main
-    from priorstudio.core.denoisers import training
-
-    runs: list[bool] = []
-
-    def fake_train(cfg, resume: bool = False, **kwargs):
-        runs.append(resume)
-        return {"rank": 0, "step": cfg.steps, "weights_sha256": "0" * 64, "interrupted": False}
-
-    monkeypatch.setattr(training, "train", fake_train)
-    model = tmp_path / "model.pt"
-    model.write_bytes(b"hours of training")
-    argv = ["train", str(tmp_path), "--out", str(model), "-q", "--resume"]
-    assert main(argv) == 2 and runs == []
-    err = capsys.readouterr().err
-    assert "no checkpoint" in err and "model.ckpt.pt" in err and "--overwrite" in err
-    assert model.read_bytes() == b"hours of training"
-    assert main([*argv, "--overwrite"]) == 0 and runs == [True]
-    checkpoint_path(model).write_bytes(b"an unfinished run")
-    assert main(argv) == 0 and runs == [True, True]
-    model.unlink()
-    checkpoint_path(model).unlink()
-    assert main(argv) == 0 and runs == [True, True, True]  # nothing at all: a fresh run, nothing replaced
