@@ -81,14 +81,23 @@ def no_leaked_threads(request):
 
 @pytest.fixture(autouse=True)
 def qt_garbage_collected_here(request):
-    """After a Qt test, collect its garbage on the main thread.
+    """A Qt test's garbage is collected on the main thread, once its threads have ended.
 
-    Widgets a test drops can sit in reference cycles; left to the collector, a later test's worker thread
-    may be the one that happens to run it, and destroying a Qt object off its thread crashes the process.
+    Widgets a test drops can sit in reference cycles; left to the automatic collector, a worker thread may be
+    the one that happens to run it, and destroying a Qt object off its thread crashes the process. As in the
+    app (gui/garbage.py), automatic collection is off while a Qt test runs.
     """
+    qt = "qtbot" in request.fixturenames
+    was_enabled = gc.isenabled()
+    if qt:
+        gc.disable()
     yield
-    if "qtbot" in request.fixturenames:
+    if qt:
+        for thread in _running_qthreads():  # a worker still returning from its run
+            thread.wait(int(THREAD_GRACE_S * 1000))
         gc.collect()
+        if was_enabled:
+            gc.enable()
 
 
 @pytest.fixture(autouse=True)

@@ -82,7 +82,10 @@ def run_app(image_path: str | None = None, model: str | None = None) -> int:
     """
     prepare_process()
     app = make_application()
+    from priorstudio.gui.garbage import GuiThreadCollector
     from priorstudio.gui.main_window import MainWindow
+
+    collector = GuiThreadCollector(app)  # cycles are collected here, never in a worker thread
 
     window = MainWindow(model=model)
     window.show()
@@ -104,6 +107,7 @@ def run_app(image_path: str | None = None, model: str | None = None) -> int:
         window.shutdown()
         if autosave is not None:
             autosave.close()
+        collector.stop()
 
 
 def _start_autosave(window: Any) -> Any:
