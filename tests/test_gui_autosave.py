@@ -46,6 +46,14 @@ def crashed_session(window: MainWindow, folder: Path) -> AutosaveController:
     return controller
 
 
+def restored_with_yes(window: MainWindow, folder: Path) -> tuple[AutosaveController, list[str]]:
+    """A new session's autosave, its restore question answered yes; the controller and the questions asked."""
+    controller = AutosaveController(window, AutosaveStore(folder), interval_ms=60_000)
+    questions: list[str] = []
+    assert controller.offer_restore(lambda text: questions.append(text) or True)
+    return controller, questions
+
+
 def test_work_comes_back_after_a_crash(qtbot, settings, tmp_path: Path, photo: Path) -> None:
     folder = tmp_path / "autosave"
     first = make_window(qtbot, settings)
@@ -66,9 +74,7 @@ def test_work_comes_back_after_a_crash(qtbot, settings, tmp_path: Path, photo: P
 
     second = make_window(qtbot, settings)
     try:
-        controller = AutosaveController(second, AutosaveStore(folder), interval_ms=60_000)
-        questions: list[str] = []
-        assert controller.offer_restore(lambda text: questions.append(text) or True)
+        controller, questions = restored_with_yes(second, folder)
         assert "photo.png" in questions[0] and "mask" in questions[0]
         assert second.photo_path == str(photo)
         assert second.degradation.task_name() == "inpaint"
@@ -105,9 +111,7 @@ def test_a_pasted_photo_comes_back_from_its_kept_pixels(qtbot, settings, tmp_pat
 
     second = make_window(qtbot, settings)
     try:
-        controller = AutosaveController(second, AutosaveStore(folder), interval_ms=60_000)
-        questions: list[str] = []
-        assert controller.offer_restore(lambda text: questions.append(text) or True)
+        controller, questions = restored_with_yes(second, folder)
         assert "clipboard image (pasted" in questions[0]
         assert second.photo_path is None and second.photo_name == "clipboard image"
         assert torch.equal(second.photo, pasted)  # 8-bit pixels through a 16-bit PNG: exactly
