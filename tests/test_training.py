@@ -15,7 +15,8 @@ import pytest
 import torch
 from PIL import Image
 
-from priorstudio.core.denoisers import load_denoiser, load_weights_file
+from priorstudio.core.denoisers import BiasFreeUNet, load_denoiser, load_weights_file
+from priorstudio.core.denoisers.registry import save_weights
 from priorstudio.core.denoisers.training import TrainConfig, checkpoint_path, train
 from priorstudio.core.errors import ParameterError
 
@@ -152,6 +153,11 @@ def test_fine_tune_refuses_another_architecture(image_dir: Path, tmp_path: Path)
         train(cfg, show_progress=False, log=lambda s: None)
     cfg.init_from = str(tmp_path / "missing.pt")
     with pytest.raises(ParameterError, match="no weights file"):
+        train(cfg, show_progress=False, log=lambda s: None)
+    normed = tmp_path / "normed.pt"  # a UNet with batch norm (the command line trains without): refused by name
+    save_weights(normed, BiasFreeUNet(1, (8, 16), norm=True))
+    cfg.init_from, cfg.arch_config = str(normed), {"widths": [8, 16]}
+    with pytest.raises(ParameterError, match=r"normed\.pt: its UNet has batch norm and this run's does not"):
         train(cfg, show_progress=False, log=lambda s: None)
 
 

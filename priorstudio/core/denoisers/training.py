@@ -231,6 +231,12 @@ def _load_init(net: nn.Module, cfg: TrainConfig) -> list[dict[str, Any]]:
     want = {"channels": cfg.channels, **cfg.arch_config}
     have = blob["arch_config"]
     growable = ("widths", "tail")
+    if cfg.arch == "unet" and bool(have.get("norm", False)) != bool(want.get("norm", False)):
+        has, needs = ("has", "does not") if have.get("norm") else ("has no", "does")
+        raise ParameterError(
+            f"--init-from {Path(cfg.init_from).name}: its UNet {has} batch norm and this run's {needs} "
+            "(the norm layers cannot be added or dropped by fine-tuning)"
+        )
     alike = blob["arch"] == cfg.arch and all(have.get(k) == v for k, v in want.items() if k not in growable)
     same = alike and have.get("widths") == want.get("widths") and have.get("tail", 0) == want.get("tail", 0)
     grow = alike and not same and cfg.arch == "unet" and can_grow(have, want)
