@@ -22,6 +22,7 @@ compute in the dtype of their input (float32 images, float64 in tests).
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 
 import torch
@@ -118,8 +119,7 @@ class Operator(ABC):
 
     def measurement_fraction(self) -> float:
         """Fraction of the N image dimensions the measurement keeps (0 for plain denoising: no constraint)."""
-        probe = torch.zeros((1, *self.image_shape), device=self.device)
-        return self.forward(probe).numel() / probe.numel()
+        return math.prod(self.measurement_shape) / math.prod(self.image_shape)
 
     @property
     def measurement_shape(self) -> tuple[int, ...]:
