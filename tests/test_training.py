@@ -154,6 +154,11 @@ def test_fine_tune_refuses_another_architecture(image_dir: Path, tmp_path: Path)
     cfg.init_from = str(tmp_path / "missing.pt")
     with pytest.raises(ParameterError, match="no weights file"):
         train(cfg, show_progress=False, log=lambda s: None)
+    colour = tmp_path / "colour.pt"  # a colour model for a gray run: the command line's missing flag, by name
+    save_weights(colour, BiasFreeUNet(3, (8, 16)))
+    cfg.init_from, cfg.arch_config = str(colour), {"widths": [8, 16]}
+    with pytest.raises(ParameterError, match=r"colour\.pt: it is a colour \(3 channels\) model .*\(add --color"):
+        train(cfg, show_progress=False, log=lambda s: None)
     normed = tmp_path / "normed.pt"  # a UNet with batch norm (the command line trains without): refused by name
     save_weights(normed, BiasFreeUNet(1, (8, 16), norm=True))
     cfg.init_from, cfg.arch_config = str(normed), {"widths": [8, 16]}

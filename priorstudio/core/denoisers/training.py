@@ -237,6 +237,14 @@ def _load_init(net: nn.Module, cfg: TrainConfig) -> list[dict[str, Any]]:
             f"--init-from {Path(cfg.init_from).name}: its UNet {has} batch norm and this run's {needs} "
             "(the norm layers cannot be added or dropped by fine-tuning)"
         )
+    if int(have.get("channels", 0)) != cfg.channels:
+        kinds = {1: "gray (1 channel)", 3: "colour (3 channels)"}
+        has, trains = (kinds.get(int(c), f"{c}-channel") for c in (have.get("channels"), cfg.channels))
+        hint = "add --color" if cfg.channels == 1 and have.get("channels") == 3 else "drop --color"
+        raise ParameterError(
+            f"--init-from {Path(cfg.init_from).name}: it is a {has} model and this run trains a {trains} one "
+            f"({hint} to fine-tune it)"
+        )
     alike = blob["arch"] == cfg.arch and all(have.get(k) == v for k, v in want.items() if k not in growable)
     same = alike and have.get("widths") == want.get("widths") and have.get("tail", 0) == want.get("tail", 0)
     grow = alike and not same and cfg.arch == "unet" and can_grow(have, want)
