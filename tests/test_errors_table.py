@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import struct
+import subprocess
+import sys
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -561,6 +564,40 @@ def test_run_interrupted(cli, tmp_path: Path, photo: Path, models, monkeypatch: 
     assert res.code == 130, res.err
     assert [line for line in res.err.splitlines() if line.strip()] == ["priorstudio: interrupted"]
     assert not (tmp_path / "out.png").exists() and not (tmp_path / "run.json").exists()
+
+
+# == starting the app ========================================================================================
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the X11 check is Linux's")
+def test_app_no_display(tmp_path: Path) -> None:
+    """A real start with no display: one line and exit code 1 where Qt would abort the process."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
+    env["HOME"] = str(tmp_path)  # nothing of the real user's settings or autosave is touched
+    done = subprocess.run(
+        [sys.executable, "-m", "priorstudio"], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 1, done.stderr
+    (line,) = [line for line in done.stderr.splitlines() if line.strip()]
+    assert line.startswith("priorstudio: error: no display to open the window on (DISPLAY is not set)")
+    assert "xvfb-run priorstudio" in line
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the X11 check is Linux's")
+def test_app_missing_system_libraries(cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    from priorstudio.gui import display_check
+
+    ldd = "\tlibxcb-icccm.so.4 => not found\n\tlibxcb-keysyms.so.1 => not found\n\tlibc.so.6 => /lib/libc.so.6 (0x7f)\n"
+    monkeypatch.setattr(display_check, "_run_ldd", lambda plugin: ldd)
+    monkeypatch.setattr(display_check, "_xcb_plugin", lambda: Path("libqxcb.so"))
+    monkeypatch.setenv("DISPLAY", ":0")
+    monkeypatch.delenv("QT_QPA_PLATFORM", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    res = cli()  # no arguments: the app
+    assert res.code == 1
+    assert res.err.strip() == (
+        "priorstudio: error: Qt's X11 display plugin cannot load: the system lacks libxcb-icccm.so.4, "
+        "libxcb-keysyms.so.1. On Debian or Ubuntu: sudo apt install libxcb-icccm4 libxcb-keysyms1 (other "
+        "systems: the packages that provide these libraries)"
+    )
 
 
 # == the table and the tests stay in sync ====================================================================

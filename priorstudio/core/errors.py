@@ -13,6 +13,12 @@ class PriorStudioError(Exception):
     exit_code = 1
 
 
+class DisplayError(PriorStudioError):
+    """The window cannot open: no display, or the system lacks a library Qt's display plugin needs."""
+
+    exit_code = 1
+
+
 class InputImageError(PriorStudioError):
     """An image file that cannot be read, or is too large, or is not an image at all."""
 

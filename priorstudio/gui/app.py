@@ -80,6 +80,9 @@ def run_app(image_path: str | None = None, model: str | None = None) -> int:
     ``model`` is a bundled model name or a weights file; by default the bundled gray or colour model
     that matches the image is used. Returns the process exit code.
     """
+    from priorstudio.gui.display_check import check_display
+
+    check_display()  # Qt would abort the process with misleading advice; say what is missing instead
     prepare_process()
     app = make_application()
     from priorstudio.gui.garbage import GuiThreadCollector
