@@ -92,6 +92,19 @@ def test_axes_grow_to_round_bounds_and_rarely_change_during_a_run(qtbot):
     assert tuple(plots.p_sigma.vb.viewRange()[0]) == (0.0, 1000.0)  # a longer run than expected: it grows
 
 
+def test_empty_plots_show_steps_from_zero_and_whole_decades(qtbot):
+    """Before the first run the axes read like the run's will: no pile of 1–10 labels on the log axes."""
+    plots = RunPlots()
+    qtbot.addWidget(plots)
+    plots.resize(300, 600)
+    assert tuple(plots.p_sigma.vb.viewRange()[0]) == (0.0, 100.0)
+    for p in (plots.p_sigma, plots.p_resid):
+        lo, hi = _y_range(p)
+        assert lo == math.floor(lo) and hi == math.ceil(hi) and hi - lo >= 3  # decades, several of them
+        assert hi == 0.0  # nothing above 1: σ and the residual are on the image's 0–1 scale
+    assert _y_range(plots.p_psnr) == (10.0, 40.0) and _y_range(plots.p_ssim) == (0.0, 1.0)
+
+
 def test_a_plot_zoomed_by_hand_is_left_alone_until_the_next_run(qtbot):
     plots = RunPlots()
     qtbot.addWidget(plots)

@@ -217,6 +217,13 @@ class RunPlots(pg.GraphicsLayoutWidget):
         #: the plot whose step axis the others follow: the topmost one shown
         self.x_master = self.p_sigma  # the others were linked to it above
         self._apply_labels()
+        # before the first run: steps from 0 and whole decades of σ (pyqtgraph's default, 1–10 on a log axis,
+        # labels every integer in a pile at the top and suggests values the plots never show)
+        self.x_master.setXRange(0, 100, padding=0)
+        self._set_y(self.p_sigma, (-3.0, 0.0))
+        self._set_y(self.p_resid, (-4.0, 0.0))
+        self._set_y(self.p_psnr, (10.0, 40.0))
+        self._set_y(self.p_ssim, (0.0, 1.0))
 
     def _keep_readable(self) -> None:
         """Enough height for every shown plot to keep its axes and curves readable: a dock squeezed by its
