@@ -163,7 +163,8 @@ def test_run_too_large_for_memory(cli, tmp_path: Path, models, monkeypatch: pyte
 
     monkeypatch.setattr(memory, "available_bytes", lambda device=None: 100 * 2**20)
     image = write_png(tmp_path / "big.png", _gray(512, 384))
-    line = expect_error(restore(cli, tmp_path, image, models["gray"]), 6, "384×512", "available", "would fit at")
+    line = expect_error(restore(cli, tmp_path, image, models["gray"]), 6, "restoring on a 384×512 image needs about")
+    assert "but only 100.0 MB is available" in line and "would fit at" in line
     assert not (tmp_path / "out.png").exists()
     w, h = (int(v) for v in re.search(r"would fit at (\d+)×(\d+)", line).groups())
     assert 0 < w < 384 and 0 < h < 512
