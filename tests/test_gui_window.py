@@ -770,3 +770,17 @@ def test_deep_image_prior_takes_the_papers_recipe_for_each_task(window, photo, q
     assert recipe() == (123, 0.03, 0.0)
     algorithm.set_method("dip_gd")  # a method chosen starts from its defaults for the task at hand
     assert recipe() == (5000, 0.03, 0.0) and algorithm.values()["lr"] > 0.01  # with gradient descent's step
+
+
+def test_the_application_has_its_icon(qapp):
+    """The icon ships in resources/ (and so in the wheel) and Qt can draw it at a task-bar size."""
+    from priorstudio.gui.app import make_application
+    from priorstudio.resources import resource_path
+
+    assert resource_path("icons", "priorstudio.svg").is_file()
+    app = make_application()
+    pixmap = app.windowIcon().pixmap(32, 32)
+    assert not pixmap.isNull()
+    image = pixmap.toImage()
+    colours = {image.pixelColor(x, y).rgba() for x in range(0, 32, 2) for y in range(0, 32, 2)}
+    assert len(colours) > 10  # drawn, not an empty square
