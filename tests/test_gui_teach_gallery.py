@@ -245,3 +245,19 @@ def test_beta_comparison_says_what_the_noise_did(qtbot, factory):
     text = widget.summary.text()
     assert f"β = 1: {widget.left.last.t} steps" in text and f"β = 0.5: {widget.right.last.t} steps" in text
     assert f"detail {detail(widget.left.samples()):.4f}" in text
+
+
+def test_sigma_plot_starts_on_the_range_a_run_fills_then_follows_the_data(qtbot):
+    import numpy as np
+
+    from priorstudio.gui.teach.sigma_plot import SigmaPlot
+
+    plot = SigmaPlot()
+    qtbot.addWidget(plot)
+    plot.resize(400, 300)
+    (x0, x1), (y0, y1) = plot.getViewBox().viewRange()
+    assert (x0, x1) == (0.0, 50.0) and (y0, y1) == (-2.0, 0.0)  # steps from 0, σ from 0.01 to 1
+    plot.set_curve("a", np.arange(1, 200), 0.5 ** np.linspace(0, 10, 199))
+    plot.getViewBox().updateAutoRange()
+    (x0, x1), (y0, y1) = plot.getViewBox().viewRange()
+    assert x1 >= 199 and y0 <= -3.0  # the whole curve is shown

@@ -36,6 +36,11 @@ class SigmaPlot(pg.PlotWidget):
         self.showGrid(x=True, y=True, alpha=0.2)
         self.addLegend(offset=(-10, 10))
         self.setMinimumHeight(160)
+        # empty, it shows what a run will fill (steps from 0, σ from σ_L's decade to 1) rather than pyqtgraph's
+        # default 1–10 on the log axis with a label at every integer; the first curve takes over the range
+        self.setXRange(0, 50, padding=0)
+        self.setYRange(-2.0, 0.0, padding=0)
+        self.enableAutoRange()
         self._curves: dict[str, pg.PlotDataItem] = {}
         self.target = pg.InfiniteLine(angle=0, pen=pg.mkPen((200, 80, 80), style=QtCore.Qt.PenStyle.DotLine))
         self.addItem(self.target, ignoreBounds=True)
