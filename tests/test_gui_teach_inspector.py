@@ -57,6 +57,8 @@ def test_click_shows_filter_and_identity(qtbot, factory):
 def test_singular_values_and_dimensionality(qtbot, factory):
     dialog = InspectorDialog(factory)
     qtbot.addWidget(dialog)
+    # empty, the spectrum plot shows decades (not pyqtgraph's 1–10 pile of log labels); its data take over
+    assert dialog.spectrum_plot.getViewBox().viewRange()[1] == [-3.0, 0.0]
     dialog.set_image(torch.rand(1, 16, 16))
     dialog.svd_window.setValue(8)
     dialog.k_spin.setValue(6)
@@ -70,6 +72,8 @@ def test_singular_values_and_dimensionality(qtbot, factory):
     assert torch.all(spectrum.values[:-1] >= spectrum.values[1:])
     qtbot.waitUntil(lambda: not dialog.busy(), timeout=120_000)
     assert "Effective dimensionality" in dialog.info.text()
+    dialog.spectrum_plot.getViewBox().updateAutoRange()
+    assert dialog.spectrum_plot.getViewBox().viewRange()[0][1] < 50  # six values: the 0–100 start is gone
     dialog.close()
 
 

@@ -93,6 +93,16 @@ def _round_up(x: float) -> float:
     return next(m * base for m in (1.0, 2.0, 5.0, 10.0) if m * base >= x)
 
 
+def show_until_data(plot: pg.PlotItem | pg.PlotWidget, x: tuple[float, float], y: tuple[float, float]) -> None:
+    """Show ``x`` × ``y`` (log10 bounds on a log axis) while ``plot`` is empty; its first data takes over.
+
+    Empty, pyqtgraph shows 0–1, which a log axis draws as 1–10 with a label at every integer, piled up.
+    """
+    plot.setXRange(*x, padding=0)
+    plot.setYRange(*y, padding=0)
+    plot.enableAutoRange()
+
+
 def _log_span(lo: float, hi: float) -> tuple[float, float]:
     """log10 bounds of [lo, hi] widened to whole decades (a log axis: values must be positive)."""
     a, b = math.floor(math.log10(lo)), math.ceil(math.log10(hi))

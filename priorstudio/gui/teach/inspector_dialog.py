@@ -30,6 +30,7 @@ from priorstudio.core.teach.pixel import (
     pixel_sweep,
 )
 from priorstudio.gui import qt_compat  # noqa: F401  (first: guards a PySide6 refcount bug)
+from priorstudio.gui.plots import show_until_data
 from priorstudio.gui.spin_boxes import SpinBox
 from priorstudio.gui.teach.common import BackgroundCall, DenoiserFactory, ImagePane
 
@@ -115,6 +116,7 @@ class InspectorDialog(QtWidgets.QDialog):
         self.spectrum_plot.setLabel("bottom", "index i")
         self.spectrum_plot.setLabel("left", "singular value sᵢ")
         self.spectrum_plot.setMinimumHeight(140)
+        show_until_data(self.spectrum_plot, (0.0, 100.0), (-3.0, 0.0))  # where the filter's sᵢ mostly lie
         self.spectrum_curve = self.spectrum_plot.plot([], [], pen="w", symbol="o", symbolSize=5)
         self.info = QtWidgets.QLabel("Click a pixel of the image.")
         self.info.setWordWrap(True)

@@ -17,6 +17,7 @@ from PySide6.QtCore import Signal
 
 from priorstudio.core.samplers.implicit_prior import ImplicitPriorParams, ideal_sigma_schedule
 from priorstudio.gui import qt_compat  # noqa: F401  (first: guards a PySide6 refcount bug)
+from priorstudio.gui.plots import show_until_data
 
 DIM_PEN = (150, 150, 150, 110)
 HIGHLIGHT_PEN = (255, 200, 0)
@@ -36,11 +37,7 @@ class SigmaPlot(pg.PlotWidget):
         self.showGrid(x=True, y=True, alpha=0.2)
         self.addLegend(offset=(-10, 10))
         self.setMinimumHeight(160)
-        # empty, it shows what a run will fill (steps from 0, σ from σ_L's decade to 1) rather than pyqtgraph's
-        # default 1–10 on the log axis with a label at every integer; the first curve takes over the range
-        self.setXRange(0, 50, padding=0)
-        self.setYRange(-2.0, 0.0, padding=0)
-        self.enableAutoRange()
+        show_until_data(self, (0.0, 50.0), (-2.0, 0.0))  # steps from 0, σ from 0.01 to 1
         self._curves: dict[str, pg.PlotDataItem] = {}
         self.target = pg.InfiniteLine(angle=0, pen=pg.mkPen((200, 80, 80), style=QtCore.Qt.PenStyle.DotLine))
         self.addItem(self.target, ignoreBounds=True)
