@@ -269,6 +269,20 @@ def test_the_compare_dock_fits_a_small_screen_and_leaves_the_run_controls(window
     assert window.algorithm_dock.height() >= min(controls, 150)
 
 
+def test_empty_plot_shows_steps_and_the_quantitys_range_until_data(qtbot):
+    plot = ComparePlot()
+    qtbot.addWidget(plot)
+    assert plot.getViewBox().viewRange() == [[0.0, 300.0], [10.0, 40.0]]  # PSNR from 10 to 40 dB
+    plot.start([("a", "A")], "loss")
+    assert plot.getViewBox().viewRange() == [[0.0, 300.0], [-4.0, 0.0]]  # log10 of the fit loss
+    plot.add_point("a", 5, 0.5)
+    plot.add_point("a", 1000, 0.4)
+    plot.refresh()
+    plot.getViewBox().updateAutoRange()
+    (_x0, x1), _ = plot.getViewBox().viewRange()
+    assert x1 >= 1000  # the data take over
+
+
 def test_method_names_stay_readable_on_a_light_background():
     light, dark = QtGui.QPalette(QtGui.QColor("white")), QtGui.QPalette(QtGui.QColor("black"))
     light.setColor(QtGui.QPalette.ColorRole.Base, QtGui.QColor("white"))

@@ -29,6 +29,7 @@ from priorstudio.core.samplers.registry import METHODS, MethodSummary
 from priorstudio.gui import qt_compat  # noqa: F401  (first: guards a PySide6 refcount bug)
 from priorstudio.gui.canvas import array_to_qimage, to_display_array
 from priorstudio.gui.compare_worker import CompareController, CompareJob
+from priorstudio.gui.plots import show_until_data
 from priorstudio.gui.spin_boxes import SpinBox
 
 #: Side of a result tile's image, in screen pixels.
@@ -111,6 +112,14 @@ class ComparePlot(pg.PlotWidget):
         self.best_marks: dict[str, pg.PlotDataItem] = {}
         self._points: dict[str, tuple[list[float], list[float]]] = {}
         self._dirty: set[str] = set()
+        self.setLabel("left", self.QUANTITIES[self.quantity])
+        self._show_empty()
+
+    def _show_empty(self) -> None:
+        """Until the first point: steps from 0 and the quantity's usual range, in the axes' own scale."""
+        x = (0.0, 2.5) if self.log_steps else (0.0, 300.0)  # log10: 1–300 steps
+        y = (-4.0, 0.0) if self.quantity == "loss" else (10.0, 40.0)
+        show_until_data(self, x, y)
 
     def start(self, methods: Sequence[tuple[str, str]], quantity: str) -> None:
         """Clear and prepare a curve per (name, label); ``quantity`` is "psnr" or "loss"."""
@@ -131,7 +140,7 @@ class ComparePlot(pg.PlotWidget):
             self.addItem(mark)
             self.best_marks[name] = mark
             self._points[name] = ([], [])
-        self.enableAutoRange()
+        self._show_empty()
 
     def add_point(self, name: str, t: int, value: float) -> None:
         if name not in self._points or not math.isfinite(value) or (self.quantity == "loss" and value <= 0):
