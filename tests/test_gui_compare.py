@@ -267,6 +267,10 @@ def test_the_compare_dock_fits_a_small_screen_and_leaves_the_run_controls(window
     assert window.minimumSizeHint().height() <= 900
     assert window.compare_dock.height() >= 300
     assert window.algorithm_dock.height() >= min(controls, 150)
+    # the panel's own controls: Compare and Stop are in view without scrolling, at the dock's first height
+    for button in (window.compare.run_button, window.compare.stop_button):
+        shown = button.visibleRegion().boundingRect()
+        assert shown.height() == button.height() and shown.width() == button.width(), button.text()
 
 
 def test_empty_plot_shows_steps_and_the_quantitys_range_until_data(qtbot):

@@ -336,11 +336,6 @@ class ComparePanel(QtWidgets.QWidget):
         ol.addLayout(form)
         for w in (self.use_panel, self.show_best, self.log_steps):
             ol.addWidget(w)
-        buttons = QtWidgets.QHBoxLayout()
-        buttons.addWidget(self.run_button)
-        buttons.addWidget(self.stop_button)
-        ol.addLayout(buttons)
-        ol.addWidget(self.status)
         ol.addStretch(1)
         # Side by side and each part scrolling on its own, so the dock asks for little height: a docked
         # panel's minimum adds to the window's, and the window must still fit a 1000-pixel screen with the
@@ -351,8 +346,18 @@ class ComparePanel(QtWidgets.QWidget):
         options_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         options_scroll.setWidget(options)
         bar = self.style().pixelMetric(QtWidgets.QStyle.PixelMetric.PM_ScrollBarExtent)
-        options_scroll.setFixedWidth(250 + bar)
-        options_scroll.setMinimumHeight(MIN_PART_HEIGHT)
+        options_scroll.setMinimumHeight(MIN_PART_HEIGHT // 2)
+        # the buttons and the status stay in view above the options, however little height the dock has
+        column = QtWidgets.QWidget()
+        column.setFixedWidth(250 + bar)
+        cl = QtWidgets.QVBoxLayout(column)
+        cl.setContentsMargins(0, 0, 0, 0)
+        buttons = QtWidgets.QHBoxLayout()
+        buttons.addWidget(self.run_button)
+        buttons.addWidget(self.stop_button)
+        cl.addLayout(buttons)
+        cl.addWidget(self.status)
+        cl.addWidget(options_scroll, 1)
 
         self.tile_box = QtWidgets.QWidget()
         self.tile_layout = QtWidgets.QHBoxLayout(self.tile_box)
@@ -383,7 +388,7 @@ class ComparePanel(QtWidgets.QWidget):
         right.setStretchFactor(1, 2)
         right.setSizes([3 * TILE_PX, 2 * TILE_PX])  # at first: room for three images beside the curves
         layout = QtWidgets.QHBoxLayout(self)
-        layout.addWidget(options_scroll)
+        layout.addWidget(column)
         layout.addWidget(right, 1)
 
     def _label_steps(self, use_panel: bool) -> None:
