@@ -63,6 +63,7 @@ def test_compare_runs_every_method_and_shows_tiles_curves_and_table(window, phot
     panel = window.compare
     small_panel(panel)
     assert panel.checked_methods() == list(NAMES)
+    assert panel.placeholder.isVisible()  # the empty image row says what will appear in it
     with qtbot.waitSignal(panel.compareFinished, timeout=TIMEOUT_MS) as finished:
         panel.run_button.click()
         assert panel.is_running()
@@ -74,6 +75,7 @@ def test_compare_runs_every_method_and_shows_tiles_curves_and_table(window, phot
     # the degraded image, the truth and one tile per method, side by side, each with an image
     assert list(panel.tiles) == ["observed", "truth", *NAMES]
     assert all(tile.has_image() for tile in panel.tiles.values())
+    assert not panel.placeholder.isVisible()
     noisy_psnr = psnr(panel.job.init.clamp(0, 1), panel.job.truth)
     assert panel.tiles["observed"].caption.text() == f"48×40, PSNR {noisy_psnr:.2f} dB"
     # one plot, one PSNR curve per method, in the legend under the method's label

@@ -362,6 +362,13 @@ class ComparePanel(QtWidgets.QWidget):
         self.tile_box = QtWidgets.QWidget()
         self.tile_layout = QtWidgets.QHBoxLayout(self.tile_box)
         self.tile_layout.setContentsMargins(2, 2, 2, 2)
+        self.placeholder = QtWidgets.QLabel(
+            "Each method's result appears here, side by side with the degraded image, as it runs."
+        )
+        self.placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.placeholder.setWordWrap(True)
+        self.placeholder.setEnabled(False)  # drawn in the palette's dimmed text colour
+        self.tile_layout.addWidget(self.placeholder, 1)
         self.tile_layout.addStretch(1)
         tiles = QtWidgets.QScrollArea()
         tiles.setWidgetResizable(True)
@@ -535,9 +542,11 @@ class ComparePanel(QtWidgets.QWidget):
             self.tile_layout.removeWidget(tile)
             tile.deleteLater()
         self.tiles = {}
+        self.placeholder.show()
 
     def _add_tile(self, key: str, title: str, color: tuple[int, int, int] | None = None) -> ResultTile:
         tile = ResultTile(title, color)
+        self.placeholder.hide()
         self.tile_layout.insertWidget(self.tile_layout.count() - 1, tile)
         self.tiles[key] = tile
         return tile
