@@ -86,12 +86,14 @@ def run_app(image_path: str | None = None, model: str | None = None) -> int:
     prepare_process()
     app = make_application()
     from priorstudio.gui.garbage import GuiThreadCollector
+    from priorstudio.gui.interrupt import TerminalInterrupt
     from priorstudio.gui.main_window import MainWindow
 
     collector = GuiThreadCollector(app)  # cycles are collected here, never in a worker thread
 
     window = MainWindow(model=model)
     window.show()
+    interrupt = TerminalInterrupt(window.close, window.isVisible, app)  # Ctrl-C closes the window
     autosave = _start_autosave(window)
     # work a crash or a kill left behind comes first; otherwise the photo asked for, or the sample
     restored = autosave is not None and autosave.offer_restore()
@@ -107,6 +109,7 @@ def run_app(image_path: str | None = None, model: str | None = None) -> int:
         return int(app.exec())
     finally:
         sys.excepthook = previous_hook
+        interrupt.stop()
         window.shutdown()
         if autosave is not None:
             autosave.close()
