@@ -9,7 +9,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import pytest
 import torch
-from PySide6 import QtCore
+from PySide6 import QtCore, QtWidgets
 
 pytest.importorskip("pytestqt")
 
@@ -261,3 +261,16 @@ def test_sigma_plot_starts_on_the_range_a_run_fills_then_follows_the_data(qtbot)
     plot.getViewBox().updateAutoRange()
     (x0, x1), (y0, y1) = plot.getViewBox().viewRange()
     assert x1 >= 199 and y0 <= -3.0  # the whole curve is shown
+
+
+def test_a_long_status_message_wraps_instead_of_widening_the_window(qtbot, factory):
+    gallery = GalleryWidget(factory)
+    qtbot.addWidget(gallery)
+    gallery.show()
+    before = gallery.minimumSizeHint().width()
+    gallery.batch.status.setText(
+        "9 samples after 48 steps (converged). Click one to see its run. 48 frames (every 1), 1.7 of 200 MB "
+        "kept, and then some more words to make quite sure the line is longer than any window is wide"
+    )
+    QtWidgets.QApplication.processEvents()  # the layout takes in the new text
+    assert gallery.minimumSizeHint().width() <= before

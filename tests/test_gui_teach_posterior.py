@@ -8,6 +8,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import pytest
 import torch
+from PySide6 import QtWidgets
 
 pytest.importorskip("pytestqt")
 
@@ -53,3 +54,13 @@ def test_panel_draws_samples_and_shows_the_spread(qtbot):
     assert "Inside the unmeasured region" in panel.view.summary_label.text()
     assert panel.view.std_pane.image_shape() == (16, 16) and panel.run_button.isEnabled()
     panel.close()
+
+
+def test_a_long_status_message_wraps_instead_of_widening_the_panel(qtbot):
+    panel = PosteriorPanel(lambda channels: IsotropicOracle())
+    qtbot.addWidget(panel)
+    panel.show()
+    before = panel.minimumSizeHint().width()
+    panel.status.setText("No problem yet: load an image and set up a degradation first. " * 6)
+    QtWidgets.QApplication.processEvents()  # the layout takes in the new text
+    assert panel.minimumSizeHint().width() <= before

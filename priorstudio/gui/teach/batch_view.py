@@ -201,6 +201,9 @@ class SampleBatchView(QtWidgets.QWidget):
         self.runner.finished.connect(self._on_finished)
         self.runner.failed.connect(self._on_failed)
         self.status = QtWidgets.QLabel("")
+        # a long message wraps within the width there is instead of widening the window under the user
+        self.status.setWordWrap(True)
+        self.status.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored, QtWidgets.QSizePolicy.Policy.Preferred)
         self.timer = QtCore.QTimer(self)
         self.timer.setInterval(33)
         self.timer.timeout.connect(self._repaint)

@@ -106,6 +106,9 @@ class PosteriorPanel(QtWidgets.QWidget):
         self.stop_button.setEnabled(False)
         self.stop_button.clicked.connect(self.stop)
         self.status = QtWidgets.QLabel("Set up a problem in the main window, then draw samples.")
+        # a long message wraps within the width there is instead of widening the window under the user
+        self.status.setWordWrap(True)
+        self.status.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored, QtWidgets.QSizePolicy.Policy.Preferred)
         self.runner = RunController(self)
         self.runner.step.connect(self._on_step)
         self.runner.finished.connect(self._on_finished)
