@@ -449,6 +449,29 @@ def test_no_bundled_model_is_said_clearly(qtbot, settings, photo, tmp_path, monk
     w.shutdown()
 
 
+def test_a_chosen_weights_file_is_shown_by_its_name_not_its_path(qtbot, settings, tmp_path):
+    """A long path would widen the Algorithm panel and the status bar, and with them the window."""
+    from priorstudio.core.denoisers import BiasFreeUNet
+    from priorstudio.core.denoisers.registry import save_weights
+
+    folder = tmp_path / ("experiments-" * 6) / ("run-with-a-long-name-" * 4)
+    folder.mkdir(parents=True)
+    path = folder / "my-model.pt"
+    save_weights(path, BiasFreeUNet(1, (8, 16)))
+    w = MainWindow(settings=settings, error_sink=lambda t, m: None)
+    qtbot.addWidget(w)
+    w.show()
+    QtWidgets.QApplication.processEvents()
+    before = w.minimumSizeHint().width()
+    w.algorithm.refresh_models(str(path))
+    w.algorithm.modelChanged.emit(str(path))
+    QtWidgets.QApplication.processEvents()
+    assert w.minimumSizeHint().width() <= before
+    assert w.model_label.text() == "model: my-model.pt" and w.model_label.toolTip() == str(path)
+    assert w.algorithm.model_note.text() == "model: my-model.pt" and w.algorithm.model_note.toolTip() == str(path)
+    w.shutdown()
+
+
 def test_settings_are_kept(qtbot, settings, photo):
     w = MainWindow(denoiser_factory=tiny_denoiser, settings=settings)
     qtbot.addWidget(w)

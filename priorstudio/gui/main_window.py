@@ -947,8 +947,13 @@ class MainWindow(QtWidgets.QMainWindow):
             self.model_label.setText("no model bundled")
             self.statusBar().showMessage("No denoiser model is bundled: choose a weights file to run.", 15_000)
         else:
-            self.algorithm.set_model_note(f"model: {self.denoisers.model or 'bundled default for gray/colour'}")
-            self.model_label.setText(f"model: {self.denoisers.model or 'bundled'}")
+            # a weights file by its name (a long path would widen the panel and the window); in full on hover
+            model = self.denoisers.model
+            shown = Path(model).name if model else None
+            self.algorithm.set_model_note(f"model: {shown or 'bundled default for gray/colour'}")
+            self.algorithm.model_note.setToolTip(str(model or ""))
+            self.model_label.setText(f"model: {shown or 'bundled'}")
+            self.model_label.setToolTip(str(model or ""))
 
     def schedule_preview(self) -> None:
         """Re-plan shortly (debounced): the observed image and the cost shown before running."""
