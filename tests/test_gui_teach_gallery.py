@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 
@@ -256,11 +257,16 @@ def test_sigma_plot_starts_on_the_range_a_run_fills_then_follows_the_data(qtbot)
     qtbot.addWidget(plot)
     plot.resize(400, 300)
     (x0, x1), (y0, y1) = plot.getViewBox().viewRange()
-    assert (x0, x1) == (0.0, 50.0) and (y0, y1) == (-2.0, 0.0)  # steps from 0, σ from 0.01 to 1
+    assert (x0, x1) == (0.0, 50.0) and (y0, y1) == (-3.0, 0.0)  # steps from 0, σ from 0.001 to 1
+    assert not plot.target.isVisible()  # no σ_L line until a run sets one
     plot.set_curve("a", np.arange(1, 200), 0.5 ** np.linspace(0, 10, 199))
     plot.getViewBox().updateAutoRange()
     (x0, x1), (y0, y1) = plot.getViewBox().viewRange()
     assert x1 >= 199 and y0 <= -3.0  # the whole curve is shown
+    from priorstudio.core.samplers.implicit_prior import ImplicitPriorParams
+
+    plot.set_ideal("ideal", ImplicitPriorParams(sigma_L=0.02), 50)
+    assert plot.target.isVisible() and plot.target.value() == pytest.approx(math.log10(0.02))
 
 
 def test_a_long_status_message_wraps_instead_of_widening_the_window(qtbot, factory):

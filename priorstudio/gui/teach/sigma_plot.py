@@ -37,9 +37,10 @@ class SigmaPlot(pg.PlotWidget):
         self.showGrid(x=True, y=True, alpha=0.2)
         self.addLegend(offset=(-10, 10))
         self.setMinimumHeight(160)
-        show_until_data(self, (0.0, 50.0), (-2.0, 0.0))  # steps from 0, σ from 0.01 to 1
+        show_until_data(self, (0.0, 50.0), (-3.0, 0.0))  # steps from 0, σ from 0.001 to 1: decade labels only
         self._curves: dict[str, pg.PlotDataItem] = {}
         self.target = pg.InfiniteLine(angle=0, pen=pg.mkPen((200, 80, 80), style=QtCore.Qt.PenStyle.DotLine))
+        self.target.setVisible(False)  # until a run says where σ_L is
         self.addItem(self.target, ignoreBounds=True)
         self.cursor = pg.InfiniteLine(angle=90, pen=pg.mkPen((255, 255, 255, 140), width=1))
         self.cursor.setVisible(False)
@@ -71,6 +72,7 @@ class SigmaPlot(pg.PlotWidget):
         pen = style.pop("pen", None) or pg.mkPen((120, 180, 255), width=1.5, style=QtCore.Qt.PenStyle.DashLine)
         self.set_curve(key, np.arange(1, n + 1), sched, pen=pen, name=style.pop("name", "ideal (1 − βh_t) decay"))
         self.target.setValue(math.log10(params.sigma_L))
+        self.target.setVisible(True)
 
     def set_cursor(self, t: int | None) -> None:
         """Mark step ``t`` (None hides the mark)."""
