@@ -508,8 +508,10 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_gui(args: argparse.Namespace) -> int:
-    from priorstudio.gui.app import run_app
+    from priorstudio.gui.display_check import check_display, import_gui_app
 
+    check_display()  # before any Qt GUI library loads: Qt would abort, or fail to import, with worse advice
+    run_app = import_gui_app().run_app
     return run_app(str(args.image) if args.image else None, model=args.model)
 
 

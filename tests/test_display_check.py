@@ -33,6 +33,20 @@ def _problem(environ: dict[str, str], ldd_output: str = LDD_COMPLETE, platform: 
     return display_problem(environ, platform=platform, plugin=Path("libqxcb.so"), ldd=ldd)
 
 
+def test_only_a_missing_shared_library_becomes_advice(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any other import error is a bug to see in full, not something to explain away."""
+    import types
+
+    from priorstudio.gui import display_check
+
+    def import_module(name: str) -> types.ModuleType:
+        raise ImportError("cannot import name 'Foo' from 'priorstudio.gui.app'")
+
+    monkeypatch.setattr(display_check, "importlib", types.SimpleNamespace(import_module=import_module))
+    with pytest.raises(ImportError, match="cannot import name 'Foo'"):
+        display_check.import_gui_app()
+
+
 def test_debian_package_names_follow_the_soname() -> None:
     assert debian_package("libxcb-icccm.so.4") == "libxcb-icccm4"
     assert debian_package("libxcb-cursor.so.0") == "libxcb-cursor0"

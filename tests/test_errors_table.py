@@ -597,8 +597,22 @@ def test_app_missing_system_libraries(cli, monkeypatch: pytest.MonkeyPatch) -> N
     assert res.err.strip() == (
         "priorstudio: error: Qt's X11 display plugin cannot load: the system lacks libxcb-icccm.so.4, "
         "libxcb-keysyms.so.1. On Debian or Ubuntu: sudo apt install libxcb-icccm4 libxcb-keysyms1 (other "
-        "systems: the packages that provide these libraries)"
+        "systems: the packages that provide them)"
     )
+
+
+def test_app_qt_gui_library_missing(cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    import types
+
+    from priorstudio.gui import display_check
+
+    def import_module(name: str) -> types.ModuleType:
+        raise ImportError("libEGL.so.1: cannot open shared object file: No such file or directory")
+
+    monkeypatch.setattr(display_check, "importlib", types.SimpleNamespace(import_module=import_module))
+    monkeypatch.setenv("QT_QPA_PLATFORM", "offscreen")  # the display itself is fine: the library is what lacks
+    res = cli("gui")
+    expect_error(res, 1, r"Qt's GUI libraries cannot load: the system lacks libEGL\.so\.1\.", "apt install libegl1")
 
 
 # == the table and the tests stay in sync ====================================================================

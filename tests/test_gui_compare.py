@@ -281,6 +281,10 @@ def test_empty_plot_shows_steps_and_the_quantitys_range_until_data(qtbot):
     assert plot.getViewBox().viewRange() == [[0.0, 300.0], [10.0, 40.0]]  # PSNR from 10 to 40 dB
     plot.start([("a", "A")], "loss")
     assert plot.getViewBox().viewRange() == [[0.0, 300.0], [-4.0, 0.0]]  # log10 of the fit loss
+    plot.set_log_steps(True)  # still empty: the step axis's range in its new units, 1–300 steps
+    assert plot.getViewBox().viewRange()[0] == [0.0, 2.5]
+    plot.set_log_steps(False)
+    assert plot.getViewBox().viewRange()[0] == [0.0, 300.0]
     plot.add_point("a", 5, 0.5)
     plot.add_point("a", 1000, 0.4)
     plot.refresh()

@@ -71,6 +71,8 @@ def test_ctrl_c_ends_the_real_app_cleanly(tmp_path: Path) -> None:
     """`priorstudio`, then Ctrl-C: exit code 0, no KeyboardInterrupt dialog or traceback, no autosave left."""
     autosave = tmp_path / "autosave"
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen", HOME=str(tmp_path), OMP_NUM_THREADS="1")
+    for name in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME"):  # the user's own settings stay untouched
+        env[name] = str(tmp_path / name.lower())
     env["PRIORSTUDIO_AUTOSAVE_DIR"] = str(autosave)
     proc = subprocess.Popen(
         [sys.executable, "-m", "priorstudio"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
@@ -92,3 +94,49 @@ def test_ctrl_c_ends_the_real_app_cleanly(tmp_path: Path) -> None:
     assert "closing (Ctrl-C again to quit at once)" in err
     assert "KeyboardInterrupt" not in err and "Traceback" not in err
     assert not any(p.is_dir() and any(p.iterdir()) for p in autosave.iterdir())  # a clean exit: nothing to restore
+
+
+def test_ctrl_c_is_the_windows_only_while_the_event_loop_runs(qtbot, monkeypatch, tmp_path: Path) -> None:
+    """During startup (the window being built, "Restore unsaved work?") Ctrl-C ends the process at once;
+    while the event loop runs it closes the window; afterwards the caller's handler is back."""
+    from PySide6 import QtWidgets
+
+    from priorstudio.gui import app as app_module
+    from priorstudio.gui import main_window
+
+    seen: dict[str, object] = {}
+
+    class FakeAutosave:
+        def offer_restore(self) -> bool:
+            seen["startup question"] = signal.getsignal(signal.SIGINT)
+            return True  # "restored": no sample photo to open
+
+        def close(self) -> None:
+            pass
+
+    def fake_exec() -> int:
+        seen["event loop"] = signal.getsignal(signal.SIGINT)
+        return 0
+
+    monkeypatch.setenv("PRIORSTUDIO_AUTOSAVE_DIR", str(tmp_path))
+    monkeypatch.setattr(app_module, "_start_autosave", lambda window: FakeAutosave())
+    monkeypatch.setattr(app_module, "freeze_startup_heap", lambda: None)
+    monkeypatch.setattr(app_module, "prepare_process", lambda threads=None: None)
+    monkeypatch.setattr(QtWidgets.QApplication, "exec", staticmethod(fake_exec))
+    built: list[main_window.MainWindow] = []
+    real_window = main_window.MainWindow
+
+    def window(**kwargs):  # type: ignore[no-untyped-def]
+        w = real_window(**kwargs)
+        built.append(w)
+        qtbot.addWidget(w)
+        return w
+
+    monkeypatch.setattr(main_window, "MainWindow", window)
+    before = signal.getsignal(signal.SIGINT)
+    assert app_module.run_app() == 0
+    assert seen["startup question"] is signal.SIG_DFL
+    handler = seen["event loop"]
+    assert callable(handler) and getattr(handler, "__self__", None).__class__ is TerminalInterrupt
+    assert signal.getsignal(signal.SIGINT) is before
+    assert built and not built[0].controller.is_running()

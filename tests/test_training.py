@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 from priorstudio.core.denoisers import BiasFreeUNet, load_denoiser, load_weights_file
-from priorstudio.core.denoisers.registry import save_weights
+from priorstudio.core.denoisers.registry import pack_weights, save_weights
 from priorstudio.core.denoisers.training import TrainConfig, checkpoint_path, train
 from priorstudio.core.errors import ParameterError
 
@@ -159,6 +159,16 @@ def test_fine_tune_refuses_another_architecture(image_dir: Path, tmp_path: Path)
     cfg.init_from, cfg.arch_config = str(colour), {"widths": [8, 16]}
     with pytest.raises(ParameterError, match=r"colour\.pt: it is a colour \(3 channels\) model .*\(add --color"):
         train(cfg, show_progress=False, log=lambda s: None)
+    bare = tmp_path / "bare.pt"  # a file whose configuration leaves the channels at the default (1)
+    blob = pack_weights(BiasFreeUNet(1, (8, 16)))
+    del blob["arch_config"]["channels"]
+    torch.save(blob, bare)
+    cfg.init_from, cfg.arch_config, cfg.channels = str(bare), {"widths": [8, 16]}, 3
+    with pytest.raises(ParameterError, match=r"bare\.pt: it is a gray \(1 channel\) model .*\(drop --color"):
+        train(cfg, show_progress=False, log=lambda s: None)
+    cfg.channels = 1  # …and it fine-tunes a gray run
+    assert train(cfg, show_progress=False, log=lambda s: None)["step"] == 2
+    cfg.out = str(tmp_path / "ft2.pt")
     normed = tmp_path / "normed.pt"  # a UNet with batch norm (the command line trains without): refused by name
     save_weights(normed, BiasFreeUNet(1, (8, 16), norm=True))
     cfg.init_from, cfg.arch_config = str(normed), {"widths": [8, 16]}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import os
+import signal
 import sys
 import traceback
 from types import TracebackType
@@ -80,9 +81,10 @@ def run_app(image_path: str | None = None, model: str | None = None) -> int:
     ``model`` is a bundled model name or a weights file; by default the bundled gray or colour model
     that matches the image is used. Returns the process exit code.
     """
-    from priorstudio.gui.display_check import check_display
-
-    check_display()  # Qt would abort the process with misleading advice; say what is missing instead
+    # (`priorstudio` checks the display before it imports this module: gui/display_check.py.)
+    # Until the event loop runs (the window being built, a question at startup) Ctrl-C ends the process at
+    # once: there is nothing to close yet, and a previous session's autosave stays for the next start.
+    previous_sigint = signal.signal(signal.SIGINT, signal.SIG_DFL)
     prepare_process()
     app = make_application()
     from priorstudio.gui.garbage import GuiThreadCollector
@@ -93,7 +95,6 @@ def run_app(image_path: str | None = None, model: str | None = None) -> int:
 
     window = MainWindow(model=model)
     window.show()
-    interrupt = TerminalInterrupt(window.close, window.isVisible, app)  # Ctrl-C closes the window
     autosave = _start_autosave(window)
     # work a crash or a kill left behind comes first; otherwise the photo asked for, or the sample
     restored = autosave is not None and autosave.offer_restore()
@@ -105,11 +106,13 @@ def run_app(image_path: str | None = None, model: str | None = None) -> int:
     freeze_startup_heap()
     previous_hook = sys.excepthook
     sys.excepthook = _excepthook(window)
+    interrupt = TerminalInterrupt(window.close, window.isVisible, app)  # from here Ctrl-C closes the window
     try:
         return int(app.exec())
     finally:
         sys.excepthook = previous_hook
         interrupt.stop()
+        signal.signal(signal.SIGINT, previous_sigint)
         window.shutdown()
         if autosave is not None:
             autosave.close()

@@ -157,6 +157,8 @@ class ComparePlot(pg.PlotWidget):
     def set_log_steps(self, on: bool) -> None:
         self.log_steps = bool(on)
         self._apply_log()
+        if not any(ts for ts, _vs in self._points.values()):
+            self._show_empty()  # the empty range in the new axis's units (0–300 read as log10 is absurd)
 
     def _apply_log(self) -> None:
         self.getPlotItem().setLogMode(x=self.log_steps, y=self.quantity == "loss")

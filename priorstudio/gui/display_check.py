@@ -8,6 +8,7 @@ is loaded into this process) names every missing one at once, with the package t
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import shutil
@@ -15,6 +16,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from types import ModuleType
 
 from priorstudio.core.errors import DisplayError
 
@@ -92,12 +94,29 @@ def display_problem(
     missing = missing_libraries((ldd or _run_ldd)(plugin))
     if not missing:
         return None
+    return f"Qt's X11 display plugin cannot load: the system lacks {', '.join(missing)}. {_install_advice(missing)}"
+
+
+def _install_advice(missing: list[str]) -> str:
     packages = " ".join(dict.fromkeys(debian_package(name) for name in missing))
-    return (
-        f"Qt's X11 display plugin cannot load: the system lacks {', '.join(missing)}. "
-        f"On Debian or Ubuntu: sudo apt install {packages} (other systems: the packages that provide these "
-        "libraries)"
-    )
+    return f"On Debian or Ubuntu: sudo apt install {packages} (other systems: the packages that provide them)"
+
+
+def import_gui_app() -> ModuleType:
+    """``priorstudio.gui.app``, or :class:`DisplayError` naming the system library Qt's GUI module lacks.
+
+    Qt's GUI libraries themselves need system libraries (OpenGL/EGL, fontconfig, xkbcommon…) that minimal
+    installations lack; the import then fails with the linker's terse message, whatever the platform.
+    """
+    try:
+        return importlib.import_module("priorstudio.gui.app")
+    except ImportError as error:
+        found = re.search(r"([\w.+-]+\.so(?:\.\d+)*): cannot open shared object file", str(error))
+        if found is None:
+            raise
+        raise DisplayError(
+            f"Qt's GUI libraries cannot load: the system lacks {found.group(1)}. {_install_advice([found.group(1)])}"
+        ) from None
 
 
 def check_display() -> None:

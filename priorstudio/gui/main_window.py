@@ -938,6 +938,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.schedule_preview()
 
     def _check_models(self) -> None:
+        self.model_label.setToolTip("")
+        self.algorithm.model_note.setToolTip("")
         if self.denoisers.injected:
             self.algorithm.set_model_note("")
             self.model_label.setText("model: supplied by the caller")

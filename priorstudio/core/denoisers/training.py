@@ -229,7 +229,7 @@ def _load_init(net: nn.Module, cfg: TrainConfig) -> list[dict[str, Any]]:
     """
     blob = load_weights_file(cfg.init_from)
     want = {"channels": cfg.channels, **cfg.arch_config}
-    have = blob["arch_config"]
+    have = {"channels": 1, **blob["arch_config"]}  # the architectures' default, as the file was built with
     growable = ("widths", "tail")
     if cfg.arch == "unet" and bool(have.get("norm", False)) != bool(want.get("norm", False)):
         has, needs = ("has", "does not") if have.get("norm") else ("has no", "does")
@@ -237,13 +237,14 @@ def _load_init(net: nn.Module, cfg: TrainConfig) -> list[dict[str, Any]]:
             f"--init-from {Path(cfg.init_from).name}: its UNet {has} batch norm and this run's {needs} "
             "(the norm layers cannot be added or dropped by fine-tuning)"
         )
-    if int(have.get("channels", 0)) != cfg.channels:
+    channels = int(have["channels"])
+    if channels != cfg.channels:
         kinds = {1: "gray (1 channel)", 3: "colour (3 channels)"}
-        has, trains = (kinds.get(int(c), f"{c}-channel") for c in (have.get("channels"), cfg.channels))
-        hint = "add --color" if cfg.channels == 1 and have.get("channels") == 3 else "drop --color"
+        has, trains = (kinds.get(c, f"{c}-channel") for c in (channels, cfg.channels))
+        hints = {(3, 1): " (add --color to fine-tune it)", (1, 3): " (drop --color to fine-tune it)"}
         raise ParameterError(
-            f"--init-from {Path(cfg.init_from).name}: it is a {has} model and this run trains a {trains} one "
-            f"({hint} to fine-tune it)"
+            f"--init-from {Path(cfg.init_from).name}: it is a {has} model and this run trains a {trains} one"
+            + hints.get((channels, cfg.channels), "")
         )
     alike = blob["arch"] == cfg.arch and all(have.get(k) == v for k, v in want.items() if k not in growable)
     same = alike and have.get("widths") == want.get("widths") and have.get("tail", 0) == want.get("tail", 0)
