@@ -486,6 +486,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _training_history(blob: dict[str, Any]) -> str:
+    """The steps of every run behind a model fine-tuned over several (its description names only the last
+    run's), as " (N steps in all over K runs)"."""
+    training = blob.get("training")
+    if not isinstance(training, dict) or not training.get("lineage"):
+        return ""
+    return f" ({int(training.get('total_steps', 0)):,} steps in all over {len(training['lineage']) + 1} runs)"
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from priorstudio.core.denoisers.registry import available_models, load_weights_file
 
@@ -499,7 +508,7 @@ def cmd_models(args: argparse.Namespace) -> int:
             val = blob.get("validation", {})
             figures = " / ".join(f"{val[k]:.2f}" for k in ("psnr_15", "psnr_25", "psnr_50") if k in val)
             print(
-                f"{name:14} {path.stat().st_size / 1e6:5.1f} MB  {desc}"
+                f"{name:14} {path.stat().st_size / 1e6:5.1f} MB  {desc}{_training_history(blob)}"
                 + (f"; validation {figures} dB" if figures else "")
             )
         except PriorStudioError as exc:
