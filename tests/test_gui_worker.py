@@ -152,6 +152,8 @@ def test_errors_are_reported_not_raised(qtbot):
     with qtbot.waitSignal(controller.failed, timeout=5_000) as blocker:
         controller.start(bad)
     assert "wrong way" in blocker.args[0]
+    # reported on the GUI thread once the run's thread is over: a new run may start at once
+    assert not controller.is_running()
     with qtbot.waitSignal(controller.failed, timeout=5_000) as blocker:
         controller.start(lambda: iter(()))
     assert "before its first step" in blocker.args[0]
@@ -237,3 +239,23 @@ def test_metrics_tap_psnr_matches_the_library_on_clipped_estimates(monkeypatch, 
     exact = StepRecord(t=2, image=truth.unsqueeze(0))
     tap(exact)
     assert exact.psnr == math.inf
+
+
+def test_a_controllers_slots_run_on_the_gui_thread(qtbot):
+    """Every end of a job is handled on the GUI thread (a slot run in the worker thread would wait on itself
+    and report the job over while its thread still runs)."""
+    import threading
+
+    controller = RunController()
+    seen: list[str] = []
+    controller.failed.connect(lambda _m: seen.append(threading.current_thread().name))
+    controller.runningChanged.connect(lambda _r: seen.append(threading.current_thread().name))
+
+    def bad():
+        yield StepRecord(t=1, sigma=1.0)
+        raise ParameterError("no")
+
+    with qtbot.waitSignal(controller.failed, timeout=5_000):
+        controller.start(bad)
+    qtbot.waitUntil(lambda: len(seen) == 3, timeout=5_000)  # running, failed, not running
+    assert set(seen) == {threading.main_thread().name}

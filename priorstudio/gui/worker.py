@@ -529,9 +529,18 @@ class ThreadedController(QObject):
     def _on_failed(self, message: str) -> None:
         if self._detached:
             return
+        self._before_failed()
         self._join()
         self.failed.emit(message)
         self._end_job()
+
+    def _before_failed(self) -> None:
+        """What a subclass keeps of a failed job before it is reported (for subclasses).
+
+        A hook rather than an overridden ``_on_failed``: PySide6 6.12 calls a slot that a subclass overrides
+        in the emitting thread, whatever the connection type, so the override ran in the worker thread and the
+        job was reported failed while its thread was still running.
+        """
 
     def _join(self) -> None:
         if self._thread is not None:
@@ -563,11 +572,8 @@ class RunController(ThreadedController):
     #: the last run's newest estimate when it failed part-way (see SamplerWorker.partial), else None
     partial: StepRecord | None = None
 
-    @Slot(str)
-    def _on_failed(self, message: str) -> None:
-        if not self._detached:
-            self.partial = getattr(self._worker, "partial", None)
-        super()._on_failed(message)
+    def _before_failed(self) -> None:
+        self.partial = getattr(self._worker, "partial", None)
 
     def start(
         self,
