@@ -807,3 +807,21 @@ def test_the_application_has_its_icon(qapp):
     image = pixmap.toImage()
     colours = {image.pixelColor(x, y).rgba() for x in range(0, 32, 2) for y in range(0, 32, 2)}
     assert len(colours) > 10  # drawn, not an empty square
+
+
+def test_the_problem_panel_grows_to_show_a_tasks_fields_and_the_mask_tools(window, photo):
+    """The inpainting task adds a hint; the Problem panel grows so the mask tools stay in view, and the
+    Algorithm panel keeps its Run buttons."""
+    window.resize(1500, 950)
+    window.show()
+    window.open_path(photo)
+    QtWidgets.QApplication.processEvents()
+    window.degradation.set_task("inpaint")
+    for _ in range(3):
+        QtWidgets.QApplication.processEvents()
+    info = window.mask_tools.info
+    shown = info.visibleRegion().boundingRect()
+    assert shown.height() == info.height() and shown.width() == info.width()
+    run = window.actions["run"].associatedObjects()
+    buttons = [w for w in run if isinstance(w, QtWidgets.QToolButton)]
+    assert buttons and all(b.visibleRegion().boundingRect().height() == b.height() for b in buttons)

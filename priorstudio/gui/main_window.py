@@ -72,6 +72,7 @@ REPAINT_MS = 250  # the plots (~4 ms to redraw, see gui/plots.py) and the progre
 FRAME_GAP_MS = 25
 PLOTS_WIDTH = 440  # the plots column as the window first opens
 COMPARE_MIN_HEIGHT = 300  # the compare panel as it first appears docked: images, curves and options in view
+ALGORITHM_KEEP_HEIGHT = 320  # the Algorithm panel's least when the Problem panel grows: Run buttons, method, model
 RELEASE_AFTER_RUN_MS = 500  # once the run's thread is gone, its free memory goes back (core/allocator.py)
 # and during a long run every ten seconds: the allocator keeps what a step frees for the next step, and over
 # thousands of steps the pages it keeps but no longer reuses add up (+35–70 MB in 3000 steps, measured).
@@ -311,7 +312,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self.addDockWidget(area, d)
             return d
 
-        left = QtWidgets.QWidget()
+        left = self._problem_column = QtWidgets.QWidget()
         ll = QtWidgets.QVBoxLayout(left)
         ll.addWidget(_group("Degradation", self.degradation))
         ll.addWidget(_group("Mask", self.mask_tools))
@@ -929,7 +930,25 @@ class MainWindow(QtWidgets.QMainWindow):
         self.canvas.set_mask_visible(self.actions["show_mask"].isChecked() and task == "inpaint")
         self.plots.set_simulate(self.degradation.mode() == "simulate")
         self.actions["view_truth"].setEnabled(self.degradation.mode() == "simulate")
+        QtCore.QTimer.singleShot(0, self._fit_problem_dock)  # once the panel has laid out the task's fields
         self.schedule_preview()
+
+    def _fit_problem_dock(self) -> None:
+        """Grow the Problem panel when a task's fields no longer fit it (its mask tools would scroll out of
+        view), taking the height from the Algorithm panel down to what keeps its Run buttons and the first
+        parameters in view. It never shrinks: a height the user chose stays."""
+        if self.problem_dock.isFloating() or self.algorithm_dock.isFloating():
+            return
+        if self.dockWidgetArea(self.problem_dock) != self.dockWidgetArea(self.algorithm_dock):
+            return
+        need = self._problem_column.sizeHint().height() + 28  # and the dock's frame, as at start
+        have = self.problem_dock.height()
+        column = have + self.algorithm_dock.height()
+        grow = min(need - have, self.algorithm_dock.height() - ALGORITHM_KEEP_HEIGHT)
+        if grow > 0:
+            self.resizeDocks(
+                [self.problem_dock, self.algorithm_dock], [have + grow, column - have - grow], Qt.Orientation.Vertical
+            )
 
     def _on_model_changed(self, model: str | None) -> None:
         self.denoisers.set_model(model)
