@@ -32,10 +32,8 @@ class TerminalInterrupt(QtCore.QObject):
         self.timer.setInterval(POLL_MS)
         self.timer.timeout.connect(lambda: None)  # a call into Python: pending handlers run here
         self.timer.start()
-        self.interrupts = 0
 
     def _on_interrupt(self, _signum: int, _frame: Any) -> None:
-        self.interrupts += 1
         # a second Ctrl-C while the window is closing (a question on screen, a run stopping) ends the process
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         print("priorstudio: closing (Ctrl-C again to quit at once)", file=sys.stderr, flush=True)

@@ -370,10 +370,14 @@ class MainWindow(QtWidgets.QMainWindow):
 
         widths = [max(need(left), need(right), 380), PLOTS_WIDTH]
         self.resizeDocks([self.problem_dock, self.plots_dock], widths, Qt.Orientation.Horizontal)
-        problem = left.sizeHint().height() + 28  # and the dock's frame: no scroll bar
+        problem = self._problem_height()
         self.resizeDocks(
             [self.problem_dock, self.algorithm_dock], [problem, self.height() - problem], Qt.Orientation.Vertical
         )
+
+    def _problem_height(self) -> int:
+        """The Problem panel's height with all its content in view: its fields and the dock's frame."""
+        return self._problem_column.sizeHint().height() + 28
 
     # ================================================================================================
     # errors
@@ -941,13 +945,11 @@ class MainWindow(QtWidgets.QMainWindow):
             return
         if self.dockWidgetArea(self.problem_dock) != self.dockWidgetArea(self.algorithm_dock):
             return
-        need = self._problem_column.sizeHint().height() + 28  # and the dock's frame, as at start
-        have = self.problem_dock.height()
-        column = have + self.algorithm_dock.height()
-        grow = min(need - have, self.algorithm_dock.height() - ALGORITHM_KEEP_HEIGHT)
+        have, spare = self.problem_dock.height(), self.algorithm_dock.height()
+        grow = min(self._problem_height() - have, spare - ALGORITHM_KEEP_HEIGHT)
         if grow > 0:
             self.resizeDocks(
-                [self.problem_dock, self.algorithm_dock], [have + grow, column - have - grow], Qt.Orientation.Vertical
+                [self.problem_dock, self.algorithm_dock], [have + grow, spare - grow], Qt.Orientation.Vertical
             )
 
     def _on_model_changed(self, model: str | None) -> None:

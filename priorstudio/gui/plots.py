@@ -232,8 +232,7 @@ class RunPlots(pg.GraphicsLayoutWidget):
         self.x_master.setXRange(0, 100, padding=0)
         self._set_y(self.p_sigma, (-3.0, 0.0))
         self._set_y(self.p_resid, (-4.0, 0.0))
-        self._set_y(self.p_psnr, (10.0, 40.0))
-        self._set_y(self.p_ssim, (0.0, 1.0))
+        self._set_metric_spans()
 
     def _keep_readable(self) -> None:
         """Enough height for every shown plot to keep its axes and curves readable: a dock squeezed by its
@@ -323,9 +322,13 @@ class RunPlots(pg.GraphicsLayoutWidget):
             lo, hi = float(self._ideal_values.min()), float(self._ideal_values.max())
             self._set_y(self.p_sigma, _log_span(lo, hi))
             self._set_y(self.p_resid, _log_span(lo / 10, hi))
+        self._set_metric_spans()
+        self.refresh()
+
+    def _set_metric_spans(self) -> None:
+        """PSNR lives in 10–40 dB and SSIM in 0–1: set up front, so the first steps re-lay no axis."""
         self._set_y(self.p_psnr, (10.0, 40.0))
         self._set_y(self.p_ssim, (0.0, 1.0))
-        self.refresh()
 
     def _set_y(self, plot: pg.PlotItem, span: tuple[float, float]) -> None:
         self._y_span[plot] = span
