@@ -825,3 +825,41 @@ def test_the_problem_panel_grows_to_show_a_tasks_fields_and_the_mask_tools(windo
     run = window.actions["run"].associatedObjects()
     buttons = [w for w in run if isinstance(w, QtWidgets.QToolButton)]
     assert buttons and all(b.visibleRegion().boundingRect().height() == b.height() for b in buttons)
+
+
+def test_a_new_window_fits_a_screen_smaller_than_its_preferred_size(qtbot, settings):
+    """On a laptop-sized screen the first window lies within the screen's free area, room kept for its frame,
+    with the plots and the Run button in view (it used to open at 1500×950 whatever the screen)."""
+    from priorstudio.gui.main_window import FRAME_ALLOWANCE, WINDOW_SIZE
+
+    room = QtGui.QGuiApplication.primaryScreen().availableGeometry()
+    if room.width() >= WINDOW_SIZE[0] and room.height() >= WINDOW_SIZE[1]:
+        pytest.skip("this screen has room for the preferred size")  # the offscreen screen is 800×800
+    w = open_window(qtbot, settings, size=None, denoiser_factory=tiny_denoiser)
+    try:
+        w.show()
+        qtbot.waitExposed(w)
+        QtWidgets.QApplication.processEvents()
+        assert w.width() <= room.width() - FRAME_ALLOWANCE[0] and w.height() <= room.height() - FRAME_ALLOWANCE[1]
+        assert room.contains(w.geometry())
+        plots = w.plots_dock.geometry()
+        assert plots.right() < w.width() and plots.width() >= 150
+        assert w.canvas.width() >= plots.width() // 2
+        run = [b for b in w.actions["run"].associatedObjects() if isinstance(b, QtWidgets.QToolButton)]
+        assert run and all(b.visibleRegion().boundingRect().height() == b.height() for b in run)
+    finally:
+        w.shutdown()
+
+
+def test_a_new_window_opens_at_its_preferred_size_where_the_screen_has_room(qtbot, settings, monkeypatch):
+    from priorstudio.gui.main_window import WINDOW_SIZE
+
+    big = QtCore.QRect(0, 0, 2560, 1440)
+    monkeypatch.setattr(QtGui.QScreen, "availableGeometry", lambda self: big)
+    w = open_window(qtbot, settings, size=None, denoiser_factory=tiny_denoiser)
+    try:
+        assert (w.width(), w.height()) == WINDOW_SIZE
+        centre = w.geometry().center()
+        assert abs(centre.x() - big.center().x()) <= 1 and abs(centre.y() - big.center().y()) <= 1
+    finally:
+        w.shutdown()

@@ -239,7 +239,7 @@ class ImageCanvas(QtWidgets.QGraphicsView):
         self._pan_from: QtCore.QPoint | None = None
         self._dragging_divider = False
         self._stroking = False
-        self._fitting = False  # the photo follows the window's size until the user zooms or pans
+        self._fitting = False  # the photo follows the window's size until the user zooms or pans (_set_fitting)
 
     # -- photo and layers ----------------------------------------------------------------------------------
     def image_size(self) -> tuple[int, int] | None:
@@ -415,9 +415,19 @@ class ImageCanvas(QtWidgets.QGraphicsView):
         if self._size is None:
             return
         h, w = self._size
+        self._set_fitting(True)
         self.fitInView(QRectF(0, 0, w, h), Qt.AspectRatioMode.KeepAspectRatio)
-        self._fitting = True
         self.zoomChanged.emit(self.scale_factor())
+
+    def _set_fitting(self, fitting: bool) -> None:
+        """While the whole photo is fitted there is nothing to scroll to, so no scroll bars: with them shown as
+        needed, a fit could call for a bar whose width shrank the view, whose refit no longer needed it, and so
+        on without end (the window froze at some sizes of the canvas). Panning still works without them."""
+        self._fitting = fitting
+        policy = Qt.ScrollBarPolicy.ScrollBarAlwaysOff if fitting else Qt.ScrollBarPolicy.ScrollBarAsNeeded
+        if self.horizontalScrollBarPolicy() != policy:
+            self.setHorizontalScrollBarPolicy(policy)
+            self.setVerticalScrollBarPolicy(policy)
 
     def is_fitting(self) -> bool:
         """True while the whole photo is shown and kept so as the window or its docks change size."""
@@ -431,7 +441,7 @@ class ImageCanvas(QtWidgets.QGraphicsView):
 
     def actual_size(self) -> None:
         center = self.mapToScene(self.viewport().rect().center())
-        self._fitting = False
+        self._set_fitting(False)
         self.resetTransform()
         self.centerOn(center)
         self.zoomChanged.emit(1.0)
@@ -442,7 +452,7 @@ class ImageCanvas(QtWidgets.QGraphicsView):
         factor = min(max(current * factor, MIN_SCALE), MAX_SCALE) / current
         if abs(factor - 1.0) < 1e-9:
             return
-        self._fitting = False
+        self._set_fitting(False)
         if anchor_view_pos is None:
             anchor_view_pos = self.viewport().rect().center()
         before = self.mapToScene(anchor_view_pos)
@@ -523,7 +533,8 @@ class ImageCanvas(QtWidgets.QGraphicsView):
         if self._pan_from is not None:
             delta = pos - self._pan_from
             self._pan_from = pos
-            self._fitting = self._fitting and delta.isNull()
+            if not delta.isNull():
+                self._set_fitting(False)
             self.horizontalScrollBar().setValue(self.horizontalScrollBar().value() - delta.x())
             self.verticalScrollBar().setValue(self.verticalScrollBar().value() - delta.y())
             event.accept()

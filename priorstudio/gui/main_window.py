@@ -70,6 +70,8 @@ from priorstudio.gui.worker import Frame, FrameMailbox, MetricsTap, RecordSink, 
 # slower periodic timer; a 33 ms one that mostly found nothing to do cost ~5 ms of GUI time a second.
 REPAINT_MS = 250  # the plots (~4 ms to redraw, see gui/plots.py) and the progress bar: 4 a second look live
 FRAME_GAP_MS = 25
+WINDOW_SIZE = (1500, 950)  # the window as it first opens, where the screen has room
+FRAME_ALLOWANCE = (16, 40)  # room left on a small screen for the window frame and title bar
 PLOTS_WIDTH = 440  # the plots column as the window first opens
 COMPARE_MIN_HEIGHT = 300  # the compare panel as it first appears docked: images, curves and options in view
 ALGORITHM_KEEP_HEIGHT = 320  # the Algorithm panel's least when the Problem panel grows: Run buttons, method, model
@@ -360,7 +362,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.compare_dock.setWidget(self.compare)
         self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.compare_dock)
         self.compare_dock.hide()
-        self.resize(1500, 950)
+        self._fit_to_screen()
         # the canvas gets what the panels do not need: the controls' column as wide as its content asks (no
         # sideways scrolling), the Problem panel as tall as its content, and the plots a readable width
         bar = self.style().pixelMetric(QtWidgets.QStyle.PixelMetric.PM_ScrollBarExtent)
@@ -368,12 +370,31 @@ class MainWindow(QtWidgets.QMainWindow):
         def need(w: QtWidgets.QWidget) -> int:
             return max(w.sizeHint().width(), w.minimumSizeHint().width()) + bar + 12
 
-        widths = [max(need(left), need(right), 380), PLOTS_WIDTH]
+        plots_width = min(PLOTS_WIDTH, self.width() // 3)  # on a small screen the canvas keeps a third
+        widths = [max(need(left), need(right), 380), plots_width]
         self.resizeDocks([self.problem_dock, self.plots_dock], widths, Qt.Orientation.Horizontal)
         problem = self._problem_height()
         self.resizeDocks(
             [self.problem_dock, self.algorithm_dock], [problem, self.height() - problem], Qt.Orientation.Vertical
         )
+
+    def _fit_to_screen(self) -> None:
+        """Open at the preferred size where the screen has room for it, and within the screen's free area
+        (what the task bar and panels leave) where it has not: a 1366×768 laptop would otherwise get a window
+        whose plots and Run buttons lie off screen. A saved window geometry, restored later, takes precedence."""
+        screen = self.screen() or QtGui.QGuiApplication.primaryScreen()
+        if screen is None:
+            self.resize(*WINDOW_SIZE)
+            return
+        room = screen.availableGeometry()
+        # the frame (title bar, borders) comes on top of the size set here; it is not known before the window
+        # is shown, so a typical allowance is kept free
+        size = QtCore.QSize(
+            min(WINDOW_SIZE[0], room.width() - FRAME_ALLOWANCE[0]),
+            min(WINDOW_SIZE[1], room.height() - FRAME_ALLOWANCE[1]),
+        )
+        self.resize(size)
+        self.move(room.center() - QtCore.QPoint(size.width() // 2, size.height() // 2))
 
     def _problem_height(self) -> int:
         """The Problem panel's height with all its content in view: its fields and the dock's frame."""
