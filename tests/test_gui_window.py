@@ -863,3 +863,37 @@ def test_a_new_window_opens_at_its_preferred_size_where_the_screen_has_room(qtbo
         assert abs(centre.x() - big.center().x()) <= 1 and abs(centre.y() - big.center().y()) <= 1
     finally:
         w.shutdown()
+
+
+def test_the_plots_scroll_rather_than_flatten_when_the_compare_panel_takes_their_height(window):
+    """With the compare panel open in a laptop-sized window the four plots used to share ~340 pixels, about
+    20 of them curves each; now each keeps a readable height and the column scrolls."""
+    from priorstudio.gui.plots import PLOT_MIN_HEIGHT
+
+    def curve_heights() -> list[float]:
+        return [p.vb.sceneBoundingRect().height() for p in window.plots.shown_plots()]
+
+    window.resize(1200, 1000)
+    QtWidgets.QApplication.processEvents()
+    assert len(window.plots.shown_plots()) == 4
+    assert min(curve_heights()) >= 80
+
+    window.resize(1200, 700)
+    window.show_compare()
+    for _ in range(3):
+        QtWidgets.QApplication.processEvents()
+    assert min(curve_heights()) >= 60, curve_heights()
+    assert window.plots.height() >= 4 * PLOT_MIN_HEIGHT
+    view = window.plots_scroll.viewport()
+    bar = window.plots_scroll.verticalScrollBar()
+    assert view.height() < 4 * PLOT_MIN_HEIGHT and bar.isVisible() and bar.maximum() > 0
+    bar.setValue(bar.maximum())  # the last plot comes into view
+    QtWidgets.QApplication.processEvents()
+    ssim = window.plots.p_ssim.vb.sceneBoundingRect().toRect()
+    assert view.rect().contains(window.plots.mapTo(view, ssim.center()))
+
+    window.compare_dock.hide()
+    window.resize(1200, 1000)
+    for _ in range(3):
+        QtWidgets.QApplication.processEvents()
+    assert not bar.isVisible(), "room for every plot again: nothing to scroll"

@@ -48,7 +48,7 @@ from priorstudio.gui.compare_worker import CompareJob
 from priorstudio.gui.dialogs import ShortcutSheet, ask_close, ask_overwrite, show_error
 from priorstudio.gui.mask_model import MaskModel
 from priorstudio.gui.panels import AlgorithmPanel, DegradationPanel, MaskTools
-from priorstudio.gui.plots import RunPlots
+from priorstudio.gui.plots import PLOT_MIN_HEIGHT, RunPlots
 from priorstudio.gui.run_progress import RunProgress
 from priorstudio.gui.session import (
     DenoiserProvider,
@@ -351,7 +351,16 @@ class MainWindow(QtWidgets.QMainWindow):
         pl = QtWidgets.QVBoxLayout(plots)
         pl.setContentsMargins(2, 2, 2, 2)
         pl.addWidget(self.plots.readout)
-        pl.addWidget(self.plots, 1)
+        # the plots scroll rather than shrink: a dock squeezed by the compare panel or a small screen keeps
+        # every plot at a readable height (its height never depends on its width, so the bar cannot cycle)
+        self.plots_scroll = QtWidgets.QScrollArea()
+        self.plots_scroll.setObjectName("plots_scroll")
+        self.plots_scroll.setWidget(self.plots)
+        self.plots_scroll.setWidgetResizable(True)
+        self.plots_scroll.setFrameShape(QtWidgets.QFrame.Shape.NoFrame)
+        self.plots_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.plots_scroll.setMinimumHeight(PLOT_MIN_HEIGHT)
+        pl.addWidget(self.plots_scroll, 1)
         pl.addWidget(self.keep_overlay)
         self.plots_dock = QtWidgets.QDockWidget("Plots", self)
         self.plots_dock.setObjectName("plots_dock")

@@ -31,8 +31,9 @@ SERIES = ("sigma", "residual_norm", "data_error", "psnr", "ssim")
 #: The finest tick level drawn (and given a grid line) per axis: decades and their minor ticks on the log
 #: axes, the labelled steps only along the step axis.
 GRID_TICK_LEVEL = {"left": 1, "bottom": 0}
-#: The least height (pixels) one plot gets, axes included.
-PLOT_MIN_HEIGHT = 85
+#: The least height (pixels) one plot gets, title and axes included: about 80 pixels of curves. Where the
+#: dock is shorter than the shown plots need, they scroll.
+PLOT_MIN_HEIGHT = 140
 
 
 class ScalarSeries:
@@ -235,8 +236,8 @@ class RunPlots(pg.GraphicsLayoutWidget):
         self._set_metric_spans()
 
     def _keep_readable(self) -> None:
-        """Enough height for every shown plot to keep its axes and curves readable: a dock squeezed by its
-        neighbours gives the room to the plots rather than flatten them to lines."""
+        """Enough height for every shown plot to keep its axes and curves readable: in a dock squeezed by its
+        neighbours the plots scroll (the owner's scroll area) rather than flatten to lines."""
         self.setMinimumHeight(PLOT_MIN_HEIGHT * len(self.shown_plots()))
 
     def shown_plots(self) -> list[pg.PlotItem]:
