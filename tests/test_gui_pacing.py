@@ -388,3 +388,13 @@ def test_to_bytes_writes_the_same_values_into_a_given_buffer_at_any_levels():
         to_bytes(arr, levels, out=pixels[..., 2::-1])
         assert np.array_equal(pixels[..., 2::-1], made) and not pixels[..., 3].any()
     assert to_bytes(arr)[0, 0, 0] == 0  # NaN shows black
+
+
+@pytest.mark.parametrize(("expected", "end"), [(23, 30.0), (380, 500.0), (5, 10.0), (1244, 1500.0), (95, 120.0)])
+def test_a_run_of_known_length_fills_most_of_the_step_axis(qtbot, expected, end):
+    """The first step axis leaves ~10% room past the expected end and rounds finely: a ~23-step run is drawn
+    on 0–30 (it was 0–50, half the plot empty)."""
+    plots = RunPlots()
+    qtbot.addWidget(plots)
+    plots.new_run(sigma_L=0.01, ideal=0.5 * np.cumprod(np.full(expected + 10, 0.9)), expected_steps=expected)
+    assert tuple(plots.p_sigma.vb.viewRange()[0]) == (0.0, end)

@@ -94,6 +94,15 @@ def _round_up(x: float) -> float:
     return next(m * base for m in (1.0, 2.0, 5.0, 10.0) if m * base >= x)
 
 
+def _first_end(expected_steps: float) -> float:
+    """The step axis's end at the start of a run expected to last ``expected_steps``: 10% room, rounded up
+    to 1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6 or 8 × 10^k, so the run fills most of the width (a ~23-step run gets 0–30, not
+    0–50) and one that ends near its expected length never re-lays the axes."""
+    x = max(1.1 * float(expected_steps), 10.0)
+    base = 10.0 ** math.floor(math.log10(x))
+    return next(m * base for m in (1.0, 1.2, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0) if m * base >= x)
+
+
 def show_until_data(plot: pg.PlotItem | pg.PlotWidget, x: tuple[float, float], y: tuple[float, float]) -> None:
     """Show ``x`` × ``y`` (log10 bounds on a log axis) while ``plot`` is empty; its first data takes over.
 
@@ -312,7 +321,7 @@ class RunPlots(pg.GraphicsLayoutWidget):
         self._dirty = True
         self._x_end = 0.0
         if expected_steps is not None and expected_steps > 0:
-            self._x_end = _round_up(expected_steps)
+            self._x_end = _first_end(expected_steps)
             self.x_master.setXRange(0, self._x_end, padding=0)
         self._y_span.clear()
         self._by_hand.clear()
