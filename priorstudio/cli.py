@@ -57,6 +57,15 @@ def _refuse_existing(
         raise ParameterError(f"{existing[0]} exists; pass --overwrite to replace it{other_way}")
 
 
+def _refuse_unwritable_images(targets: list[Path | str | None], bit_depth: int) -> None:
+    """Before any work: every image output has a name whose format can be written at ``bit_depth``."""
+    from priorstudio.core.imageio import save_format
+
+    for target in targets:
+        if target:
+            save_format(target, bit_depth)
+
+
 # -- shared option groups ----------------------------------------------------------------------------
 def _add_sampler_options(p: argparse.ArgumentParser, beta: float | None) -> None:
     g = p.add_argument_group("implicit-prior sampler")
@@ -203,6 +212,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
         raise ParameterError("--std needs --samples K with K ≥ 2 (a spread needs several samples)")
     out = Path(args.output)
     _refuse_existing([out, args.std, args.json], args.overwrite)
+    _refuse_unwritable_images([out, args.std], args.bit_depth)
     image = load_image(args.input, mode="gray" if args.gray else "auto")
     task = canonical_task(args.task)  # "Denoise" and "denoise" are one task
     noise = (
@@ -227,6 +237,12 @@ def cmd_restore(args: argparse.Namespace) -> int:
         from priorstudio.core.samplers.implicit_prior import restore_preset
 
         args.beta = restore_preset(problem.task)["beta"]
+    if args.samples > 1 and args.beta >= 1 and problem.init is not None:
+        raise ParameterError(
+            f"--samples {args.samples} with β = 1 gives {args.samples} identical images: β = 1 injects no noise "
+            f"and every sample starts from the same {problem.task} start; pass --beta 0.5 (or lower) for samples "
+            "that differ"
+        )
     params = _sampler_params(args, emit_every=0, final_projection=args.final_projection)
     init = problem.init.unsqueeze(0).expand(args.samples, -1, -1, -1) if problem.init is not None else None
     record = RunRecord.new(
@@ -252,8 +268,12 @@ def cmd_restore(args: argparse.Namespace) -> int:
         record.append_row(row)
     samples = last.image.clamp(0, 1)
     result = samples.mean(0)
-    if hole is not None:  # inpainting changes only the pixels to fill; the others stay the photo's, as in the app
-        result = torch.where(torch.as_tensor(hole, dtype=torch.bool).expand_as(result), result, image)
+    if hole is not None and problem.noise_sigma == 0:
+        # inpainting changes only the pixels to fill; the others stay what was measured there (the photo's,
+        # or in simulate mode the truth's, which is then the data). With noise they are the denoised estimate:
+        # pasting the clean truth back would report a PSNR no method earned, and the noisy data would undo it.
+        known = problem.observed.to(result.dtype)
+        result = torch.where(torch.as_tensor(hole, dtype=torch.bool).expand_as(result), result, known)
     save_image(result, out, bit_depth=args.bit_depth, overwrite=args.overwrite)
     std_scale = _save_std_map(samples, args) if args.std else None
     metrics = {
@@ -297,6 +317,7 @@ def cmd_flash(args: argparse.Namespace) -> int:
     _check_seed(args.seed)
     out = Path(args.output)
     _refuse_existing([out, args.json], args.overwrite)
+    _refuse_unwritable_images([out], args.bit_depth)
     mode = "gray" if args.gray else "color"
     flash, noflash = load_image(args.flash, mode=mode), load_image(args.noflash, mode=mode)
     if flash.shape != noflash.shape:
@@ -326,7 +347,8 @@ def cmd_flash(args: argparse.Namespace) -> int:
         bar.update(rec.t / params.max_steps, f"t={rec.t} loss={rec.extra.get('loss', math.nan):.3g}")
     bar.close(f"{last.stop_reason.value if last and last.stop_reason else ''} after {last.t if last else 0} steps")
     if last is None or last.image is None:
-        raise ParameterError("the run ended before its first step")
+        why = last.message if last is not None and last.message else "the run ended before its first step"
+        raise ParameterError(f"no image to save: {why}")
     save_image(last.image[0].clamp(0, 1), out, bit_depth=args.bit_depth, overwrite=args.overwrite)
     metrics = {"seconds": round(time.perf_counter() - start, 3), "iterations": last.t}
     record.finish(stop_reason=last.stop_reason.value if last.stop_reason else None, metrics=metrics)
@@ -585,7 +607,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --samples K: write the per-pixel standard deviation here, one gray map as the desktop app "
         "shows it (RMS over colour channels, scaled to its maximum; the output line gives the std shown as white)",
     )
-    p.add_argument("--final-projection", action="store_true", help="finish with an exact projection onto the data")
+    p.add_argument(
+        "--final-projection",
+        action="store_true",
+        help="finish with a projection onto the data: exact for every task but blur, where it is a regularised "
+        "(Wiener) step that brings the result close to the data",
+    )
     p.add_argument("--bit-depth", type=int, choices=(8, 16), default=8)
     p.add_argument("--json", default=None, help="write the run record (parameters and per-step values) as JSON")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")

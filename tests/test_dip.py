@@ -535,3 +535,16 @@ def test_lanczos_rejects_bad_factor_and_wrong_low_res_size():
     with pytest.raises(ParameterError, match="low-resolution"):
         op.measurement_from_observed(torch.zeros(1, 1, 5, 5))
     assert op.measurement_from_observed(torch.zeros(1, 1, 4, 4)).shape == (1, 1, 4, 4)
+
+
+def test_a_nan_between_measured_steps_keeps_the_step_before_it():
+    """PSNR is measured every 10 steps; the fit turns NaN at step 4: the run ends there with step 3's image
+    (it used to end with no image at all, the last measured step being none)."""
+    x = smooth_image()
+    outputs = [x * (0.5 + 0.1 * t) for t in range(1, 4)] + [torch.full_like(x, math.nan)]
+    params = tiny(max_steps=20, metrics_every=10, emit_every=0, ema=0.0, precision="fp32")
+    recs = list(dip_sampler(None, None, params, truth=x, init=x, network=Scripted(outputs)))
+    last = recs[-1]
+    assert last.stop_reason is StopReason.DIVERGED_NAN and last.t == 4
+    assert last.image is not None and torch.equal(last.image, outputs[2].unsqueeze(0))
+    assert last.psnr is not None and math.isfinite(last.psnr)

@@ -233,3 +233,22 @@ def test_ntk_filter_weights_are_the_kernel_between_patches():
         k = float(ntk_kernel_vectors(patch(i, j), patch(i + dy, j + dx)))
         expected = k * window_taper(dy, dx, 2) / ref
         assert float(row[dy + 2, dx + 2] / row[2, 2]) == pytest.approx(expected, rel=1e-4)
+
+
+def test_a_nan_keeps_the_estimate_of_the_step_before():
+    """A filter that turns NaN at step 3: the last record says so and carries step 2's estimate."""
+    y = image(1, 12)
+    p = TwicingParams(patch=3, window=5, max_steps=10, emit_every=1)
+    run = twicing_sampler(None, None, p, init=y)
+    real, calls = run.filter, []
+
+    class Failing:
+        def apply(self, r: torch.Tensor) -> torch.Tensor:
+            calls.append(1)
+            out = real.apply(r)
+            return torch.full_like(out, math.nan) if len(calls) == 3 else out
+
+    run.filter = Failing()
+    recs = list(run)
+    assert [r.t for r in recs] == [1, 2, 3] and recs[-1].stop_reason is StopReason.DIVERGED_NAN
+    assert recs[-1].image is not None and torch.equal(recs[-1].image, recs[1].image)

@@ -54,6 +54,7 @@ __all__ = [
     "load_image_info",
     "load_mask",
     "mask_from_bytes",
+    "save_format",
     "save_image",
     "save_mask",
     "to_display_uint8",
@@ -868,6 +869,14 @@ def save_image(
     ``overwrite=True`` (:class:`~priorstudio.core.atomic.OutputExistsError`). Returns the path.
     """
     target = Path(path)
+    fmt = save_format(target, bit_depth)
+    return atomic_write_bytes(target, encode_image(image, fmt, bit_depth=bit_depth), overwrite)
+
+
+def save_format(path: str | os.PathLike[str], bit_depth: int = 8) -> str:
+    """The format :func:`save_image` writes ``path`` in, or a ParameterError: callers check an output name
+    with it before a long run, so a name it cannot write is refused before the work, not after."""
+    target = Path(path)
     fmt = SAVE_SUFFIXES.get(target.suffix.lower())
     if fmt is None:
         raise ParameterError(
@@ -875,4 +884,4 @@ def save_image(
         )
     if bit_depth == 16 and fmt != "PNG":
         raise ParameterError(f"16-bit images are written as PNG only; {target.name} is {fmt}")
-    return atomic_write_bytes(target, encode_image(image, fmt, bit_depth=bit_depth), overwrite)
+    return fmt

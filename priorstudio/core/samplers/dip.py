@@ -694,10 +694,10 @@ class DIPRun(StoppableRun):
             record.residual_norm = math.sqrt(lv) if lv >= 0 else math.nan
             if not math.isfinite(lv) or not bool(torch.isfinite(estimate).all()):
                 return self._final(t, self._last_good, StopReason.DIVERGED_NAN, f"the fit became NaN at step {t}")
-        if measure:
+            # every checked step, not only the measured ones: a NaN between two of them keeps the step before
             self._last_good = estimate.clone()
-            if self.operator is not None:
-                record.data_error = float(self.operator.consistency_error(estimate, self.target).mean())
+        if measure and self.operator is not None:
+            record.data_error = float(self.operator.consistency_error(estimate, self.target).mean())
         monitor = self.monitor
         if monitor is not None:
             record.extra["es_var"] = monitor.update(out, keep=estimate)

@@ -126,7 +126,10 @@ class ImplicitPriorParams:
     )
     final_projection: bool = field(
         default=False,
-        metadata={"label": "final projection", "help": "make the result agree exactly with the measurements"},
+        metadata={
+            "label": "final projection",
+            "help": "make the result agree with the measurements (exactly, except for blur: a regularised step)",
+        },
     )
     divergence_patience: int = field(
         default=10,

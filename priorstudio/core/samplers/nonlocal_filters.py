@@ -425,6 +425,7 @@ class TwicingRun(StoppableRun):
         for t in range(1, p.max_steps + 1):
             if p.refresh_every > 0 and t > 1 and (t - 1) % p.refresh_every == 0:
                 self.filter = self._build(z.clamp(0, 1))
+            good = z  # the state a NaN falls back to (the update makes a new tensor)
             with cpu_threads(1):
                 r = self._residual(z)
                 step = self.filter.apply(r)
@@ -439,7 +440,8 @@ class TwicingRun(StoppableRun):
                 record.data_error = float(self.operator.consistency_error(z, self.measurement).mean())
             if not bool(torch.isfinite(z).all()):
                 record.stop_reason = StopReason.DIVERGED_NAN
-                record.message = f"the iteration became NaN at step {t}"
+                record.message = f"the iteration became NaN at step {t}; the estimate of step {t - 1} is kept"
+                record.image = good.clamp(0, 1).to(torch.float32, copy=True)
                 yield record
                 return
             if self.truth is not None:
