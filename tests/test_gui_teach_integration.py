@@ -96,6 +96,25 @@ def test_a_real_run_shows_the_score_of_each_kept_step(qtbot, tiny_window):
     assert own == len(kept)
 
 
+def test_frames_too_large_for_the_history_do_not_fail_the_run(qtbot, window):
+    """A large photo at full size made frames bigger than the run history holds: the run used to fail at its
+    first step. It runs to the end without a history, and the dock says why."""
+    teach = window.teach
+    teach.max_bytes = 1024  # 32² frames of 1 KB: two do not fit, as a 12-megapixel colour photo in 32 MB
+    window.set_photo(0.5 + 0.1 * torch.randn(1, 32, 32, generator=torch.Generator().manual_seed(0)))
+    window.degradation.set_task("denoise")
+    with qtbot.waitSignal(window.runFinished, timeout=60_000) as blocker:
+        assert window.start_run(), window.errors
+    last = blocker.args[0]
+    assert last is not None and last.image is not None and window.errors == []
+    assert len(teach.history) == 0
+    assert teach.player.memory_label.text().startswith("No frames kept for this run")
+    teach.max_bytes = 1024 * 1024  # the next run keeps its frames again, and the line says so
+    with qtbot.waitSignal(window.runFinished, timeout=60_000):
+        assert window.start_run(), window.errors
+    assert len(teach.history) > 0 and "frames (every" in teach.player.memory_label.text()
+
+
 def test_tools_open_and_close_cleanly(qtbot, window):
     window.show()
     qtbot.waitExposed(window)

@@ -325,15 +325,17 @@ class HistorySink:
         self.history = history
         self.policy = KeepPolicy(history, latest_every_s=latest_every_s, clock=clock)
         self._held: Any = None
+        #: why this run's frames stopped being kept (frames larger than the cap allows), or "" while they are
+        self.dropped = ""
 
     def __call__(self, record: Any) -> None:
         image = getattr(record, "image", None)
-        if image is None:
+        if image is None or self.dropped:
             return
         self._held = None
         nbytes = int(image.numel() if isinstance(image, Tensor) else np.asarray(image).size) * self.history.itemsize
         if self.policy.keep(nbytes, force=bool(getattr(record, "is_last", False))):
-            self.history.push_record(record)
+            self._push(record)
         else:
             self.history.skip()
             self._held = record
@@ -342,4 +344,11 @@ class HistorySink:
         """Push the newest record if it was skipped (call once the run has ended)."""
         held, self._held = self._held, None
         if held is not None:
-            self.history.push_record(held)  # after the run: no later push, so the grid it took is no one's
+            self._push(held)  # after the run: no later push, so the grid it took is no one's
+
+    def _push(self, record: Any) -> None:
+        try:
+            self.history.push_record(record)
+        except ResourceLimitError as error:  # the history is for replay: never fail the run for it
+            self.dropped = str(error)
+            self._held = None

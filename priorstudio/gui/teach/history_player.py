@@ -39,6 +39,7 @@ class HistoryPlayer(QtWidgets.QWidget):
     def __init__(self, parent: QtWidgets.QWidget | None = None, *, show_preview: bool = True) -> None:
         super().__init__(parent)
         self._history: FrameHistory | None = None
+        self._note = ""  # said in place of the memory line while set
         self._frames: list[Frame] = []
         self._sample: int | None = None
         self.preview = ImagePane("") if show_preview else None
@@ -107,7 +108,13 @@ class HistoryPlayer(QtWidgets.QWidget):
         self.pause()
         self._history = history
         self._sample = sample
+        self._note = ""
         self.refresh(go_to_end=True)
+
+    def set_note(self, text: str) -> None:
+        """Say ``text`` in place of the memory line (e.g. why a run's frames are not kept); "" restores it."""
+        self._note = text
+        self.memory_label.setText(text or (self._history.describe() if self._history is not None else ""))
 
     def refresh(self, go_to_end: bool = False) -> None:
         """Re-read the history (after a run pushed more frames)."""
@@ -118,7 +125,8 @@ class HistoryPlayer(QtWidgets.QWidget):
         if at_end:
             self.slider.setValue(self.slider.maximum())
         self.slider.blockSignals(False)
-        self.memory_label.setText(self._history.describe() if self._history is not None else "")
+        described = self._history.describe() if self._history is not None else ""
+        self.memory_label.setText(self._note or described)
         self._sync_enabled()
         self._show(self.slider.value())
 

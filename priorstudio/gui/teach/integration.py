@@ -182,7 +182,18 @@ class TeachTools(QtCore.QObject):
         """Show the newest step of a running run, unless neither dock is in view (a refresh costs the GUI
         thread 10–20 ms, and on two cores whatever the GUI thread spends is taken from the run)."""
         if _in_view(self.history_dock) or _in_view(self.explain_dock):
+            self._show_dropped()
             self.player.refresh()
+
+    def _show_dropped(self) -> None:
+        """A run whose frames are too large for the history runs on without one; the dock says why."""
+        sink = self._frames_sink
+        if sink is not None and sink.dropped:
+            mb = self.max_bytes / (1024 * 1024)
+            self.player.set_note(
+                f"No frames kept for this run: one frame is too large for the run history ({mb:.0f} MB). "
+                "A smaller working size keeps them."
+            )
 
     @Slot(object)
     def _on_run_started(self, _plan: Any) -> None:
@@ -199,6 +210,7 @@ class TeachTools(QtCore.QObject):
         self.live_timer.stop()
         if self._frames_sink is not None:
             self._frames_sink.flush()  # the run's last step, if its frame was not kept yet
+            self._show_dropped()
         if self.score_tap is not None:
             self.score_tap.flush()  # the last step's score, so the final frame has its own
         self.player.refresh(go_to_end=True)
