@@ -311,3 +311,47 @@ def test_the_steps_box_says_when_the_panel_method_keeps_its_own_cap(qtbot):
     assert panel.steps_label.text() == "steps (other methods)"
     panel.use_panel.setChecked(False)
     assert panel.steps_label.text() == "steps"
+
+
+@pytest.mark.parametrize("answer", ["save", "cancel", "discard"])
+def test_closing_during_a_comparison_offers_to_save_the_last_runs_result(qtbot, settings, photo, answer):
+    """The last run's result is unsaved and a comparison is going: closing says both, and "Stop and save…"
+    saves that result (it was thrown away: the answer became "discard"); "Cancel" keeps everything going."""
+    w = open_window(qtbot, settings, denoiser_factory=tiny_denoiser)
+    try:
+        denoise_setup(w, photo)
+        w.algorithm.apply_preset("teach")
+        w.algorithm.set_values({"sigma_L": 0.05, "max_steps": 20})
+        with qtbot.waitSignal(w.runFinished, timeout=TIMEOUT_MS):
+            assert w.start_run(), w.errors
+        assert w.result is not None and not w.result_saved
+        small_panel(w.compare, steps=100_000)
+        w.compare.set_checked_methods(["dip_adam"])
+        assert w.start_compare()
+        qtbot.waitUntil(w.compare.is_running, timeout=10_000)
+        asked, saved = [], []
+        w.confirm_close = lambda reason: asked.append(reason) or answer
+
+        def save() -> None:
+            saved.append(w.result)
+            w.result_saved = True
+
+        w._cmd_save = save
+        closed = w.close()
+        assert asked == ["comparing unsaved"]
+        assert saved == ([w.result] if answer == "save" else [])
+        assert closed == (answer != "cancel")
+        assert w.compare.is_running() == (answer == "cancel")
+    finally:
+        w.confirm_close = lambda reason: "discard"
+        w.shutdown()
+
+
+def test_closing_during_a_comparison_with_nothing_unsaved_asks_only_to_stop(window, photo, qtbot):
+    denoise_setup(window, photo)
+    small_panel(window.compare, steps=100_000)
+    window.compare.set_checked_methods(["dip_adam"])
+    assert window.start_compare()
+    asked = []
+    window.confirm_close = lambda reason: asked.append(reason) or "discard"
+    assert window.close() and asked == ["comparing"] and not window.compare.is_running()

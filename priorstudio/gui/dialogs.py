@@ -78,7 +78,9 @@ def ask_overwrite(parent: QtWidgets.QWidget | None, path: Path) -> bool:
 
 
 def ask_close(parent: QtWidgets.QWidget | None, reason: str) -> str:
-    """Ask before closing; ``reason`` is "running" or "unsaved". Returns "save", "discard" or "cancel"."""
+    """Ask before closing. ``reason``: "running" (a run), "comparing" (a comparison, nothing unsaved),
+    "comparing unsaved" (a comparison, and the last run's result unsaved) or "unsaved". Returns "save",
+    "discard" or "cancel"."""
     box = QtWidgets.QMessageBox(parent)
     box.setIcon(QtWidgets.QMessageBox.Icon.Question)
     box.setWindowTitle("Close PriorStudio")
@@ -86,6 +88,17 @@ def ask_close(parent: QtWidgets.QWidget | None, reason: str) -> str:
     if reason == "running":
         box.setText("A run is still going.")
         box.setInformativeText("Stop it and close the window? Its result so far can be saved first.")
+        box.setStandardButtons(buttons.Save | buttons.Discard | buttons.Cancel)
+        box.button(buttons.Save).setText("Stop and save…")
+        box.button(buttons.Discard).setText("Stop and close")
+    elif reason == "comparing":
+        box.setText("A comparison is still going.")
+        box.setInformativeText("Stop it and close the window?")
+        box.setStandardButtons(buttons.Discard | buttons.Cancel)
+        box.button(buttons.Discard).setText("Stop and close")
+    elif reason == "comparing unsaved":
+        box.setText("A comparison is still going, and the last run's result has not been saved.")
+        box.setInformativeText("Stop the comparison and close the window? The result can be saved first.")
         box.setStandardButtons(buttons.Save | buttons.Discard | buttons.Cancel)
         box.button(buttons.Save).setText("Stop and save…")
         box.button(buttons.Discard).setText("Stop and close")

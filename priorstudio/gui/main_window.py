@@ -1489,13 +1489,14 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:
         answer = None
-        if self.controller.is_running() or self.compare.is_running():
+        unsaved = self.result is not None and not self.result_saved
+        if self.controller.is_running():
             answer = self.confirm_close("running")  # save (stop, keep the partial result, save it), discard, cancel
-            if answer == "save" and self.controller.is_running():
+            if answer == "save":
                 self._stop_and_wait()
-            elif answer == "save":
-                answer = "discard"  # a comparison has no single result to save
-        elif self.result is not None and not self.result_saved:
+        elif self.compare.is_running():  # a comparison has no single result to save; the last run's may be
+            answer = self.confirm_close("comparing unsaved" if unsaved else "comparing")
+        elif unsaved:
             answer = self.confirm_close("unsaved")
         if answer == "cancel":
             event.ignore()
