@@ -897,3 +897,57 @@ def test_the_plots_scroll_rather_than_flatten_when_the_compare_panel_takes_their
     for _ in range(3):
         QtWidgets.QApplication.processEvents()
     assert not bar.isVisible(), "room for every plot again: nothing to scroll"
+
+
+def test_mask_commands_that_set_the_task_wait_for_the_run(window, photo, qtbot):
+    """Central block, scattered mask and import switch the task to inpainting: during a denoising run they
+    are off (Central block used to switch the locked Problem panel under the run); painting stays on."""
+    window.open_path(photo)
+    window.degradation.set_task("denoise")
+    quick_params(window, sigma_L=1e-4, max_steps=100_000)
+    assert window.start_run()
+    try:
+        for key in ("mask_random", "mask_block", "mask_import"):
+            assert not window.actions[key].isEnabled(), key
+        for key in ("mask_clear", "mask_invert", "mask_export"):
+            assert window.actions[key].isEnabled(), key
+        with pytest.raises(Exception, match="while a run is going"):
+            window.generate_mask("block", 0.3)
+        assert window.degradation.task_name() == "denoise"
+    finally:
+        with qtbot.waitSignal(window.runFinished, timeout=10_000):
+            window.actions["stop"].trigger()
+    assert window.actions["mask_block"].isEnabled()
+    window.generate_mask("block", 0.3)
+    assert window.degradation.task_name() == "inpaint"
+
+
+def test_a_run_stopped_while_paused_is_not_shown_paused(window, photo, qtbot):
+    window.open_path(photo)
+    window.generate_mask("block", 0.3)
+    quick_params(window, sigma_L=1e-4, max_steps=100_000, beta=0.01)
+    window.start_run()
+    with qtbot.waitSignal(window.controller.paused, timeout=10_000):
+        window.controller.pause(True)
+    assert window.progress_bar.format().endswith("paused")
+    with qtbot.waitSignal(window.runFinished, timeout=10_000):
+        window.actions["stop"].trigger()
+    assert not window.controller.is_paused()
+    assert "paused" not in window.progress_bar.format()
+
+
+def test_opening_a_photo_while_paused_leaves_no_stale_running_label(window, photo, qtbot, tmp_path):
+    """The stopped run's "resumed", still queued, used to arrive after the new photo and say "running"."""
+    window.open_path(photo)
+    window.generate_mask("block", 0.3)
+    quick_params(window, sigma_L=1e-4, max_steps=100_000, beta=0.01)
+    window.start_run()
+    with qtbot.waitSignal(window.controller.paused, timeout=10_000):
+        window.controller.pause(True)
+    assert window.open_path(structured_photo(tmp_path / "other.png", 40, 56))
+    for _ in range(5):
+        QtWidgets.QApplication.processEvents()
+        qtbot.wait(20)
+    assert not window.is_running()
+    assert window.run_label.text() != "running"
+    assert window.actions["run"].isEnabled() and not window.actions["pause"].isEnabled()

@@ -788,6 +788,7 @@ class MainWindow(QtWidgets.QMainWindow):
         """A generated mask: ``"random"`` pixels (``fraction`` hidden) or a central ``"block"`` (share of each side)."""
         if self.mask is None:
             raise PriorStudioError("open an image first")
+        self._refuse_task_change("generate a mask")
         changed = self.mask.random_pixels(fraction, seed) if kind == "random" else self.mask.central_block(fraction)
         self.degradation.set_task("inpaint")
         if changed:
@@ -803,10 +804,16 @@ class MainWindow(QtWidgets.QMainWindow):
     def import_mask(self, path: str | os.PathLike[str]) -> None:
         if self.mask is None:
             raise PriorStudioError("open an image first")
+        self._refuse_task_change("import a mask")
         mask = load_mask(path, self.mask.shape)
         if self.mask.set_mask(mask.numpy()):
             self.degradation.set_task("inpaint")
             self._after_mask_edit()
+
+    def _refuse_task_change(self, what: str) -> None:
+        """These mask commands switch the task to inpainting, which a run or a comparison holds locked."""
+        if self.controller.is_running() or self.compare.is_running():
+            raise PriorStudioError(f"cannot {what} while a run is going: it sets the task; stop the run first")
 
     def _cmd_mask_export(self) -> None:
         if self.mask is None:
@@ -1427,8 +1434,10 @@ class MainWindow(QtWidgets.QMainWindow):
             a[key].setIconText(word)
             keys = keymap.key_text(keymap.BY_ID[key])
             a[key].setToolTip(f"{text} ({keys})" if keys else text)
-        for key in ("mask_clear", "mask_invert", "mask_random", "mask_block", "mask_import", "mask_export"):
+        for key in ("mask_clear", "mask_invert", "mask_export"):  # the next run's mask: editable during a run
             a[key].setEnabled(has_photo)
+        for key in ("mask_random", "mask_block", "mask_import"):  # these also switch the task to inpainting,
+            a[key].setEnabled(has_photo and not running and not comparing)  # which a run holds locked
         self.degradation.setEnabled(not running and not comparing)
         self.algorithm.setEnabled(not running and not comparing)
 

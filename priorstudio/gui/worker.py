@@ -451,6 +451,7 @@ class ThreadedController(QObject):
         self._worker: Any = None
         self._detached = False
         self._job_open = False  # between a start and its end bookkeeping (``_ended``)
+        self._forwards: dict[str, _Forward] = {}
 
     @property
     def worker(self) -> Any:
@@ -469,7 +470,9 @@ class ThreadedController(QObject):
         """Move ``worker`` to a new thread, connect it (``forward`` names signals re-emitted here), start."""
         thread = worker_thread(worker, thread_name)
         for name in forward:
-            getattr(worker, name).connect(getattr(self, name))
+            if name not in self._forwards:
+                self._forwards[name] = _Forward(self, name)
+            getattr(worker, name).connect(self._forwards[name].relay)
         # the thread quits as soon as the worker is done, called from the worker thread itself (QThread.quit is
         # thread-safe): a queued quit would never arrive while the GUI thread waits in shutdown()
         worker.finished.connect(thread.quit, Qt.ConnectionType.DirectConnection)
@@ -553,6 +556,21 @@ class ThreadedController(QObject):
             self._worker = None
 
 
+class _Forward(QObject):
+    """Re-emits one signal of a job's worker as its controller's, in the GUI thread (a bound method of an
+    object living there is called there), unless the job was shut down meanwhile: a ``paused`` still queued
+    from a run stopped by opening another photo must not say "running" over the new one."""
+
+    def __init__(self, controller: ThreadedController, name: str) -> None:
+        super().__init__(controller)
+        self._controller = controller
+        self._signal = getattr(controller, name)
+
+    def relay(self, *args: Any) -> None:
+        if not self._controller._detached:
+            self._signal.emit(*args)
+
+
 class RunController(ThreadedController):
     """Owns one sampler run's worker and thread; forwards the worker's signals. One run at a time.
 
@@ -567,7 +585,8 @@ class RunController(ThreadedController):
     busy_message = "a run is already going"
 
     def is_paused(self) -> bool:
-        return self._worker is not None and self._worker.is_paused
+        """Paused now: a run that ended while paused (stopped) is not."""
+        return self.is_running() and self._worker is not None and self._worker.is_paused
 
     #: the last run's newest estimate when it failed part-way (see SamplerWorker.partial), else None
     partial: StepRecord | None = None
