@@ -207,6 +207,8 @@ def test_run_to_completion_updates_canvas_plots_and_record(window, photo, qtbot,
     assert Image.open(p8).size == (64, 48)
     assert p8.read_bytes()[24] == 8 and p16.read_bytes()[24] == 16  # the PNG header's bit depth
     assert window.result_saved
+    window.actions["save"].trigger()  # Save after a 16-bit save: the same file, still 16 bits (it became 8)
+    assert p16.read_bytes()[24] == 16 and window.errors == []
     j, c = window.save_run_record(tmp_path / "run.json")
     data = json.loads(j.read_text())
     assert data["task"] == "inpaint" and len(data["steps"]) == steps

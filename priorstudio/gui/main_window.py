@@ -139,6 +139,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.result: torch.Tensor | None = None
         self.result_saved = True
         self.result_path: str | None = None
+        self.result_bit_depth = 8  # as it was last saved: Save writes the same file the same way
         self._previous_result: tuple[torch.Tensor | None, bool, str | None] = (None, True, None)
         self.last_record: StepRecord | None = None
         self.record: RunRecord | None = None
@@ -630,8 +631,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.open_sample()
 
     def _cmd_save(self) -> None:
-        if self.result_path:
-            self.save_result(self.result_path, overwrite=True)
+        if self.result_path:  # saved before: the same file at the same bit depth
+            self.save_result(self.result_path, bit_depth=self.result_bit_depth, overwrite=True)
         else:
             self._cmd_save_as()
 
@@ -655,8 +656,10 @@ class MainWindow(QtWidgets.QMainWindow):
         """Save the result (full-resolution photo for inpainting, the working-size image otherwise)."""
         if self.result is None:
             raise PriorStudioError("there is no result to save yet: run first")
-        out = save_image(self.result, path, bit_depth=16 if bit_depth == 16 else 8, overwrite=overwrite)
+        depth = 16 if bit_depth == 16 else 8
+        out = save_image(self.result, path, bit_depth=depth, overwrite=overwrite)
         self.result_path = os.fspath(out)
+        self.result_bit_depth = depth
         self.result_saved = True
         self.settings.setValue("last_dir", str(out.parent))
         self.statusBar().showMessage(f"saved {out}", 5000)
