@@ -80,3 +80,22 @@ def test_zooming_in_brings_the_scroll_bars_back(qtbot):
     canvas.fit()
     settle(canvas)
     assert not canvas.horizontalScrollBar().isVisible() and not canvas.verticalScrollBar().isVisible()
+
+
+def test_zoom_in_on_a_tiny_fitted_photo_never_zooms_out(qtbot):
+    """A 4×3 photo fits at ~80× (beyond the 64× limit): zoom in used to clamp it down to 64×."""
+    from priorstudio.gui.canvas import MAX_SCALE
+
+    canvas = ImageCanvas()
+    qtbot.addWidget(canvas)
+    canvas.set_photo_size(3, 4)
+    canvas.resize(340, 260)
+    canvas.show()
+    canvas.fit()
+    settle(canvas)
+    fitted = canvas.scale_factor()
+    assert fitted > MAX_SCALE
+    canvas.zoom_by(1.25)
+    assert canvas.scale_factor() >= fitted
+    canvas.zoom_by(0.8)
+    assert canvas.scale_factor() < fitted  # zoom out still works

@@ -449,7 +449,10 @@ class ImageCanvas(QtWidgets.QGraphicsView):
     def zoom_by(self, factor: float, anchor_view_pos: QtCore.QPoint | None = None) -> None:
         """Zoom by ``factor`` keeping the photo point under ``anchor_view_pos`` (default: the centre) fixed."""
         current = self.scale_factor()
-        factor = min(max(current * factor, MIN_SCALE), MAX_SCALE) / current
+        # the limits bound where zooming goes, never reverse it: a tiny photo fitted beyond MAX_SCALE stays put
+        # on zoom in (clamping it to the limit used to zoom it out)
+        low, high = min(MIN_SCALE, current), max(MAX_SCALE, current)
+        factor = min(max(current * factor, low), high) / current
         if abs(factor - 1.0) < 1e-9:
             return
         self._set_fitting(False)
