@@ -143,6 +143,30 @@ def test_tools_open_and_close_cleanly(qtbot, window):
         tool.close()
 
 
+def test_open_tools_follow_a_new_photo_and_degradation(qtbot, window):
+    """The posterior window kept sampling the photo and task it was opened with, and the inspector kept
+    the old photo: now Draw takes the window's problem as it is, and the inspector shows the new photo."""
+    teach = window.teach
+    window.set_photo(torch.rand(1, 24, 24, generator=torch.Generator().manual_seed(0)))
+    window.degradation.set_task("denoise")
+    panel = teach.open_posterior().findChild(PosteriorPanel)
+    inspector = teach.open_inspector()
+    assert panel._problem.task == "denoise" and tuple(panel._problem.image_shape) == (1, 24, 24)
+    window.set_photo(torch.rand(1, 20, 32, generator=torch.Generator().manual_seed(1)))
+    window.degradation.set_task("inpaint")
+    window.generate_mask("block", 0.25)
+    assert panel.status.text().startswith("inpaint: ready to draw")
+    assert inspector.image_pane.image_shape() == (20, 32)
+    panel.k_spin.setValue(2)
+    with qtbot.waitSignal(panel.runner.finished, timeout=60_000):
+        panel.run()
+    assert panel._problem.task == "inpaint" and tuple(panel._problem.image_shape) == (1, 20, 32)
+    assert panel.summary is not None and tuple(panel.summary.mean.shape[-2:]) == (20, 32)
+    teach.shutdown()
+    for tool in list(teach._tools.values()):
+        tool.close()
+
+
 def in_view(dock) -> bool:
     return dock.isVisible() and not dock.visibleRegion().isEmpty()
 

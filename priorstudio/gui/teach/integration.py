@@ -148,6 +148,9 @@ class TeachTools(QtCore.QObject):
         window.record_sink_factories.append(self._sink_for_run)
         window.runStarted.connect(self._on_run_started)
         window.runFinished.connect(self._on_run_finished)
+        self._inspected: Any = None  # the photo the inspector was given
+        window.photoChanged.connect(self._on_problem_changed)
+        window.degradation.changed.connect(self._on_problem_changed)
         self.menu = self._build_menu()
 
     # -- the window's seams ----------------------------------------------------------------------------
@@ -311,7 +314,21 @@ class TeachTools(QtCore.QObject):
         panel = holder.findChild(PosteriorPanel)
         if panel is not None:
             panel.set_problem(problem, self._posterior_params())
+            panel.set_source(lambda: (self.current_problem(), self._posterior_params()))
         return holder
+
+    def _on_problem_changed(self) -> None:
+        """The photo, degradation or mask changed: open tools follow (the posterior's next Draw takes the new
+        problem; the inspector looks at the new photo)."""
+        tool = self._tools.get("posterior")
+        panel = tool.findChild(PosteriorPanel) if tool is not None else None
+        if panel is not None:
+            panel.source_changed(self.window.degradation.task_name())
+        inspector = self._tools.get("inspector")
+        photo = getattr(self.window, "photo", None)
+        if isinstance(inspector, InspectorDialog) and photo is not None and self._inspected is not photo:
+            inspector.set_image(photo)
+            self._inspected = photo
 
     def open_inspector(self) -> InspectorDialog:
         photo = getattr(self.window, "photo", None)
@@ -322,6 +339,7 @@ class TeachTools(QtCore.QObject):
         )
         assert isinstance(dialog, InspectorDialog)
         dialog.set_image(photo)
+        self._inspected = photo
         return dialog
 
     def show_explain(self) -> None:

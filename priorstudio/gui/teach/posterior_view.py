@@ -8,6 +8,7 @@ sampler parameters the host window hands it.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 import pyqtgraph as pg
@@ -59,6 +60,7 @@ class PosteriorView(QtWidgets.QWidget):
         layout.addLayout(panes, 1)
         layout.addWidget(self.summary_label)
         self.summary: PosteriorSummary | None = None
+        self._source: Callable[[], tuple[Any, Any]] | None = None
 
     def set_summary(
         self, summary: PosteriorSummary, *, observed: Tensor | None = None, region: Tensor | None = None
@@ -129,11 +131,27 @@ class PosteriorPanel(QtWidgets.QWidget):
         self._problem, self._params = problem, params
         self.status.setText(f"{problem.task}: ready to draw {self.k_spin.value()} samples.")
 
+    def set_source(self, source: Callable[[], tuple[Any, Any]] | None) -> None:
+        """Where Draw takes its problem and parameters from, fresh at each press (the main window's photo,
+        degradation and mask as they are then): an open panel never samples a photo no longer shown."""
+        self._source = source
+
+    def source_changed(self, task: str) -> None:
+        """The main window's problem changed: say so (the next Draw takes it), unless samples are drawing."""
+        if not self.is_running():
+            self.status.setText(f"{task}: ready to draw {self.k_spin.value()} samples (of the photo as it is now).")
+
     def is_running(self) -> bool:
         return self.runner.is_running()
 
     @Slot()
     def run(self) -> None:
+        if self._source is not None:
+            try:
+                self.set_problem(*self._source())
+            except PriorStudioError as error:
+                self.status.setText(str(error))
+                return
         if self._problem is None or self._params is None:
             self.status.setText("No problem yet: load an image and set up a degradation first.")
             return
