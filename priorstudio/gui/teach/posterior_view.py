@@ -60,7 +60,6 @@ class PosteriorView(QtWidgets.QWidget):
         layout.addLayout(panes, 1)
         layout.addWidget(self.summary_label)
         self.summary: PosteriorSummary | None = None
-        self._source: Callable[[], tuple[Any, Any]] | None = None
 
     def set_summary(
         self, summary: PosteriorSummary, *, observed: Tensor | None = None, region: Tensor | None = None
@@ -126,6 +125,7 @@ class PosteriorPanel(QtWidgets.QWidget):
         layout.addLayout(bar)
         layout.addWidget(self.view, 1)
         self.summary: PosteriorSummary | None = None
+        self._source: Callable[[], tuple[Any, Any]] | None = None
 
     def set_problem(self, problem: Any, params: Any) -> None:
         self._problem, self._params = problem, params
