@@ -43,3 +43,27 @@ def test_json_rows_have_the_issue_fields(tmp_path: Path) -> None:
     for r in rows:
         assert r["plain_ms"] > 0 and r["fast_ms"] > 0 and r["ratio"] > 0
         assert r["fast_ms_min"] <= r["fast_ms"] <= r["fast_ms_max"]
+
+
+def test_unknown_architectures_and_channel_counts_are_refused(capsys) -> None:
+    """Any --arch but bfcnn used to time the UNet under the asked name, and --channels 2 ran a 2-channel net."""
+    for extra, message in (
+        (["--arch", "foo"], "--arch takes bfcnn, unet"),
+        (["--channels", "2"], "--channels takes 1, 3"),
+        (["--model", "/nonexistent/model.pt"], "no weights file"),
+    ):
+        assert cli.main(["bench", "speed", "--sizes", "16", "--repeats", "1", *extra]) == 2
+        assert message in capsys.readouterr().err
+
+
+def test_a_weights_file_is_timed_as_the_unet_of_its_channels(tmp_path: Path, capsys) -> None:
+    from priorstudio.core.denoisers import BiasFreeUNet
+    from priorstudio.core.denoisers.registry import save_weights
+
+    model = tmp_path / "mine.pt"
+    save_weights(model, BiasFreeUNet(1, (8, 16)))
+    out = tmp_path / "speed.json"
+    argv = ["bench", "speed", "--sizes", "16", "--channels", "1", "--arch", "unet", "--repeats", "1"]
+    assert cli.main([*argv, "--model", str(model), "--json", str(out)]) == 0
+    (row,) = json.loads(out.read_text())
+    assert row["params"] == sum(p.numel() for p in BiasFreeUNet(1, (8, 16)).parameters())

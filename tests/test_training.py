@@ -527,6 +527,7 @@ def test_resume_refuses_other_settings(image_dir: Path, finished_run: Path, tmp_
         ({"channels": 3}, r"channels \(--color\) 1 in the checkpoint, 3 now"),
         ({"arch": "bfcnn", "arch_config": {"width": 8, "depth": 3}}, r"--arch unet in the checkpoint, bfcnn now"),
         ({"bf16": True}, r"bf16 False in the checkpoint, True now"),
+        ({"val_split": 1}, r"--val-split 2 in the checkpoint, 1 now"),  # named, not blamed on the data
     ]
     before = checkpoint_path(out).read_bytes()
     for changes, message in cases:
@@ -573,3 +574,66 @@ def test_resume_refuses_a_damaged_checkpoint(image_dir: Path, finished_run: Path
         train(_cfg(image_dir, out, 3), resume=True, show_progress=False, log=lambda s: None)
     out = _resume_copy(finished_run, tmp_path, good)
     assert train(_cfg(image_dir, out, 3), resume=True, show_progress=False, log=lambda s: None)["step"] == 3
+
+
+def test_an_in_place_fine_tune_resumes_with_its_own_lineage(image_dir: Path, tmp_path: Path) -> None:
+    """--init-from m.pt --out m.pt, stopped and resumed: the resumed run read m.pt (by then its own partial
+    output) as one more earlier run, so the model counted 13 steps for 4 + 6."""
+    model = tmp_path / "m.pt"
+    train(_cfg(image_dir, model, 4), show_progress=False, log=lambda s: None)
+    checkpoint_path(model).unlink()
+    cfg = _cfg(image_dir, model, 6)
+    cfg.init_from = str(model)
+    assert train(cfg, show_progress=False, log=_stop_at(3))["interrupted"]
+    train(cfg, resume=True, show_progress=False, log=lambda s: None)
+    blob = load_weights_file(model)
+    assert [e["step"] for e in blob["training"]["lineage"]] == [4]
+    assert blob["training"]["total_steps"] == 10
+    # the checkpoint holds the weights: the --init-from file may since have gone
+    other = tmp_path / "other.pt"
+    base = tmp_path / "base.pt"
+    base.write_bytes(model.read_bytes())
+    cfg2 = _cfg(image_dir, other, 6)
+    cfg2.init_from = str(base)
+    assert train(cfg2, show_progress=False, log=_stop_at(3))["interrupted"]
+    base.unlink()
+    assert train(cfg2, resume=True, show_progress=False, log=lambda s: None)["step"] == 6
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"steps_per_epoch": 0}, "--epoch-steps must be at least 1"),
+        ({"val_split": -3}, "--val-split must be 0 or more"),
+        ({"checkpoint_minutes": float("nan")}, "--checkpoint-minutes must be 0 or more"),
+        ({"sigma_max": 300 / 255}, r"--sigma-max must be in \(0, 255\], got 300"),
+        ({"lr_min": 1.0}, "--lr-min"),
+        ({"arch_config": {"widths": [8]}}, "--widths needs at least two levels"),
+        ({"arch_config": {"widths": [-8, 16]}}, "--widths needs at least two levels"),
+        ({"arch": "bfcnn", "arch_config": {"width": 8, "depth": 2}}, "--depth must be at least 3"),
+        ({"arch": "bfcnn", "arch_config": {"width": 0, "depth": 3}}, "--width must be at least 1"),
+    ],
+)
+def test_settings_that_would_fail_later_are_refused_first(image_dir: Path, tmp_path: Path, changes, message) -> None:
+    """Each of these used to fail after the data were read (a traceback, or a division by zero after the
+    first step, nothing saved) or to say the wrong option."""
+    cfg = _cfg(image_dir, tmp_path / "m.pt", 2)
+    for key, value in changes.items():
+        setattr(cfg, key, value)
+    with pytest.raises(ParameterError, match=message):
+        train(cfg, show_progress=False, log=lambda s: None)
+    assert not (tmp_path / "m.pt").exists()
+
+
+def test_weights_of_another_shape_name_the_tensors(tmp_path: Path) -> None:
+    from priorstudio.core.denoisers.registry import network_from_blob
+    from priorstudio.core.errors import WeightsError
+
+    save_weights(tmp_path / "a.pt", BiasFreeUNet(1, (8, 16)))
+    blob = load_weights_file(tmp_path / "a.pt")
+    blob["arch_config"] = {**blob["arch_config"], "widths": [8, 32]}
+    with pytest.raises(WeightsError, match=r"is \(16, 8, 3, 3\), the network's is \(32, 8, 3, 3\)"):
+        network_from_blob(blob, "a.pt")
+    blob["arch_config"] = {**blob["arch_config"], "widths": [-8, 16]}
+    with pytest.raises(WeightsError, match="invalid architecture configuration"):
+        network_from_blob(blob, "a.pt")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from pathlib import Path
 
 import torch
 
@@ -17,6 +18,7 @@ from priorstudio.cli_args import parse_number_list
 from priorstudio.core.denoisers import BFCNN, BiasFreeUNet, Denoiser
 from priorstudio.core.denoisers.architectures import count_parameters
 from priorstudio.core.denoisers.registry import available_models, load_weights_file, network_from_blob
+from priorstudio.core.errors import ParameterError
 
 NAME = "speed"
 HELP = "denoiser steps per second, plain fp32 vs the fast path, per architecture, size and channels"
@@ -29,12 +31,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--repeats", type=int, default=5, help="timed calls per path and case, interleaved; medians are reported"
     )
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="time this weights file as the UNet of its channel count, instead of the bundled one",
+    )
 
 
-def _network(arch: str, channels: int) -> torch.nn.Module:
-    """The reference BF-CNN, or the UNet exactly as bundled (random weights if none is bundled)."""
+ARCHS = ("bfcnn", "unet")
+
+
+def _network(arch: str, channels: int, model: str | None = None) -> torch.nn.Module:
+    """The reference BF-CNN, or the UNet exactly as bundled (random weights if none is bundled); ``model``:
+    a weights file to time as the UNet of its channel count."""
     if arch == "bfcnn":
         return BFCNN(channels)
+    if model is not None:
+        blob = load_weights_file(model)
+        if blob["arch"] == "unet" and blob["arch_config"].get("channels", 1) == channels:
+            return network_from_blob(blob, Path(model).name)
     for path in available_models().values():
         blob = load_weights_file(path)
         if blob["arch"] == "unet" and blob["arch_config"].get("channels") == channels:
@@ -63,7 +78,22 @@ def time_side_by_side(plain: Denoiser, fast: Denoiser, y: torch.Tensor, repeats:
     }
 
 
+def _choices(text: str, allowed: tuple, what: str, cast=str) -> list:
+    """The comma-separated ``text`` as values of ``allowed``, or a ParameterError naming the choices."""
+    values = [cast(v.strip()) for v in text.split(",") if v.strip()] if text.strip() else []
+    bad = [v for v in values if v not in allowed]
+    if not values or bad:
+        shown = ", ".join(str(a) for a in allowed)
+        raise ParameterError(f"{what} takes {shown} or a comma-separated list of them, got {text!r}")
+    return values
+
+
 def run(args: argparse.Namespace) -> list[dict]:
+    archs = _choices(args.arch, ARCHS, "--arch")
+    channel_list = _choices(args.channels, ("1", "3"), "--channels")
+    model = getattr(args, "model", None)
+    if model is not None and not Path(model).is_file():
+        raise ParameterError(f"--model: no weights file at {model!r}")
     rows = []
     torch.manual_seed(0)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
@@ -71,9 +101,9 @@ def run(args: argparse.Namespace) -> list[dict]:
         f"{'arch':6} {'size':>5} {'ch':>2} {'params':>9} {'plain ms':>9} {'fast ms':>8} {'ratio':>6} "
         f"{'fast it/s':>9} {'fast range ms':>13}  path"
     )
-    for arch in args.arch.split(","):
-        for channels in (int(c) for c in args.channels.split(",")):
-            net = _network(arch.strip(), channels)
+    for arch in archs:
+        for channels in (int(c) for c in channel_list):
+            net = _network(arch, channels, model)
             plain, fast = Denoiser(net, fast=False), Denoiser(net, fast=True)
             for size in parse_number_list(args.sizes, int, "--sizes"):
                 y = torch.rand(1, channels, size, size)

@@ -144,14 +144,45 @@ def network_from_blob(blob: dict[str, Any], source: str = "weights") -> nn.Modul
     try:
         with torch.random.fork_rng(devices=[]):  # the initial weights are overwritten: leave the caller's RNG be
             net = build_network(blob["arch"], blob["arch_config"])
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RuntimeError) as exc:  # e.g. a negative width: torch cannot make the tensor
         raise WeightsError(f"{source}: invalid architecture configuration ({exc})") from None
+    problem = _mismatch(net.state_dict(), blob["state_dict"])
+    if problem:
+        raise WeightsError(f"{source}: weights do not match the architecture ({problem})")
     try:
         net.load_state_dict(blob["state_dict"], strict=True)
-    except RuntimeError as exc:
-        first = str(exc).splitlines()[0]
-        raise WeightsError(f"{source}: weights do not match the architecture ({first})") from None
+    except RuntimeError as exc:  # anything the check above did not foresee: torch's own words, last line
+        last = str(exc).strip().splitlines()[-1].strip()
+        raise WeightsError(f"{source}: weights do not match the architecture ({last})") from None
     return net.eval()
+
+
+def _mismatch(want: dict[str, Any], have: dict[str, Any]) -> str:
+    """What keeps ``have`` from loading into a network whose own weights are ``want``: the first few missing,
+    unexpected and wrongly shaped tensors by name ("" when it loads)."""
+
+    def names(keys: list[str]) -> str:
+        return ", ".join(keys[:3]) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
+
+    parts = []
+    missing = [k for k in want if k not in have]
+    unexpected = [k for k in have if k not in want]
+    if missing:
+        parts.append(f"missing {names(missing)}")
+    if unexpected:
+        parts.append(f"unexpected {names(unexpected)}")
+    shapes = []
+    for key in want:
+        value = have.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, torch.Tensor):
+            shapes.append(f"{key} is a {type(value).__name__}, not a tensor")
+        elif tuple(value.shape) != tuple(want[key].shape):
+            shapes.append(f"{key} is {tuple(value.shape)}, the network's is {tuple(want[key].shape)}")
+    if shapes:
+        parts.append("; ".join(shapes[:3]) + (f" and {len(shapes) - 3} more" if len(shapes) > 3 else ""))
+    return "; ".join(parts)
 
 
 def load_denoiser(

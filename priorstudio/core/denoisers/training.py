@@ -20,7 +20,7 @@ import math
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,19 +70,45 @@ class TrainConfig:
     threads: int | None = None
     init_from: str | None = None  # fine-tune: start from this weights file (same architecture) instead of random
 
-    def validate(self) -> None:
+    def validate(self, *, resuming: bool = False) -> None:
+        """Refuse a run that could not start or would fail later, naming the option as the command line does.
+
+        ``resuming``: a checkpoint will be continued, which holds the weights: ``--init-from`` need not
+        still be there."""
         if self.channels not in (1, 3):
             raise ParameterError("channels must be 1 (gray) or 3 (color)")
         if self.patch < 16 or self.batch < 1 or self.steps < 1:
-            raise ParameterError("patch must be ≥ 16, batch and steps ≥ 1")
+            raise ParameterError("--patch must be ≥ 16, --batch and --steps ≥ 1")
         if not 0 < self.sigma_max <= 1:
-            raise ParameterError("sigma_max must be in (0, 1]")
+            raise ParameterError(f"--sigma-max must be in (0, 255], got {self.sigma_max * 255:g}")
         if not 0 < self.lr_min <= self.lr:
-            raise ParameterError("need 0 < lr_min ≤ lr")
+            raise ParameterError(f"need 0 < --lr-min ≤ --lr, got --lr-min {self.lr_min:g} and --lr {self.lr:g}")
+        if self.steps_per_epoch < 1:
+            raise ParameterError(f"--epoch-steps must be at least 1, got {self.steps_per_epoch}")
+        if self.val_split < 0:
+            raise ParameterError(f"--val-split must be 0 or more, got {self.val_split}")
+        if not math.isfinite(self.checkpoint_minutes) or self.checkpoint_minutes < 0:
+            raise ParameterError(f"--checkpoint-minutes must be 0 or more, got {self.checkpoint_minutes:g}")
         if self.threads is not None and not 1 <= self.threads <= MAX_THREADS:
             raise ParameterError(f"--threads must be between 1 and {MAX_THREADS}, got {self.threads}")
-        if self.init_from is not None and not Path(self.init_from).is_file():
+        _check_architecture(self.arch, self.arch_config)
+        if self.init_from is not None and not resuming and not Path(self.init_from).is_file():
             raise ParameterError(f"--init-from: no weights file at {self.init_from!r}")
+
+
+def _check_architecture(arch: str, config: Mapping[str, Any]) -> None:
+    """The network options, checked before the data are read (a bad one failed after loading them)."""
+    if arch == "unet":
+        widths = list(config.get("widths", [1, 1]))
+        if len(widths) < 2 or any(int(w) < 1 for w in widths):
+            raise ParameterError(f"--widths needs at least two levels of 1 or more channels, got {widths}")
+        if int(config.get("tail", 0)) < 0:
+            raise ParameterError(f"--tail must be 0 or more, got {config.get('tail')}")
+    elif arch == "bfcnn":
+        if int(config.get("depth", 3)) < 3:
+            raise ParameterError(f"--depth must be at least 3 for a BF-CNN, got {config.get('depth')}")
+        if int(config.get("width", 1)) < 1:
+            raise ParameterError(f"--width must be at least 1, got {config.get('width')}")
 
 
 def list_images(folder: str | Path) -> list[Path]:
@@ -314,6 +340,8 @@ _RESUME_SETTINGS = {
     "batch": "--batch",
     "seed": "--seed",
     "scales": "scales",
+    "val_split": "--val-split",
+    "val_dir": "--val",
 }
 _ARCH_OPTIONS = {
     "channels": "channels (--color)",
@@ -340,7 +368,7 @@ def _same(a: Any, b: Any) -> bool:
 
 def _read_checkpoint(ckpt: Path, cfg: TrainConfig, net: nn.Module, data_digest: str) -> dict[str, Any]:
     """The checkpoint to resume from, checked whole and against this run's settings; ParameterError otherwise."""
-    over = "; pass --overwrite to start the run over"
+    over = "; to start the run over, drop --resume and pass --overwrite"
     try:
         state = load_weights_file(ckpt)  # format, safe unpickling, complete archive, weights checksum
     except WeightsError as exc:
@@ -379,7 +407,7 @@ def _read_checkpoint(ckpt: Path, cfg: TrainConfig, net: nn.Module, data_digest: 
         raise ParameterError(
             f"--resume: {ckpt} was written by a run with other settings: "
             + "; ".join(diffs)
-            + "; resume with the same settings, or pass --overwrite to start over"
+            + "; resume with the same settings, or drop --resume and pass --overwrite to start over"
         )
     return state
 
@@ -434,7 +462,9 @@ def train(
     show_progress: bool = True,
 ) -> dict[str, Any]:
     """Run (or resume) a training run; writes ``cfg.out`` (weights) and its checkpoint. Returns a summary."""
-    cfg.validate()
+    ckpt = checkpoint_path(cfg.out)
+    resuming = resume and ckpt.exists()
+    cfg.validate(resuming=resuming)
     device = _training_device()
     started_group = _init_distributed()
     rank, world = _dist_info()
@@ -455,7 +485,9 @@ def train(
 
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
     net = build_network(cfg.arch, {"channels": cfg.channels, **cfg.arch_config}).to(device)
-    lineage = _load_init(net, cfg) if cfg.init_from else []
+    # a resumed run takes its weights and its lineage from the checkpoint: the --init-from file may since have
+    # been moved, or (a fine-tune in place) be this very run's partial output, which is no earlier run
+    lineage = _load_init(net, cfg) if cfg.init_from and not resuming else []
     if lineage and ("widths" in lineage[-1] or "tail" in lineage[-1]) and rank == 0 and not resume:
         grown = []
         if "widths" in lineage[-1]:
@@ -468,7 +500,6 @@ def train(
     step, history, cpu_seconds = 0, [], 0.0
     loss_avg = float("nan")  # the smoothed loss the progress bar shows and the validation history records
 
-    ckpt = checkpoint_path(cfg.out)
     ckpt.parent.mkdir(parents=True, exist_ok=True)
     state: dict[str, Any] | None = None
     if resume:
@@ -492,6 +523,7 @@ def train(
             list(state["history"]),
             float(state.get("train_seconds", 0)),
         )
+        lineage = list(state["training"].get("lineage") or [])
         if state["training"].get("bf16") is not None:
             bf16 = bool(state["training"]["bf16"])  # as the run began, whatever this machine would choose
         saved_world = int(state.get("world_size", 1))
