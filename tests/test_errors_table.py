@@ -389,7 +389,13 @@ def test_weights_mismatched_architecture(cli, tmp_path: Path, photo: Path) -> No
     blob = pack_weights(BiasFreeUNet(1, (8, 16)))
     blob["arch_config"]["widths"] = [8, 32]  # the saved tensors no longer fit the described network
     torch.save(blob, tmp_path / "odd.pt")
-    expect_error(restore(cli, tmp_path, photo, tmp_path / "odd.pt"), 5, "odd.pt", "do not match")
+    expect_error(
+        restore(cli, tmp_path, photo, tmp_path / "odd.pt"),
+        5,
+        "odd.pt",
+        "do not match",
+        "the network's is (32, 8, 3, 3)",
+    )
 
 
 def test_weights_not_priorstudio(cli, tmp_path: Path, photo: Path) -> None:
