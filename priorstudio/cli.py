@@ -440,11 +440,6 @@ def _refuse_existing_model(args: argparse.Namespace) -> None:
     out = Path(args.out)
     if out.is_dir():
         raise ParameterError(f"--out {out} is a folder; name the weights file to write, such as model.pt")
-    if args.overwrite and args.resume:
-        raise ParameterError(
-            "--resume continues the run and --overwrite starts it over: pass one of them (drop --resume to "
-            "train again from the start)"
-        )
     if args.overwrite:
         return
     if args.resume:  # with nothing to resume, the first save would replace --out with a model trained afresh

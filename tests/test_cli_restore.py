@@ -93,10 +93,3 @@ def test_several_denoising_samples_need_noise_injection(tiny_model, photo, tmp_p
     assert cli.main([*argv, "--beta", "0.5"]) == 0, capsys.readouterr().err
     assert "white = std" in capsys.readouterr().out
     assert np.asarray(Image.open(std)).max() > 0
-
-
-def test_train_refuses_resume_with_overwrite(tmp_path, capsys) -> None:
-    """The advice "pass --overwrite" used to be followed with --resume still given: the same refusal again."""
-    argv = ["train", str(tmp_path), "--out", str(tmp_path / "m.pt"), "--resume", "--overwrite"]
-    assert cli.main(argv) == 2
-    assert "drop --resume" in capsys.readouterr().err

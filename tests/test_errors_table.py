@@ -394,7 +394,7 @@ def test_weights_mismatched_architecture(cli, tmp_path: Path, photo: Path) -> No
         5,
         "odd.pt",
         "do not match",
-        "the network's is (32, 8, 3, 3)",
+        r"the network's is \(32, 8, 3, 3\)",
     )
 
 
