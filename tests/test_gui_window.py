@@ -953,3 +953,48 @@ def test_opening_a_photo_while_paused_leaves_no_stale_running_label(window, phot
     assert not window.is_running()
     assert window.run_label.text() != "running"
     assert window.actions["run"].isEnabled() and not window.actions["pause"].isEnabled()
+
+
+@pytest.mark.parametrize("answer", ["cancel", "discard", "save"])
+def test_opening_another_photo_asks_about_an_unsaved_result(window, photo, qtbot, tmp_path, answer):
+    """Opening, pasting or dropping a photo replaced an unsaved result without a word; now it asks as
+    closing does, and Cancel keeps the photo and the result."""
+    window.open_path(photo)
+    window.generate_mask("block", 0.3)
+    quick_params(window, max_steps=20)
+    run_to_end(qtbot, window)
+    result = window.result
+    asked, saved = [], []
+    window.confirm_close = lambda reason: asked.append((reason, window._pending_action)) or answer
+
+    def save() -> None:
+        saved.append(window.result)
+        window.result_saved = True
+
+    window._cmd_save = save
+    other = structured_photo(tmp_path / "other.png", 40, 56)
+    opened = window.open_path(other)
+    assert asked == [("unsaved", "open another photo")]
+    assert opened == (answer != "cancel")
+    if answer == "cancel":
+        assert window.result is result and window.photo_path == str(photo)
+    else:
+        assert window.photo_path == str(other) and window.result is None
+    assert saved == ([result] if answer == "save" else [])
+    asked.clear()
+    pasted = window.open_bytes(other.read_bytes(), "pasted")  # a paste asks the same way
+    assert pasted == (answer != "cancel")
+    assert asked == ([("unsaved", "open another photo")] if answer == "cancel" else [])  # else: nothing unsaved
+
+
+def test_opening_another_photo_mid_run_asks_first(window, photo, qtbot, tmp_path):
+    window.open_path(photo)
+    window.generate_mask("block", 0.3)
+    quick_params(window, sigma_L=1e-4, max_steps=100_000)
+    assert window.start_run()
+    asked = []
+    window.confirm_close = lambda reason: asked.append(reason) or "cancel"
+    assert not window.open_path(structured_photo(tmp_path / "other.png", 40, 56))
+    assert asked == ["running"] and window.is_running() and window.photo_path == str(photo)
+    window.confirm_close = lambda reason: "discard"
+    assert window.open_path(tmp_path / "other.png") and not window.is_running()

@@ -77,34 +77,35 @@ def ask_overwrite(parent: QtWidgets.QWidget | None, path: Path) -> bool:
     return answer == buttons.Yes
 
 
-def ask_close(parent: QtWidgets.QWidget | None, reason: str) -> str:
+def ask_close(parent: QtWidgets.QWidget | None, reason: str, action: str = "close the window") -> str:
     """Ask before closing. ``reason``: "running" (a run), "comparing" (a comparison, nothing unsaved),
-    "comparing unsaved" (a comparison, and the last run's result unsaved) or "unsaved". Returns "save",
-    "discard" or "cancel"."""
+    "comparing unsaved" (a comparison, and the last run's result unsaved) or "unsaved"; ``action``: what the
+    user is about to do ("close the window", "open another photo"). Returns "save", "discard" or "cancel"."""
     box = QtWidgets.QMessageBox(parent)
     box.setIcon(QtWidgets.QMessageBox.Icon.Question)
-    box.setWindowTitle("Close PriorStudio")
+    box.setWindowTitle("Close PriorStudio" if action == "close the window" else "PriorStudio")
+    go = "close" if action == "close the window" else "open"
     buttons = QtWidgets.QMessageBox.StandardButton
     if reason == "running":
         box.setText("A run is still going.")
-        box.setInformativeText("Stop it and close the window? Its result so far can be saved first.")
+        box.setInformativeText(f"Stop it and {action}? Its result so far can be saved first.")
         box.setStandardButtons(buttons.Save | buttons.Discard | buttons.Cancel)
         box.button(buttons.Save).setText("Stop and save…")
-        box.button(buttons.Discard).setText("Stop and close")
+        box.button(buttons.Discard).setText(f"Stop and {go}")
     elif reason == "comparing":
         box.setText("A comparison is still going.")
-        box.setInformativeText("Stop it and close the window?")
+        box.setInformativeText(f"Stop it and {action}?")
         box.setStandardButtons(buttons.Discard | buttons.Cancel)
-        box.button(buttons.Discard).setText("Stop and close")
+        box.button(buttons.Discard).setText(f"Stop and {go}")
     elif reason == "comparing unsaved":
         box.setText("A comparison is still going, and the last run's result has not been saved.")
-        box.setInformativeText("Stop the comparison and close the window? The result can be saved first.")
+        box.setInformativeText(f"Stop the comparison and {action}? The result can be saved first.")
         box.setStandardButtons(buttons.Save | buttons.Discard | buttons.Cancel)
         box.button(buttons.Save).setText("Stop and save…")
-        box.button(buttons.Discard).setText("Stop and close")
+        box.button(buttons.Discard).setText(f"Stop and {go}")
     else:
         box.setText("The result has not been saved.")
-        box.setInformativeText("Save it before closing?")
+        box.setInformativeText(f"Save it before you {action}?")
         box.setStandardButtons(buttons.Save | buttons.Discard | buttons.Cancel)
     box.setDefaultButton(buttons.Cancel)
     answer = box.exec()

@@ -117,7 +117,10 @@ class MainWindow(QtWidgets.QMainWindow):
         self.setAcceptDrops(True)
         self.settings = settings if settings is not None else QtCore.QSettings()
         self.error_sink = error_sink
-        self.confirm_close: Callable[[str], str] = lambda reason: ask_close(self, reason)
+        #: asked before work would be lost — closing the window, or opening another photo (``_pending_action``
+        #: says which): "running", "comparing", "comparing unsaved" or "unsaved" → "save", "discard", "cancel"
+        self._pending_action = "close the window"
+        self.confirm_close: Callable[[str], str] = lambda reason: ask_close(self, reason, self._pending_action)
         #: asked before a save replaces a file the save dialog did not confirm (a suffix added, a companion file)
         self.confirm_overwrite: Callable[[Path], bool] = lambda path: ask_overwrite(self, path)
         self.max_fps = max_fps
@@ -441,6 +444,8 @@ class MainWindow(QtWidgets.QMainWindow):
         except PriorStudioError as error:
             self.report_error("Cannot open the image", str(error))
             return False
+        if not self.settle_work("open another photo"):
+            return False
         self.set_photo(image, os.fspath(path))
         self._add_recent(os.fspath(path))
         return True
@@ -451,14 +456,45 @@ class MainWindow(QtWidgets.QMainWindow):
         except PriorStudioError as error:
             self.report_error("Cannot open the image", str(error))
             return False
+        if not self.settle_work("open another photo"):
+            return False
         self.set_photo(image, None, name)
         return True
 
+    def settle_work(self, action: str) -> bool:
+        """Before work would be lost (``action``: "close the window", "open another photo"): with a run or a
+        comparison going, or a result not saved, ask what to do and do it. False: stay as things are (the user
+        cancelled, or the save asked for did not happen)."""
+        self._pending_action = action
+        unsaved = self.result is not None and not self.result_saved
+        answer = None
+        if self.controller.is_running():
+            answer = self.confirm_close("running")  # save (stop, keep the partial result, save it), discard, cancel
+            if answer == "save":
+                self._stop_and_wait()
+        elif self.compare.is_running():  # a comparison has no single result to save; the last run's may be
+            answer = self.confirm_close("comparing unsaved" if unsaved else "comparing")
+        elif unsaved:
+            answer = self.confirm_close("unsaved")
+        if answer == "cancel":
+            return False
+        if answer == "save" and self.result is not None and not self.result_saved:
+            try:
+                self._cmd_save()
+            except PriorStudioError as error:
+                self.report_error("Cannot save", str(error))
+            if not self.result_saved:  # the save dialog was cancelled or the save failed
+                return False
+        return True
+
     def set_photo(self, image: torch.Tensor, path: str | None = None, name: str | None = None) -> None:
-        """Show a new photo (C, H, W) in [0, 1]; a run going on the old one is stopped first."""
+        """Show a new photo (C, H, W) in [0, 1]; a run or comparison going on the old one is stopped first
+        (without asking: :meth:`settle_work` asks, where the user opens a photo)."""
         if self.controller.is_running():
             self.controller.shutdown()
             self._abandon_run()
+        if self.compare.is_running():
+            self.compare.shutdown()
         image = image.detach().to("cpu", torch.float32).contiguous()
         c, h, w = image.shape
         self.photo = image
@@ -1500,27 +1536,9 @@ class MainWindow(QtWidgets.QMainWindow):
         s.sync()
 
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:
-        answer = None
-        unsaved = self.result is not None and not self.result_saved
-        if self.controller.is_running():
-            answer = self.confirm_close("running")  # save (stop, keep the partial result, save it), discard, cancel
-            if answer == "save":
-                self._stop_and_wait()
-        elif self.compare.is_running():  # a comparison has no single result to save; the last run's may be
-            answer = self.confirm_close("comparing unsaved" if unsaved else "comparing")
-        elif unsaved:
-            answer = self.confirm_close("unsaved")
-        if answer == "cancel":
+        if not self.settle_work("close the window"):
             event.ignore()
             return
-        if answer == "save" and self.result is not None and not self.result_saved:
-            try:
-                self._cmd_save()
-            except PriorStudioError as error:
-                self.report_error("Cannot save", str(error))
-            if not self.result_saved:  # the save dialog was cancelled or the save failed: stay open
-                event.ignore()
-                return
         self.shutdown()
         self._save_settings()
         event.accept()
