@@ -14,6 +14,7 @@ from PIL import Image
 pytest.importorskip("pytestqt")
 
 from gui_support import open_window, tiny_fast_denoiser
+from PySide6 import QtWidgets
 
 from priorstudio.core.autosave import AutosaveStore
 from priorstudio.gui.autosave_controller import AutosaveController, apply_state
@@ -275,3 +276,33 @@ def test_a_killed_app_is_offered_back(tmp_path: Path, photo: Path) -> None:
         proc.wait()
     (orphan,) = AutosaveStore(folder).pending()
     assert orphan.image_path == str(photo)
+
+
+def test_every_pasted_photo_is_autosaved_with_its_own_pixels(qtbot, settings, tmp_path: Path) -> None:
+    """The autosave knew a pasted photo by its id(), which a later photo reuses once the first is freed: a
+    paste then looked unchanged (not saved) or was saved with the earlier photo's pixels."""
+    import gc
+    import io
+
+    from priorstudio.core.imageio import image_from_bytes
+
+    window = make_window(qtbot, settings)
+    controller = AutosaveController(window, AutosaveStore(tmp_path / "autosave"), interval_ms=10**8)
+    controller.timer.stop()
+    rng = np.random.default_rng(0)
+    try:
+        for i in range(60):
+            colour = [int(v) for v in rng.integers(0, 256, 3)]
+            data = io.BytesIO()
+            Image.new("RGB", (40, 30), tuple(colour)).save(data, "PNG")
+            assert window.open_bytes(data.getvalue(), f"paste {i}")
+            QtWidgets.QApplication.processEvents()
+            gc.collect()
+            if i % 2 == 0:
+                assert controller.save_now(), i
+                kept = controller.store.restore(controller.store.slot)
+                pixel = (image_from_bytes(kept.image_png, name="kept")[:, 0, 0] * 255).round().int().tolist()
+                assert pixel == colour, i
+        controller.close()
+    finally:
+        window.shutdown()

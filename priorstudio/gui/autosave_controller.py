@@ -82,7 +82,9 @@ class AutosaveController(QtCore.QObject):
         self.saves = 0
         self.last_error = ""  # why the last save failed ("" while saves succeed)
         self._last_signature: str | None = None
-        self._photo_png: tuple[int, bytes] | None = None  # (id of the pasted photo, its PNG): encoded once
+        # (the pasted photo itself, its PNG): encoded once. The photo is held, not its id: a freed photo's id
+        # is reused by a later one, which then looked unchanged (not saved) or got the old photo's pixels
+        self._photo_png: tuple[Any, bytes] | None = None
         self.timer = QtCore.QTimer(self)
         self.timer.setInterval(interval_ms)
         self.timer.timeout.connect(self.save_now)
@@ -93,6 +95,7 @@ class AutosaveController(QtCore.QObject):
         return json.dumps(
             {
                 "path": state.get("image_path"),
+                # the id of a live object: the last saved photo is held (``_photo_png``), so no other has it
                 "photo": None if photo is None else id(photo),
                 "params": _params_of(state),
                 "mask": state.get("mask_version"),
@@ -105,8 +108,8 @@ class AutosaveController(QtCore.QObject):
         """A pasted photo as 16-bit PNG bytes (8-bit pixels come back exactly), encoded once per photo."""
         from priorstudio.core.imageio import encode_image
 
-        if self._photo_png is None or self._photo_png[0] != id(photo):
-            self._photo_png = (id(photo), encode_image(photo, "PNG", bit_depth=16))
+        if self._photo_png is None or self._photo_png[0] is not photo:
+            self._photo_png = (photo, encode_image(photo, "PNG", bit_depth=16))
         return self._photo_png[1]
 
     def save_now(self) -> bool:
