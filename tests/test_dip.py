@@ -548,3 +548,10 @@ def test_a_nan_between_measured_steps_keeps_the_step_before_it():
     assert last.stop_reason is StopReason.DIVERGED_NAN and last.t == 4
     assert last.image is not None and torch.equal(last.image, outputs[2].unsqueeze(0))
     assert last.psnr is not None and math.isfinite(last.psnr)
+
+
+def test_a_parameter_error_names_its_field():
+    for changes, field in (({"ema": 1.0}, "ema"), ({"optimizer": "sgd"}, "optimizer"), ({"lr": 0.0}, "lr")):
+        with pytest.raises(ParameterError) as info:
+            DIPParams(**changes).validate()
+        assert info.value.field == field

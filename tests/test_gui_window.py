@@ -998,3 +998,38 @@ def test_opening_another_photo_mid_run_asks_first(window, photo, qtbot, tmp_path
     assert asked == ["running"] and window.is_running() and window.photo_path == str(photo)
     window.confirm_close = lambda reason: "discard"
     assert window.open_path(tmp_path / "other.png") and not window.is_running()
+
+
+def test_clearing_the_flash_photo_gives_back_the_methods_own_values(window, photo, tmp_path):
+    """The flash recipe (600 steps, lr 0.1, no jitter) outlived the flash photo: after Clear or another photo
+    the next ordinary DIP run quietly used it. Values the user changed meanwhile stay."""
+    window.open_path(photo)
+    assert window.algorithm.set_method("dip_adam")
+    window.degradation.set_task("inpaint")
+    own = {k: window.algorithm.values()[k] for k in ("max_steps", "lr", "reg_noise_std")}
+    assert own["max_steps"] != 600
+    assert window.open_guide(structured_photo(tmp_path / "flash.png", 48, 64))
+    assert window.algorithm.values()["max_steps"] == 600
+    window.clear_guide()
+    task = window.degradation.settings().task
+    back = window.algorithm.current_method().task_values(task, {})
+    values = window.algorithm.values()
+    assert values["max_steps"] == back["max_steps"] and values["lr"] == back["lr"]
+    assert values["reg_noise_std"] == pytest.approx(back["reg_noise_std"], rel=1e-3)  # 1/30 to 4 places
+    assert window.open_guide(structured_photo(tmp_path / "flash.png", 48, 64))
+    window.algorithm.set_values({"max_steps": 1234})  # the user's own choice survives the clear
+    window.open_path(photo)  # another photo clears the flash photo too
+    values = window.algorithm.values()
+    assert values["max_steps"] == 1234 and values["lr"] == back["lr"]
+
+
+def test_a_fields_largest_value_can_be_typed(window, photo):
+    """DIP's output averaging goes up to 0.9999; its box showed 3 decimals, so 0.9999 became 1.0 and the
+    run refused it."""
+    window.open_path(photo)
+    assert window.algorithm.set_method("dip_adam")
+    box = window.algorithm.form.widgets["ema"]
+    box.lineEdit().setText("0.9999")
+    box.interpretText()
+    assert box.value() == pytest.approx(0.9999, abs=1e-9)
+    assert window.algorithm.params(emit_every=0).ema == pytest.approx(0.9999, abs=1e-9)

@@ -252,3 +252,11 @@ def test_a_nan_keeps_the_estimate_of_the_step_before():
     recs = list(run)
     assert [r.t for r in recs] == [1, 2, 3] and recs[-1].stop_reason is StopReason.DIVERGED_NAN
     assert recs[-1].image is not None and torch.equal(recs[-1].image, recs[1].image)
+
+
+def test_a_parameter_error_names_its_field():
+    """The form points at the field an error names: twicing's errors named none."""
+    for changes, field in (({"patch": 4}, "patch"), ({"window": 6}, "window"), ({"step_size": 5.0}, "step_size")):
+        with pytest.raises(ParameterError) as info:
+            TwicingParams(**changes).validate()
+        assert info.value.field == field

@@ -80,12 +80,21 @@ def fields_of_task(params: Iterable[Any]) -> list[FieldSpec]:
     ]
 
 
+def _places(x: float, most: int) -> int:
+    """The decimals ``x`` needs to be written exactly, at most ``most``."""
+    return next((d for d in range(most + 1) if abs(round(x, d) - x) <= 1e-12 * max(1.0, abs(x))), most)
+
+
 def _decimals_for(spec: FieldSpec) -> int:
-    """Enough decimals to type the smallest allowed value (and at least 2, at most 6)."""
+    """Enough decimals to type the smallest allowed value and the largest exactly (a maximum of 0.9999 shown
+    with 3 read as 1.0, which the run then refused), and the default to 4 places; at least 2, at most 6."""
     lo = spec.min if spec.min is not None and spec.min > 0 else None
-    if lo is None:
-        return 3
-    return int(min(max(2, math.ceil(-math.log10(lo)) + 1), 6))
+    need = 3 if lo is None else math.ceil(-math.log10(lo)) + 1
+    if spec.max is not None:
+        need = max(need, _places(float(spec.max), 6))
+    if isinstance(spec.default, (int, float)):
+        need = max(need, _places(float(spec.default), 4))
+    return int(min(max(2, need), 6))
 
 
 class ParamsForm(QtWidgets.QWidget):
@@ -172,6 +181,9 @@ class ParamsForm(QtWidgets.QWidget):
                 elif isinstance(widget, QtWidgets.QSpinBox):
                     widget.setValue(int(value))
                 elif isinstance(widget, QtWidgets.QDoubleSpinBox):
+                    places = _places(float(value), 4)  # a task's value finer than the default (1/30 for 0.03)
+                    if places > widget.decimals():
+                        widget.setDecimals(places)
                     widget.setValue(float(value))
             finally:
                 widget.blockSignals(blocked)

@@ -597,9 +597,15 @@ class MainWindow(QtWidgets.QMainWindow):
             self.algorithm.set_values(_flash_values(method.name))
 
     def clear_guide(self) -> None:
+        """No flash photo any more: a method that took it goes back to its own values where the flash recipe
+        still stands (its 600 steps and learning rate would quietly carry over to the next ordinary run)."""
+        had = self.guide is not None
         self.guide = None
         self.guide_name = None
         self.algorithm.set_guide_name(None)
+        method = self.algorithm.current_method()
+        if had and method.takes_guide:
+            self.algorithm.undo_values(_flash_values(method.name))
 
     def open_sample(self) -> bool:
         from priorstudio.resources import resource_path

@@ -400,6 +400,17 @@ class AlgorithmPanel(QtWidgets.QWidget):
         why = m.task_notes.get(task, "its defaults for this task; values you set stay")
         return f"{m.label} for {TASK_LABELS.get(task, task)}: {shown} ({why})"
 
+    def undo_values(self, applied: Mapping[str, Any]) -> None:
+        """Put back the task's own values in the fields that still hold ``applied`` (a recipe laid over them,
+        such as flash/no-flash's, once it no longer applies); fields the user changed since stay."""
+        m = self.current_method()
+        own = m.task_values(self._task, self._task_params)
+        values = self.values()
+        back = {n: own[n] for n, v in applied.items() if n in own and n in values and _same(values[n], v)}
+        if back:
+            self.form.set_values(back)
+            self.changed.emit()
+
     def apply_preset(self, name: str) -> None:
         m = self.current_method()
         preset = m.presets.get(name)

@@ -236,22 +236,24 @@ class DIPParams:
             meta = f.metadata
             if "choices" in meta:
                 if value not in meta["choices"]:
-                    raise ParameterError(f"{f.name} must be one of {', '.join(meta['choices'])}, got {value!r}")
+                    raise ParameterError(
+                        f"{f.name} must be one of {', '.join(meta['choices'])}, got {value!r}", field=f.name
+                    )
                 continue
             if f.type == "bool" or isinstance(f.default, bool):
                 if not isinstance(value, bool):
-                    raise ParameterError(f"{f.name} must be True or False, got {value!r}")
+                    raise ParameterError(f"{f.name} must be True or False, got {value!r}", field=f.name)
                 continue
             if isinstance(f.default, int):
                 if isinstance(value, bool) or not isinstance(value, int):
-                    raise ParameterError(f"{f.name} must be an integer, got {value!r}")
+                    raise ParameterError(f"{f.name} must be an integer, got {value!r}", field=f.name)
             elif isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise ParameterError(f"{f.name} must be a finite number, got {value!r}")
+                raise ParameterError(f"{f.name} must be a finite number, got {value!r}", field=f.name)
             lo, hi = meta.get("min"), meta.get("max")
             if (lo is not None and value < lo) or (hi is not None and value > hi):
-                raise ParameterError(f"{f.name} ({meta['label']}) must be in [{lo}, {hi}], got {value}")
+                raise ParameterError(f"{f.name} ({meta['label']}) must be in [{lo}, {hi}], got {value}", field=f.name)
         if self.lr <= 0:
-            raise ParameterError(f"lr must be > 0, got {self.lr}")
+            raise ParameterError(f"lr must be > 0, got {self.lr}", field="lr")
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> DIPParams:

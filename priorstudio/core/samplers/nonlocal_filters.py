@@ -331,23 +331,25 @@ class TwicingParams:
             meta = f.metadata
             if "choices" in meta:
                 if value not in meta["choices"]:
-                    raise ParameterError(f"{f.name} must be one of {', '.join(meta['choices'])}, got {value!r}")
+                    raise ParameterError(
+                        f"{f.name} must be one of {', '.join(meta['choices'])}, got {value!r}", field=f.name
+                    )
                 continue
             if isinstance(f.default, bool):
                 if not isinstance(value, bool):
-                    raise ParameterError(f"{f.name} must be True or False, got {value!r}")
+                    raise ParameterError(f"{f.name} must be True or False, got {value!r}", field=f.name)
                 continue
             if isinstance(f.default, int):
                 if isinstance(value, bool) or not isinstance(value, int):
-                    raise ParameterError(f"{f.name} must be an integer, got {value!r}")
+                    raise ParameterError(f"{f.name} must be an integer, got {value!r}", field=f.name)
             elif isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise ParameterError(f"{f.name} must be a finite number, got {value!r}")
+                raise ParameterError(f"{f.name} must be a finite number, got {value!r}", field=f.name)
             lo, hi = meta["min"], meta["max"]
             if not lo <= value <= hi:
-                raise ParameterError(f"{f.name} ({meta['label']}) must be in [{lo}, {hi}], got {value}")
+                raise ParameterError(f"{f.name} ({meta['label']}) must be in [{lo}, {hi}], got {value}", field=f.name)
         for name in ("patch", "window"):
             if getattr(self, name) % 2 == 0:
-                raise ParameterError(f"{name} must be odd, got {getattr(self, name)}")
+                raise ParameterError(f"{name} must be odd, got {getattr(self, name)}", field=name)
 
 
 class TwicingRun(StoppableRun):
