@@ -1033,3 +1033,23 @@ def test_a_fields_largest_value_can_be_typed(window, photo):
     box.interpretText()
     assert box.value() == pytest.approx(0.9999, abs=1e-9)
     assert window.algorithm.params(emit_every=0).ema == pytest.approx(0.9999, abs=1e-9)
+
+
+def test_odd_only_fields_step_by_two_and_make_a_typed_even_number_odd(window, photo, qtbot):
+    """Twicing's patch and window must be odd: one arrow click from 5 gave 6, which the run then refused."""
+    window.open_path(photo)
+    assert window.algorithm.set_method("nlm_twicing")
+    box = window.algorithm.form.widgets["patch"]
+    assert box.value() == 5
+    box.stepBy(1)
+    assert box.value() == 7
+    box.stepBy(-1)
+    assert box.value() == 5
+    notices = []
+    box.clamped.connect(notices.append)
+    box.lineEdit().setText("4")
+    box.interpretText()
+    assert box.value() == 5 and notices and "even" in notices[-1]
+    window.algorithm.form.widgets["window"].lineEdit().setText("41")
+    window.algorithm.form.widgets["window"].interpretText()
+    assert window.algorithm.params(emit_every=0).window == 41

@@ -18,7 +18,7 @@ from PySide6 import QtWidgets
 from PySide6.QtCore import Signal
 
 from priorstudio.gui import qt_compat  # noqa: F401  (first: guards a PySide6 refcount bug)
-from priorstudio.gui.spin_boxes import DoubleSpinBox, SpinBox
+from priorstudio.gui.spin_boxes import DoubleSpinBox, OddSpinBox, SpinBox
 
 INT_LIMIT = 2**31 - 1
 
@@ -35,6 +35,7 @@ class FieldSpec:
     min: float | None = None
     max: float | None = None
     log: bool = False
+    odd: bool = False  # whole numbers that must be odd (a patch or window side): steps of 2, even ones refused
 
 
 def fields_of_dataclass(cls: type, *, skip: Iterable[str] = ()) -> list[FieldSpec]:
@@ -65,6 +66,7 @@ def fields_of_dataclass(cls: type, *, skip: Iterable[str] = ()) -> list[FieldSpe
                 meta.get("min"),
                 meta.get("max"),
                 bool(meta.get("log")),
+                bool(meta.get("odd")),
             )
         )
     return out
@@ -135,12 +137,13 @@ class ParamsForm(QtWidgets.QWidget):
             box.toggled.connect(lambda _=False, n=spec.name: self.changed.emit(n))
             return box
         if spec.kind == "int":
-            spin = SpinBox()
+            spin = OddSpinBox() if spec.odd else SpinBox()
             spin.setRange(
                 int(spec.min if spec.min is not None else -INT_LIMIT), int(min(spec.max or INT_LIMIT, INT_LIMIT))
             )
             spin.setValue(int(spec.default))
-            spin.setStepType(QtWidgets.QAbstractSpinBox.StepType.AdaptiveDecimalStepType)
+            if not spec.odd:  # an adaptive step would ignore the odd box's step of 2
+                spin.setStepType(QtWidgets.QAbstractSpinBox.StepType.AdaptiveDecimalStepType)
             spin.valueChanged.connect(lambda _=0, n=spec.name: self.changed.emit(n))
             spin.setKeyboardTracking(False)
             return spin

@@ -117,3 +117,32 @@ class DoubleSpinBox(QtWidgets.QDoubleSpinBox):
 
     def fixup(self, text: str) -> str:
         return _fixup(self, text)
+
+
+class OddSpinBox(SpinBox):
+    """Whole numbers that must be odd (the side of a patch or a search window): the arrows step by 2, and a
+    typed even number becomes the next odd one, announced like a clamp."""
+
+    def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setSingleStep(2)
+
+    def validate(self, text: str, pos: int) -> object:
+        result = super().validate(text, pos)
+        state = result[0] if isinstance(result, tuple) else result
+        typed = _typed_number(self, text)
+        if state == QtGui.QValidator.State.Acceptable and typed is not None and int(typed) % 2 == 0:
+            return (QtGui.QValidator.State.Intermediate, text, pos)  # fixup() makes it odd when editing ends
+        return result
+
+    def fixup(self, text: str) -> str:
+        fixed = super().fixup(text)
+        value = _typed_number(self, fixed)
+        if value is None or int(value) % 2:
+            return fixed
+        odd = int(value) + 1 if int(value) + 1 <= self.maximum() else int(value) - 1
+        name = field_name(self)
+        message = (f"{name}: " if name else "") + f"{int(value)} is even; set to {odd} (it must be odd)"
+        self.clamped.emit(message)
+        _report(self, message)
+        return self.textFromValue(odd)

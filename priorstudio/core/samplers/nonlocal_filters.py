@@ -270,11 +270,18 @@ class TwicingParams:
         },
     )
     patch: int = field(
-        default=5, metadata={"label": "patch", "help": "side of the compared patches (odd)", "min": 1, "max": 15}
+        default=5,
+        metadata={"label": "patch", "help": "side of the compared patches (odd)", "min": 1, "max": 15, "odd": True},
     )
     window: int = field(
         default=15,
-        metadata={"label": "search window", "help": "side of the neighbourhood searched (odd)", "min": 1, "max": 41},
+        metadata={
+            "label": "search window",
+            "help": "side of the neighbourhood searched (odd)",
+            "min": 1,
+            "max": 41,
+            "odd": True,
+        },
     )
     h_factor: float = field(
         default=2.0,
