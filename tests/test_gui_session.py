@@ -102,6 +102,22 @@ def test_a_scattered_mask_keeps_its_share_when_shrunk_and_damaged_pixels_do_not_
     assert bool(m[50:200, 50:200].all()) and not bool(m[:30].any())
 
 
+def test_a_thin_scratch_survives_the_working_size():
+    """A 2-pixel scratch across a large photo covers under half of every working pixel: it vanished, and the
+    run refused with "the mask is empty". Its working pixels are now missing where any photo pixel is."""
+    mask = np.zeros((800, 1200), bool)
+    for x in range(100, 1100):  # a diagonal stroke, 2 px wide
+        y = 100 + (x - 100) * 600 // 1000
+        mask[y : y + 2, x] = True
+    image = torch.full((1, 800, 1200), 0.3)
+    image[:, torch.from_numpy(mask)] = 1.0
+    plan = plan_run(image, RunSettings(task="inpaint", working_side=256), mask)
+    missing = plan.problem.operator.project(torch.ones(1, *plan.work_shape))[0, 0] < 0.5
+    assert missing.any() and 0 < float(missing.float().mean()) < 0.05
+    known = ~missing
+    assert torch.allclose(plan.problem.observed[0][known], torch.tensor(0.3), atol=1e-5)  # no leak either
+
+
 def test_other_tasks_use_the_working_size():
     image = photo()
     plan = plan_run(image, RunSettings(task="spectral", task_params={"fraction": 0.2}, working_side=256))

@@ -194,14 +194,21 @@ def _shrink_masked(image: Tensor, missing: np.ndarray, size: tuple[int, int]) ->
 
     A working pixel is missing when most of the photo pixels under it are, and a known one is the mean of
     the known photo pixels under it only: the damaged pixels never leak into the data. (Calling a working
-    pixel missing when *any* photo pixel under it is would turn a scattered mask into an all-missing image.)
+    pixel missing when *any* photo pixel under it is would turn a scattered mask into an all-missing image;
+    that rule is kept for thin strokes, which the majority rule would lose.)
     """
     known = torch.from_numpy(np.ascontiguousarray(~missing)).float()[None, None]
     share = F.interpolate(known, size=size, mode="area")[0]  # (1, h, w): share of known photo pixels
     summed = F.interpolate((image.float() * known[0]).unsqueeze(0), size=size, mode="area")[0]
     plain = resize(image, size)
     work = torch.where(share > 0, summed / share.clamp_min(1e-12), plain).clamp(0.0, 1.0)
-    return work, (share[0] < 0.5).numpy()
+    work_missing = share[0] < 0.5
+    painted = float(missing.mean())
+    if float(work_missing.float().mean()) < 0.5 * painted:
+        # thin strokes (a scratch a few photo pixels wide) cover under half of every working pixel and vanished,
+        # down to "the mask is empty": then a working pixel is missing when any photo pixel under it is
+        work_missing = share[0] < 1.0 - 1e-6
+    return work, work_missing.numpy()
 
 
 def plan_run(photo: Tensor, settings: RunSettings, mask: np.ndarray | None = None) -> RunPlan:
