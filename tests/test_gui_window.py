@@ -1053,3 +1053,13 @@ def test_odd_only_fields_step_by_two_and_make_a_typed_even_number_odd(window, ph
     window.algorithm.form.widgets["window"].lineEdit().setText("41")
     window.algorithm.form.widgets["window"].interpretText()
     assert window.algorithm.params(emit_every=0).window == 41
+
+
+def test_every_standard_binding_of_a_command_works(window, photo, qtbot):
+    """Redo answered only the first of its platform bindings: Ctrl+Shift+Z did nothing where Ctrl+Y came first."""
+    redo = {s.toString() for s in window.actions["redo"].shortcuts()}
+    assert {s.toString() for s in QtGui.QKeySequence.keyBindings(QtGui.QKeySequence.StandardKey.Redo)} <= redo
+    assert len(redo) >= 2
+    paste = {s.toString() for s in window.actions["paste"].shortcuts()}
+    assert {s.toString() for s in QtGui.QKeySequence.keyBindings(QtGui.QKeySequence.StandardKey.Paste)} <= paste
+    assert "Ctrl+=" in {s.toString() for s in window.actions["zoom_in"].shortcuts()}

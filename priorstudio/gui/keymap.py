@@ -48,7 +48,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
     # View
     ActionSpec("fit", "&Fit to window", "View", ("0",), "show the whole image"),
     ActionSpec("actual_size", "&100%", "View", ("1",), "one image pixel per screen pixel"),
-    ActionSpec("zoom_in", "Zoom &in", "View", (StandardKey.ZoomIn,), "zoom in at the centre"),
+    ActionSpec("zoom_in", "Zoom &in", "View", (StandardKey.ZoomIn, "Ctrl+="), "zoom in at the centre"),
     ActionSpec("zoom_out", "Zoom &out", "View", (StandardKey.ZoomOut,), "zoom out at the centre"),
     ActionSpec("view_observed", "&Observed", "View", ("F2",), "show the degraded input", True),
     ActionSpec("view_estimate", "&Estimate", "View", ("F3",), "show the current estimate / result", True),
@@ -94,13 +94,22 @@ BY_ID: dict[str, ActionSpec] = {a.id: a for a in ACTIONS}
 
 
 def key_sequences(spec: ActionSpec) -> list[QKeySequence]:
-    return [QKeySequence(k) for k in spec.keys]
+    """Every binding of the command: a standard key brings all its platform bindings (redo is Ctrl+Y and
+    Ctrl+Shift+Z on Linux and Windows; QKeySequence(StandardKey) keeps only the first, and the other did
+    nothing)."""
+    seqs: list[QKeySequence] = []
+    for k in spec.keys:
+        for seq in QKeySequence.keyBindings(k) if isinstance(k, QKeySequence.StandardKey) else [QKeySequence(k)]:
+            if not seq.isEmpty() and seq not in seqs:
+                seqs.append(seq)
+    return seqs
 
 
 def key_text(spec: ActionSpec) -> str:
-    """The keys as the platform writes them, e.g. "Ctrl+O"; "" when the command has none."""
+    """The keys as the platform writes them, e.g. "Ctrl+O" (a standard key's first binding); "" when the
+    command has none."""
     texts = []
-    for seq in key_sequences(spec):
+    for seq in (QKeySequence(k) for k in spec.keys):
         text = seq.toString(QKeySequence.SequenceFormat.NativeText)
         if text and text not in texts:
             texts.append(text)
