@@ -1063,3 +1063,31 @@ def test_every_standard_binding_of_a_command_works(window, photo, qtbot):
     paste = {s.toString() for s in window.actions["paste"].shortcuts()}
     assert {s.toString() for s in QtGui.QKeySequence.keyBindings(QtGui.QKeySequence.StandardKey.Paste)} <= paste
     assert "Ctrl+=" in {s.toString() for s in window.actions["zoom_in"].shortcuts()}
+
+
+def test_values_come_back_when_switching_method_task_or_kernel_and_back(window, photo, tmp_path):
+    """Switching method, task or blur kernel reset the fields to defaults: going back lost what was typed."""
+    window.open_path(photo)
+    window.algorithm.set_values({"max_steps": 777, "seed": 42})
+    assert window.algorithm.set_method("dip_adam")
+    assert window.algorithm.values()["seed"] != 42
+    assert window.algorithm.set_method("implicit_prior")
+    assert window.algorithm.values()["max_steps"] == 777 and window.algorithm.values()["seed"] == 42
+    degradation = window.degradation
+    degradation.set_task("super_resolution")
+    degradation.task_form.set_values({"factor": 2})
+    degradation.set_task("blur")
+    degradation.kernel_kind.setCurrentIndex(degradation.kernel_kind.findData("motion"))
+    degradation.kernel_form.set_values({"length": 21.0})
+    degradation.kernel_kind.setCurrentIndex(degradation.kernel_kind.findData("gaussian"))
+    degradation.kernel_kind.setCurrentIndex(degradation.kernel_kind.findData("motion"))
+    assert degradation.kernel_form.values()["length"] == 21.0
+    degradation.set_task("super_resolution")
+    assert degradation.task_form.values()["factor"] == 2
+    # a flash photo's recipe, left on a method the user switched away from, does not come back after Clear
+    assert window.algorithm.set_method("dip_adam")
+    assert window.open_guide(structured_photo(tmp_path / "flash.png", 48, 64))
+    assert window.algorithm.set_method("implicit_prior")
+    window.clear_guide()
+    assert window.algorithm.set_method("dip_adam")
+    assert window.algorithm.values()["max_steps"] != 600

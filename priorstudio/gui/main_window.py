@@ -603,9 +603,10 @@ class MainWindow(QtWidgets.QMainWindow):
         self.guide = None
         self.guide_name = None
         self.algorithm.set_guide_name(None)
-        method = self.algorithm.current_method()
-        if had and method.takes_guide:
-            self.algorithm.undo_values(_flash_values(method.name))
+        if had:  # the recipe of the method shown (DIP with Adam, unless another DIP method is)
+            method = self.algorithm.current_method()
+            recipe = _flash_values(method.name if method.takes_guide else "dip_adam")
+            self.algorithm.undo_values(recipe, shown=method.takes_guide)
 
     def open_sample(self) -> bool:
         from priorstudio.resources import resource_path

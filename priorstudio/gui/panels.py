@@ -128,6 +128,11 @@ class DegradationPanel(QtWidgets.QWidget):
         layout.addWidget(self.cost)
         layout.addStretch(1)
         self._noise_touched = False
+        # what each task's and each kernel's fields held when the user left them: switching back gives them back
+        self._task_values: dict[str, dict[str, Any]] = {}
+        self._kernel_values: dict[str, dict[str, Any]] = {}
+        self._shown_task: str | None = None
+        self._shown_kernel: str | None = None
 
         self.task.currentIndexChanged.connect(self._on_task)
         self.simulate.toggled.connect(self._on_mode)
@@ -222,7 +227,11 @@ class DegradationPanel(QtWidgets.QWidget):
     def _on_task(self, *_args: object) -> None:
         info = TASKS[self.task_name()]
         self.description.setText(info.description)
+        if self._shown_task is not None:
+            self._task_values[self._shown_task] = self.task_form.values()
+        self._shown_task = self.task_name()
         self.task_form.set_specs(fields_of_task(info.params))
+        self.task_form.set_values(self._task_values.get(self._shown_task, {}))
         self.kernel_box.setVisible(self.task_name() == "blur")
         self.mask_hint.setVisible(self.task_name() == "inpaint")
         self._align()
@@ -238,7 +247,11 @@ class DegradationPanel(QtWidgets.QWidget):
         self.changed.emit()
 
     def _on_kernel_kind(self, *_args: object) -> None:
-        self.kernel_form.set_specs(KERNELS[str(self.kernel_kind.currentData())][1])
+        if self._shown_kernel is not None:
+            self._kernel_values[self._shown_kernel] = self.kernel_form.values()
+        self._shown_kernel = str(self.kernel_kind.currentData())
+        self.kernel_form.set_specs(KERNELS[self._shown_kernel][1])
+        self.kernel_form.set_values(self._kernel_values.get(self._shown_kernel, {}))
         self._align()
         self.changed.emit()
 
@@ -283,6 +296,8 @@ class AlgorithmPanel(QtWidgets.QWidget):
         self.methods: dict[str, MethodChoice] = available_methods()
         # the Degradation panel's task and its parameters, as set_task last heard them
         self._task, self._task_params = "", {}
+        self._method_edits: dict[str, dict[str, Any]] = {}  # per method: the values the user set, kept on a switch
+        self._shown_method: str | None = None
         layout = QtWidgets.QVBoxLayout(self)
         self.method = QtWidgets.QComboBox()
         for name, m in self.methods.items():
@@ -360,9 +375,15 @@ class AlgorithmPanel(QtWidgets.QWidget):
         return self.methods[str(self.method.currentData())]
 
     def _on_method(self, *_args: object) -> None:
+        left = self._shown_method
+        if left is not None and left in self.methods:  # what the user set there comes back with it
+            own = self.methods[left].task_values(self._task, self._task_params)
+            self._method_edits[left] = {n: v for n, v in self.values().items() if n in own and not _same(v, own[n])}
         m = self.current_method()
+        self._shown_method = m.name
         self.form.set_specs(fields_of_dataclass(m.params_type, skip=self.HIDDEN_FIELDS))
         self.form.set_values(m.task_values(self._task, self._task_params))  # its defaults for the task at hand
+        self.form.set_values(self._method_edits.get(m.name, {}))
         for name, button in self.preset_buttons.items():
             button.setEnabled(name in m.presets)
         self.guide_row.setVisible(m.takes_guide)
@@ -400,14 +421,19 @@ class AlgorithmPanel(QtWidgets.QWidget):
         why = m.task_notes.get(task, "its defaults for this task; values you set stay")
         return f"{m.label} for {TASK_LABELS.get(task, task)}: {shown} ({why})"
 
-    def undo_values(self, applied: Mapping[str, Any]) -> None:
+    def undo_values(self, applied: Mapping[str, Any], *, shown: bool = True) -> None:
         """Put back the task's own values in the fields that still hold ``applied`` (a recipe laid over them,
-        such as flash/no-flash's, once it no longer applies); fields the user changed since stay."""
+        such as flash/no-flash's, once it no longer applies); fields the user changed since stay. Methods
+        left meanwhile forget it too; ``shown=False`` leaves the method shown now as it is."""
         m = self.current_method()
         own = m.task_values(self._task, self._task_params)
         values = self.values()
         back = {n: own[n] for n, v in applied.items() if n in own and n in values and _same(values[n], v)}
-        if back:
+        for edits in self._method_edits.values():  # nor does it come back with a method left meanwhile
+            for name, value in applied.items():
+                if name in edits and _same(edits[name], value):
+                    del edits[name]
+        if back and shown:
             self.form.set_values(back)
             self.changed.emit()
 
