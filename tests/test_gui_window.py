@@ -271,16 +271,25 @@ def test_pause_step_resume_stop_keeps_the_partial_result(window, photo, qtbot):
     assert not window.is_running()
 
 
-def test_stop_while_paused(window, photo, qtbot):
+def start_paused_run(window: MainWindow, photo, qtbot) -> None:
+    """A long inpainting run on ``photo``, paused after its first steps."""
     window.open_path(photo)
     window.generate_mask("block", 0.3)
     quick_params(window, sigma_L=1e-4, max_steps=100_000, beta=0.01)
     window.start_run()
     with qtbot.waitSignal(window.controller.paused, timeout=10_000):
         window.controller.pause(True)
+
+
+def test_stop_while_paused(window, photo, qtbot):
+    """Stopped while paused: cancelled, and no longer shown paused (the progress bar kept saying so)."""
+    start_paused_run(window, photo, qtbot)
+    assert window.progress_bar.format().endswith("paused")
     with qtbot.waitSignal(window.runFinished, timeout=10_000) as blocker:
         window.actions["stop"].trigger()
     assert blocker.args[0].stop_reason == StopReason.CANCELLED
+    assert not window.controller.is_paused()
+    assert "paused" not in window.progress_bar.format()
 
 
 def test_live_frames_keep_zoom_pan_and_levels(window, photo, qtbot):
@@ -924,28 +933,9 @@ def test_mask_commands_that_set_the_task_wait_for_the_run(window, photo, qtbot):
     assert window.degradation.task_name() == "inpaint"
 
 
-def test_a_run_stopped_while_paused_is_not_shown_paused(window, photo, qtbot):
-    window.open_path(photo)
-    window.generate_mask("block", 0.3)
-    quick_params(window, sigma_L=1e-4, max_steps=100_000, beta=0.01)
-    window.start_run()
-    with qtbot.waitSignal(window.controller.paused, timeout=10_000):
-        window.controller.pause(True)
-    assert window.progress_bar.format().endswith("paused")
-    with qtbot.waitSignal(window.runFinished, timeout=10_000):
-        window.actions["stop"].trigger()
-    assert not window.controller.is_paused()
-    assert "paused" not in window.progress_bar.format()
-
-
 def test_opening_a_photo_while_paused_leaves_no_stale_running_label(window, photo, qtbot, tmp_path):
     """The stopped run's "resumed", still queued, used to arrive after the new photo and say "running"."""
-    window.open_path(photo)
-    window.generate_mask("block", 0.3)
-    quick_params(window, sigma_L=1e-4, max_steps=100_000, beta=0.01)
-    window.start_run()
-    with qtbot.waitSignal(window.controller.paused, timeout=10_000):
-        window.controller.pause(True)
+    start_paused_run(window, photo, qtbot)
     assert window.open_path(structured_photo(tmp_path / "other.png", 40, 56))
     for _ in range(5):
         QtWidgets.QApplication.processEvents()
@@ -1091,3 +1081,28 @@ def test_values_come_back_when_switching_method_task_or_kernel_and_back(window, 
     window.clear_guide()
     assert window.algorithm.set_method("dip_adam")
     assert window.algorithm.values()["max_steps"] != 600
+
+
+@pytest.mark.parametrize(
+    ("reason", "buttons"),
+    [
+        ("running", {"Stop and save…", "Stop and open", "Cancel"}),
+        ("comparing", {"Stop and open", "Cancel"}),
+        ("comparing unsaved", {"Stop and save…", "Stop and open", "Cancel"}),
+        ("unsaved", {"Save", "Discard", "Cancel"}),
+    ],
+)
+def test_the_question_before_losing_work_names_what_is_going_on(qtbot, reason, buttons):
+    from priorstudio.gui.dialogs import ask_close
+
+    seen = []
+
+    def answer() -> None:
+        box = QtWidgets.QApplication.activeModalWidget()
+        seen.append((box.informativeText(), {b.text() for b in box.buttons()}))
+        box.button(QtWidgets.QMessageBox.StandardButton.Cancel).click()
+
+    QtCore.QTimer.singleShot(100, answer)
+    assert ask_close(None, reason, "open another photo") == "cancel"
+    ((question, shown),) = seen
+    assert "open another photo" in question and shown == buttons

@@ -86,22 +86,23 @@ def ask_close(parent: QtWidgets.QWidget | None, reason: str, action: str = "clos
     box.setWindowTitle("Close PriorStudio" if action == "close the window" else "PriorStudio")
     go = "close" if action == "close the window" else "open"
     buttons = QtWidgets.QMessageBox.StandardButton
-    if reason == "running":
-        box.setText("A run is still going.")
-        box.setInformativeText(f"Stop it and {action}? Its result so far can be saved first.")
-        box.setStandardButtons(buttons.Save | buttons.Discard | buttons.Cancel)
-        box.button(buttons.Save).setText("Stop and save…")
-        box.button(buttons.Discard).setText(f"Stop and {go}")
-    elif reason == "comparing":
-        box.setText("A comparison is still going.")
-        box.setInformativeText(f"Stop it and {action}?")
-        box.setStandardButtons(buttons.Discard | buttons.Cancel)
-        box.button(buttons.Discard).setText(f"Stop and {go}")
-    elif reason == "comparing unsaved":
-        box.setText("A comparison is still going, and the last run's result has not been saved.")
-        box.setInformativeText(f"Stop the comparison and {action}? The result can be saved first.")
-        box.setStandardButtons(buttons.Save | buttons.Discard | buttons.Cancel)
-        box.button(buttons.Save).setText("Stop and save…")
+    # reason → (what is going on, the question, whether a result can be saved first)
+    questions = {
+        "running": ("A run is still going.", f"Stop it and {action}? Its result so far can be saved first.", True),
+        "comparing": ("A comparison is still going.", f"Stop it and {action}?", False),
+        "comparing unsaved": (
+            "A comparison is still going, and the last run's result has not been saved.",
+            f"Stop the comparison and {action}? The result can be saved first.",
+            True,
+        ),
+    }
+    if reason in questions:
+        text, question, can_save = questions[reason]
+        box.setText(text)
+        box.setInformativeText(question)
+        box.setStandardButtons((buttons.Save if can_save else buttons.NoButton) | buttons.Discard | buttons.Cancel)
+        if can_save:
+            box.button(buttons.Save).setText("Stop and save…")
         box.button(buttons.Discard).setText(f"Stop and {go}")
     else:
         box.setText("The result has not been saved.")
