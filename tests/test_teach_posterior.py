@@ -116,8 +116,8 @@ def test_cli_std_map_of_a_colour_image_is_the_desktop_apps_map(tmp_path, capsys,
     save_image(torch.rand(3, 10, 12), tmp_path / "photo.png")
     argv = [
         "restore", tmp_path / "photo.png", "-o", tmp_path / "mean.png", "--std", tmp_path / "std.png",
-        "--samples", 4, "--model", tmp_path / "tiny-color.pt", "--bit-depth", 16, "--json", tmp_path / "run.json",
-        "-q",
+        "--samples", 4, "--beta", 0.5, "--model", tmp_path / "tiny-color.pt", "--bit-depth", 16,
+        "--json", tmp_path / "run.json", "-q",
     ]  # fmt: skip
     assert main([str(a) for a in argv]) == 0
     summary = posterior_summary(samples)
