@@ -35,7 +35,7 @@ def test_noisy_psnr_is_that_of_the_unclipped_input_and_the_timing_is_the_denoise
     real_ssim = bench_denoise.ssim
 
     def slow_ssim(*args, **kwargs):
-        time.sleep(0.05)  # metrics cost time; seconds_per_image must not include it
+        time.sleep(0.4)  # metrics cost time; seconds_per_image must not include it (far above a loaded call)
         return real_ssim(*args, **kwargs)
 
     monkeypatch.setattr(bench_denoise, "ssim", slow_ssim)
@@ -47,5 +47,5 @@ def test_noisy_psnr_is_that_of_the_unclipped_input_and_the_timing_is_the_denoise
     for row in rows:
         expected = 20 * math.log10(255 / row["sigma"])  # white noise, nothing clipped
         assert row["psnr_noisy"] == pytest.approx(expected, abs=0.35)
-        assert row["seconds_per_image"] < 0.05
+        assert row["seconds_per_image"] < 0.4  # a 24² denoiser call takes milliseconds, even on a busy machine
     assert rows[1]["psnr_noisy"] < 8.5  # clipped to [0, 1], σ = 100 would read about 1.5 dB higher
