@@ -47,6 +47,18 @@ def settle(canvas: ImageCanvas) -> int:
     return shows.count
 
 
+def fitted_canvas(qtbot, photo_hw: tuple[int, int], size: tuple[int, int]) -> ImageCanvas:
+    """A shown canvas of ``size`` with a photo of ``photo_hw`` fitted, its scroll bars settled."""
+    canvas = ImageCanvas()
+    qtbot.addWidget(canvas)
+    canvas.set_photo_size(*photo_hw)
+    canvas.resize(*size)
+    canvas.show()
+    canvas.fit()
+    settle(canvas)
+    return canvas
+
+
 def test_a_fitted_photo_settles_at_every_canvas_size(qtbot):
     """A fit that asked for a scroll bar, whose width shrank the view so that the refit no longer needed it,
     used to show and hide the bars without end: the window froze (a 64×48 photo in a 324×728 canvas)."""
@@ -66,13 +78,7 @@ def test_a_fitted_photo_settles_at_every_canvas_size(qtbot):
 
 
 def test_zooming_in_brings_the_scroll_bars_back(qtbot):
-    canvas = ImageCanvas()
-    qtbot.addWidget(canvas)
-    canvas.set_photo_size(48, 64)
-    canvas.resize(300, 300)
-    canvas.show()
-    canvas.fit()
-    settle(canvas)
+    canvas = fitted_canvas(qtbot, (48, 64), (300, 300))
     canvas.zoom_by(4.0)
     settle(canvas)
     assert not canvas.is_fitting()
@@ -86,13 +92,7 @@ def test_zoom_in_on_a_tiny_fitted_photo_never_zooms_out(qtbot):
     """A 4×3 photo fits at ~80× (beyond the 64× limit): zoom in used to clamp it down to 64×."""
     from priorstudio.gui.canvas import MAX_SCALE
 
-    canvas = ImageCanvas()
-    qtbot.addWidget(canvas)
-    canvas.set_photo_size(3, 4)
-    canvas.resize(340, 260)
-    canvas.show()
-    canvas.fit()
-    settle(canvas)
+    canvas = fitted_canvas(qtbot, (3, 4), (340, 260))
     fitted = canvas.scale_factor()
     assert fitted > MAX_SCALE
     canvas.zoom_by(1.25)

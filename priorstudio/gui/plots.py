@@ -87,20 +87,24 @@ class ScalarSeries:
         return float(self._v[name][self.n - 1]) if self.n else math.nan
 
 
-def _round_up(x: float) -> float:
-    """The next of 1, 2, 5 × 10^k at or above ``x`` (≥ 10): a step-axis end that reads well."""
+#: Mantissas a step-axis end is rounded up to: coarse while a run grows past its axis (few re-layouts), fine
+#: for the first axis of a run of known length (it fills most of the width).
+COARSE_ENDS = (1.0, 2.0, 5.0, 10.0)
+FINE_ENDS = (1.0, 1.2, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0)
+
+
+def _round_up(x: float, mantissas: tuple[float, ...] = COARSE_ENDS) -> float:
+    """The next of ``mantissas`` × 10^k at or above ``x`` (≥ 10): a step-axis end that reads well."""
     x = max(float(x), 10.0)
     base = 10.0 ** math.floor(math.log10(x))
-    return next(m * base for m in (1.0, 2.0, 5.0, 10.0) if m * base >= x)
+    return next(m * base for m in mantissas if m * base >= x)
 
 
 def _first_end(expected_steps: float) -> float:
-    """The step axis's end at the start of a run expected to last ``expected_steps``: 10% room, rounded up
-    to 1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6 or 8 × 10^k, so the run fills most of the width (a ~23-step run gets 0–30, not
-    0–50) and one that ends near its expected length never re-lays the axes."""
-    x = max(1.1 * float(expected_steps), 10.0)
-    base = 10.0 ** math.floor(math.log10(x))
-    return next(m * base for m in (1.0, 1.2, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0) if m * base >= x)
+    """The step axis's end at the start of a run expected to last ``expected_steps``: 10% room, finely rounded,
+    so the run fills most of the width (a ~23-step run gets 0–30, not 0–50) and one that ends near its
+    expected length never re-lays the axes."""
+    return _round_up(1.1 * float(expected_steps), FINE_ENDS)
 
 
 def show_until_data(plot: pg.PlotItem | pg.PlotWidget, x: tuple[float, float], y: tuple[float, float]) -> None:
