@@ -62,6 +62,21 @@ def test_inpainting_runs_on_the_crop_and_blends_back_only_the_hole():
     assert torch.equal(out[:, ~hole], image[:, ~hole])
 
 
+def test_inpainting_with_noise_saves_the_estimate_over_the_whole_crop_not_the_clean_photo():
+    # in simulate mode the photo is the truth: pasting it onto the crop's known pixels would save clean
+    # pixels the run never saw next to its denoised fill; outside the crop nothing was measured or changed
+    image = photo()
+    mask = np.zeros((300, 800), bool)
+    mask[140:160, 400:430] = True
+    plan = plan_run(image, RunSettings(task="inpaint", working_side=512, noise_sigma=0.1, mode="simulate"), mask)
+    out = plan.compose(image, torch.full((1, *plan.work_shape), 0.25))
+    rows, cols = plan.region.slices()
+    assert torch.all(out[:, rows, cols] == 0.25)
+    outside = torch.ones(300, 800, dtype=torch.bool)
+    outside[rows, cols] = False
+    assert torch.equal(out[:, outside], image[:, outside])
+
+
 def test_a_crop_larger_than_the_working_size_is_shrunk_and_the_result_scaled_back():
     image = photo(1, 600, 600)
     mask = np.zeros((600, 600), bool)

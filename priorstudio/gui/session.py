@@ -171,7 +171,10 @@ class RunPlan:
         """The image to save from the run's final estimate (C, H, W) or (1, C, H, W).
 
         Inpainting: the photo with only its missing pixels replaced (the estimate scaled back to the crop
-        when it was run smaller). Other tasks: the estimate itself, at working size.
+        when it was run smaller). With measurement noise the known pixels of the crop were measured noisy
+        too, so the whole crop is the estimate: pasting the photo back there would put the clean truth (in
+        simulate mode) or the noise (in restore mode) next to the denoised fill. Other tasks: the estimate
+        itself, at working size.
         """
         est = estimate.detach().to("cpu", torch.float32)
         if est.dim() == 4:
@@ -184,6 +187,9 @@ class RunPlan:
         rows, cols = r.slices()
         piece = resize(est, (r.height, r.width))
         out = photo.detach().to("cpu", torch.float32).clone()
+        if self.problem.noise_sigma > 0:
+            out[:, rows, cols] = piece
+            return out
         hole = torch.from_numpy(np.ascontiguousarray(self.mask_full[rows, cols]))
         out[:, rows, cols] = torch.where(hole.unsqueeze(0), piece, out[:, rows, cols])
         return out
