@@ -91,6 +91,56 @@ def test_work_comes_back_after_a_crash(qtbot, settings, tmp_path: Path, photo: P
         second.shutdown()
 
 
+def test_the_chosen_model_comes_back_and_a_vanished_one_is_named(qtbot, settings, tmp_path: Path, photo: Path) -> None:
+    """The model box's choice is part of the work: a run after the restore must use the same denoiser."""
+    folder = tmp_path / "autosave"
+    weights = tmp_path / "my-denoiser.pt"
+    weights.write_bytes(b"weights")  # chosen, not loaded: the window loads a model only to run it
+    first = make_window(qtbot, settings)
+    try:
+        assert first.open_path(photo)
+        assert first.use_model(str(weights))
+        assert crashed_session(first, folder).save_now()
+        assert first.use_model(None)  # the default is a choice too
+        assert crashed_session(first, folder).save_now()
+    finally:
+        first.shutdown()
+    settings.setValue("model", "")  # the window's settings must not be what brings it back
+
+    second = make_window(qtbot, settings)
+    try:
+        # newest first: the default, declined; then the weights file, accepted
+        controller = AutosaveController(second, AutosaveStore(folder), interval_ms=60_000)
+        answers = iter([False, True])
+        assert controller.offer_restore(lambda _text: next(answers))
+        assert second.denoisers.model == str(weights)
+        assert second.algorithm.selected_model() == str(weights)
+        controller.close()
+    finally:
+        second.shutdown()
+
+    assert crashed_session_with_model(qtbot, settings, folder, photo, weights)
+    weights.unlink()
+    third = make_window(qtbot, settings)
+    try:
+        controller, _ = restored_with_yes(third, folder)
+        assert third.photo_path == str(photo), "the rest of the work still comes back"
+        assert third.denoisers.model is None and third.algorithm.selected_model() is None
+        assert "my-denoiser.pt is no longer there" in third.statusBar().currentMessage()
+        controller.close()
+    finally:
+        third.shutdown()
+
+
+def crashed_session_with_model(qtbot, settings, folder: Path, photo: Path, weights: Path) -> bool:
+    window = make_window(qtbot, settings)
+    try:
+        assert window.open_path(photo) and window.use_model(str(weights))
+        return crashed_session(window, folder).save_now()
+    finally:
+        window.shutdown()
+
+
 def test_a_pasted_photo_comes_back_from_its_kept_pixels(qtbot, settings, tmp_path: Path, photo: Path) -> None:
     """A pasted photo has no file to reopen: its pixels are autosaved (once, not at every save)."""
     folder = tmp_path / "autosave"

@@ -171,6 +171,27 @@ def test_mask_commands_import_export(window, photo, tmp_path):
     assert window.mask.fraction() == pytest.approx(0.3, abs=0.01)
 
 
+def test_mask_edits_are_off_while_the_task_does_not_use_the_mask(window, photo, qtbot):
+    """Ctrl+I or Ctrl+Z under denoising used to edit the hidden mask with nothing on screen to show it."""
+    window.open_path(photo)
+    window.generate_mask("block", 0.25)
+    block = window.mask.copy()
+    editing = ("brush", "eraser", "mask_clear", "mask_invert", "undo")
+    assert all(window.actions[key].isEnabled() for key in editing)
+    window.degradation.set_task("denoise")
+    for key in editing:
+        assert not window.actions[key].isEnabled(), key
+    window.canvas.setFocus()
+    qtbot.keyClick(window.canvas, Qt.Key.Key_I, Qt.KeyboardModifier.ControlModifier)
+    qtbot.keyClick(window.canvas, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert np.array_equal(window.mask.array, block), "the mask is kept as it was"
+    assert window.actions["mask_export"].isEnabled()
+    window.degradation.set_task("inpaint")
+    assert all(window.actions[key].isEnabled() for key in editing)
+    window.actions["mask_invert"].trigger()
+    assert np.array_equal(window.mask.array, ~block)
+
+
 # -- running ---------------------------------------------------------------------------------------------
 def test_run_to_completion_updates_canvas_plots_and_record(window, photo, qtbot, tmp_path):
     window.open_path(photo)
@@ -920,8 +941,9 @@ def test_mask_commands_that_set_the_task_wait_for_the_run(window, photo, qtbot):
     try:
         for key in ("mask_random", "mask_block", "mask_import"):
             assert not window.actions[key].isEnabled(), key
-        for key in ("mask_clear", "mask_invert", "mask_export"):
-            assert window.actions[key].isEnabled(), key
+        assert window.actions["mask_export"].isEnabled()
+        for key in ("mask_clear", "mask_invert"):  # a denoising run: the mask is not in play
+            assert not window.actions[key].isEnabled(), key
         with pytest.raises(Exception, match="while a run is going"):
             window.generate_mask("block", 0.3)
         assert window.degradation.task_name() == "denoise"

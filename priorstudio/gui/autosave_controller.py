@@ -182,7 +182,7 @@ class AutosaveController(QtCore.QObject):
 
 
 def apply_state(window: Any, state: AutosaveState, locate: Callable[[str], str | None] | None = None) -> bool:
-    """Put an autosaved state back into the window: photo, panels, then the mask (if it fits the photo).
+    """Put an autosaved state back into the window: photo, panels, model, then the mask (if it fits the photo).
 
     A photo that is no longer where it was can be pointed to (``locate``, a file dialog by default); the
     mask comes back when the photo found has the same size.
@@ -211,6 +211,8 @@ def apply_state(window: Any, state: AutosaveState, locate: Callable[[str], str |
     if params.get("degradation"):
         window.degradation.restore_state(params["degradation"])
     window.algorithm.set_values(algorithm)
+    if "model" in params and params["model"] != window.denoisers.model:
+        window.use_model(params["model"])  # a weights file since moved: the message says so, the rest comes back
     mask = state.mask
     if mask is not None and window.mask is not None:
         if tuple(mask.shape) == tuple(window.mask.shape):

@@ -1017,6 +1017,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.canvas.set_mask_visible(self.actions["show_mask"].isChecked() and task == "inpaint")
         self.plots.set_simulate(self.degradation.mode() == "simulate")
         self.actions["view_truth"].setEnabled(self.degradation.mode() == "simulate")
+        self._update_actions()
         QtCore.QTimer.singleShot(0, self._fit_problem_dock)  # once the panel has laid out the task's fields
         self.schedule_preview()
 
@@ -1040,6 +1041,16 @@ class MainWindow(QtWidgets.QMainWindow):
         self.settings.setValue("model", model or "")
         self._check_models()
         self.schedule_preview()
+
+    def use_model(self, model: str | None) -> bool:
+        """Choose the denoiser as the model box does: a bundled model's name, a weights file, or None for the
+        bundled default. A file that is no longer there is refused with a message; the current model stays."""
+        if model and model not in available_models() and not Path(model).is_file():
+            self.statusBar().showMessage(f"The model {model} is no longer there: the current one is kept.", 15_000)
+            return False
+        self.algorithm.refresh_models(model)
+        self._on_model_changed(model)
+        return True
 
     def _check_models(self) -> None:
         self.model_label.setToolTip("")
@@ -1469,8 +1480,11 @@ class MainWindow(QtWidgets.QMainWindow):
             a[key].setEnabled(has_result)
         a["save_run"].setEnabled(self.record is not None and not running)
         mask = self.mask
-        a["undo"].setEnabled(mask is not None and mask.can_undo())
-        a["redo"].setEnabled(mask is not None and mask.can_redo())
+        # the mask is drawn and used only for inpainting: under any other task an edit, or its undo, would
+        # change a hidden mask with nothing on screen to show it (it is kept for when inpainting comes back)
+        editable = mask is not None and has_photo and self.degradation.task_name() == "inpaint"
+        a["undo"].setEnabled(editable and mask.can_undo())
+        a["redo"].setEnabled(editable and mask.can_redo())
         # the menu names what would be undone; the Mask panel's buttons keep their short labels (a long one
         # widened the panel) and name it in their tooltips
         undo = f"Undo {mask.undo_label()}" if mask is not None and mask.can_undo() else "Undo"
@@ -1480,8 +1494,9 @@ class MainWindow(QtWidgets.QMainWindow):
             a[key].setIconText(word)
             keys = keymap.key_text(keymap.BY_ID[key])
             a[key].setToolTip(f"{text} ({keys})" if keys else text)
-        for key in ("mask_clear", "mask_invert", "mask_export"):  # the next run's mask: editable during a run
-            a[key].setEnabled(has_photo)
+        for key in ("brush", "eraser", "mask_clear", "mask_invert"):  # the next run's mask: editable during a run
+            a[key].setEnabled(editable)
+        a["mask_export"].setEnabled(has_photo)
         for key in ("mask_random", "mask_block", "mask_import"):  # these also switch the task to inpainting,
             a[key].setEnabled(has_photo and not running and not comparing)  # which a run holds locked
         self.degradation.setEnabled(not running and not comparing)
