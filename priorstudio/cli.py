@@ -27,6 +27,11 @@ if TYPE_CHECKING:
 #: stays black instead of amplifying rounding noise.
 STD_SCALE_FLOOR = 1e-6
 
+BIT_DEPTH_HELP = (
+    "bits per sample of the images written: 8 or 16 (PNG only). Default: 16 when the input has more than 8 bits "
+    "per sample and the output is a PNG, else 8"
+)
+
 MODEL_NOTE = (
     "Bundled models are listed by `priorstudio models`; their training status and benchmark figures are in "
     "docs/models.md."
@@ -55,6 +60,20 @@ def _refuse_existing(
     existing = [t for t in given if t.exists()]
     if existing and not overwrite:
         raise ParameterError(f"{existing[0]} exists; pass --overwrite to replace it{other_way}")
+
+
+def _output_bit_depth(asked: int | None, inputs: list[Path | str], out: Path | str) -> int:
+    """The bits per sample to write: as asked, else the inputs' — 16 when any has more than 8 bits per sample
+    (a 16-bit scan stays 16-bit) and the output is a PNG, the one format written at 16 bits; else 8."""
+    from priorstudio.core.imageio import load_image_info, save_format
+
+    if asked is not None:
+        return asked
+    try:
+        deep = any(load_image_info(path).bit_depth > 8 for path in inputs)
+        return 16 if deep and save_format(out, 16) == "PNG" else 8
+    except (PriorStudioError, OSError, ValueError):  # an unreadable input, a name 16 bits cannot go to: the
+        return 8  # read or the format check that follows says so
 
 
 def _refuse_unwritable_images(targets: list[Path | str | None], bit_depth: int) -> None:
@@ -212,6 +231,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
         raise ParameterError("--std needs --samples K with K ≥ 2 (a spread needs several samples)")
     out = Path(args.output)
     _refuse_existing([out, args.std, args.json], args.overwrite)
+    args.bit_depth = _output_bit_depth(args.bit_depth, [args.input], out)
     _refuse_unwritable_images([out, args.std], args.bit_depth)
     image = load_image(args.input, mode="gray" if args.gray else "auto")
     task = canonical_task(args.task)  # "Denoise" and "denoise" are one task
@@ -317,6 +337,7 @@ def cmd_flash(args: argparse.Namespace) -> int:
     _check_seed(args.seed)
     out = Path(args.output)
     _refuse_existing([out, args.json], args.overwrite)
+    args.bit_depth = _output_bit_depth(args.bit_depth, [args.flash, args.noflash], out)
     _refuse_unwritable_images([out], args.bit_depth)
     mode = "gray" if args.gray else "color"
     flash, noflash = load_image(args.flash, mode=mode), load_image(args.noflash, mode=mode)
@@ -613,7 +634,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="finish with a projection onto the data: exact for every task but blur, where it is a regularised "
         "(Wiener) step that brings the result close to the data",
     )
-    p.add_argument("--bit-depth", type=int, choices=(8, 16), default=8)
+    p.add_argument("--bit-depth", type=int, choices=(8, 16), default=None, help=BIT_DEPTH_HELP)
     p.add_argument("--json", default=None, help="write the run record (parameters and per-step values) as JSON")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -633,7 +654,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--width", type=int, default=128, help="network width (default 128, the paper's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--gray", action="store_true", help="work on gray versions of both images")
-    p.add_argument("--bit-depth", type=int, choices=(8, 16), default=8)
+    p.add_argument("--bit-depth", type=int, choices=(8, 16), default=None, help=BIT_DEPTH_HELP)
     p.add_argument("--json", default=None, help="write the run record (parameters and per-step values) as JSON")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")

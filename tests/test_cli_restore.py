@@ -93,3 +93,21 @@ def test_several_denoising_samples_need_noise_injection(tiny_model, photo, tmp_p
     assert cli.main([*argv, "--beta", "0.5"]) == 0, capsys.readouterr().err
     assert "white = std" in capsys.readouterr().out
     assert np.asarray(Image.open(std)).max() > 0
+
+
+def test_a_16_bit_input_is_written_at_16_bits_unless_asked_otherwise(tiny_model, photo, tmp_path, capsys) -> None:
+    """A 16-bit scan restored to an 8-bit file silently lost its depth; JPEG, which holds 8, still works."""
+    deep = tmp_path / "deep.png"
+    Image.fromarray(np.asarray(Image.open(photo), dtype=np.uint16) * 257).save(deep)
+    base = ["restore", "--task", "denoise", "--gray", "--model", tiny_model, "--max-steps", "2", "-q"]
+    for source, out, extra, depth in [
+        (deep, "a.png", [], 16),
+        (deep, "b.png", ["--bit-depth", "8"], 8),
+        (deep, "c.jpg", [], 8),
+        (photo, "d.png", [], 8),
+        (photo, "e.png", ["--bit-depth", "16"], 16),
+    ]:
+        target = tmp_path / out
+        assert cli.main([*base, str(source), "-o", str(target), *extra]) == 0, capsys.readouterr().err
+        mode = Image.open(target).mode
+        assert mode == ("I;16" if depth == 16 else "L"), (out, mode)

@@ -383,6 +383,28 @@ def test_close_asks_about_an_unsaved_result(window, photo, qtbot):
     assert asked == ["unsaved"]
 
 
+def test_save_as_offers_16_bit_png_for_a_16_bit_photo(window, photo, qtbot, tmp_path, monkeypatch):
+    """A 16-bit scan saved through the dialog's first choice used to come out at 8 bits."""
+    deep = tmp_path / "deep.png"
+    Image.fromarray(np.asarray(Image.open(photo).convert("L"), dtype=np.uint16) * 257).save(deep)
+    asked = []
+
+    def dialog(*args, **kwargs):
+        asked.append(args[4] if len(args) > 4 else kwargs.get("selectedFilter"))
+        return str(tmp_path / f"out{len(asked)}.png"), asked[-1]
+
+    monkeypatch.setattr(QtWidgets.QFileDialog, "getSaveFileName", dialog)
+    for source, depth, mode in ((deep, "16-bit", "I;16"), (photo, "8-bit", "RGB")):
+        window.open_path(source)
+        window.generate_mask("block", 0.3)
+        quick_params(window, max_steps=3)
+        run_to_end(qtbot, window)
+        window.actions["save_as"].trigger()
+        assert depth in asked[-1]
+        assert Image.open(window.result_path).mode == mode
+        window.result_saved = True  # the next open asks nothing
+
+
 # -- views, keymap, settings, errors ---------------------------------------------------------------------
 def test_views_split_and_before_after(window, photo, qtbot):
     window.open_path(photo)

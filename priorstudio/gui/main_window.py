@@ -33,7 +33,15 @@ from priorstudio.core.allocator import release_free_memory
 from priorstudio.core.atomic import OutputExistsError
 from priorstudio.core.denoisers import available_models
 from priorstudio.core.errors import ParameterError, PriorStudioError, WeightsError
-from priorstudio.core.imageio import encode_image, image_from_bytes, load_image, load_mask, save_image, save_mask
+from priorstudio.core.imageio import (
+    encode_image,
+    image_from_bytes,
+    load_image,
+    load_image_info,
+    load_mask,
+    save_image,
+    save_mask,
+)
 from priorstudio.core.memory import check_run_fits, estimate_run_memory
 from priorstudio.core.runrecord import RunRecord
 from priorstudio.core.samplers import expected_iterations, ideal_sigma_schedule
@@ -83,6 +91,7 @@ RELEASE_DURING_RUN_MS = 10_000
 PREVIEW_DELAY_MS = 250
 MAX_RECENT = 10
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.tif *.tiff *.bmp *.webp *.gif *.pgm *.ppm *.pnm);;All files (*)"
+SAVE_FILTERS = ("PNG 8-bit (*.png)", "PNG 16-bit (*.png)", "JPEG (*.jpg *.jpeg)", "TIFF (*.tif *.tiff)")
 NO_MODEL_NOTE = (
     "No denoiser model is bundled with this copy of PriorStudio (resources/models is empty), so nothing can "
     "run yet. Choose a weights file (.pt) with the … button next to the model, or install the bundled models."
@@ -684,8 +693,9 @@ class MainWindow(QtWidgets.QMainWindow):
             raise PriorStudioError("there is no result to save yet: run first")
         base = Path(self.photo_path).stem if self.photo_path else "result"
         start = Path(str(self.settings.value("last_dir", ""))) / f"{base}-restored.png"
-        filters = "PNG 8-bit (*.png);;PNG 16-bit (*.png);;JPEG (*.jpg *.jpeg);;TIFF (*.tif *.tiff)"
-        path, chosen = QtWidgets.QFileDialog.getSaveFileName(self, "Save the result", str(start), filters)
+        path, chosen = QtWidgets.QFileDialog.getSaveFileName(
+            self, "Save the result", str(start), ";;".join(SAVE_FILTERS), self.default_save_filter()
+        )
         if not path:
             return
         target = Path(path)
@@ -694,6 +704,16 @@ class MainWindow(QtWidgets.QMainWindow):
             if target.exists() and not self.confirm_overwrite(target):
                 return
         self.save_result(target, bit_depth=16 if "16" in chosen else 8, overwrite=True)
+
+    def default_save_filter(self) -> str:
+        """PNG 16-bit when the photo's file has more than 8 bits per sample, so that saving keeps its depth."""
+        if self.photo_path:
+            try:
+                if load_image_info(self.photo_path).bit_depth > 8:
+                    return SAVE_FILTERS[1]
+            except (PriorStudioError, OSError, ValueError):
+                pass  # moved or changed since it was opened: the usual default
+        return SAVE_FILTERS[0]
 
     def save_result(self, path: str | os.PathLike[str], *, bit_depth: int = 8, overwrite: bool = False) -> Path:
         """Save the result (full-resolution photo for inpainting, the working-size image otherwise)."""
