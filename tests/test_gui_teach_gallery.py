@@ -208,6 +208,13 @@ def test_scrubbed_step_shows_each_samples_score_and_explains_it(qtbot, factory):
     gallery.player.seek(0)  # the open panel follows the scrub bar
     assert gallery.explain_dialog.panel.explanation.numbers["t"] == 1
     gallery.explain_dialog.close()
+    # past a sample's own stop the player says so: the batch's later frames hold that sample still
+    early = min(range(4), key=lambda k: steps[k])
+    gallery.select(early)
+    gallery.player.seek(len(gallery.player.frames()) - 1)
+    assert f"stopped at step {steps[early]}" in gallery.player.step_label.text()
+    gallery.plot.stepClicked.emit(steps[early])
+    assert "stopped" not in gallery.player.step_label.text()
 
 
 def test_model_choice_fixes_the_channels(qtbot, tmp_path):

@@ -158,6 +158,10 @@ class GalleryWidget(QtWidgets.QWidget):
         """The scrubbed frame: its step on the σ_t plot, its score, its explanation."""
         self.plot.set_cursor(frame.t)
         k = self.selected if self.selected is not None else 0
+        # a batch runs until its last sample stops: past its own stop, the frame shows a sample held still
+        steps = self.batch.last_steps()
+        stop = steps[k] if self.batch.batch > 1 and 0 <= k < len(steps) else None
+        self.player.set_step_note(f"stopped at step {stop}" if stop is not None and frame.t > stop else "")
         found = self.batch.score_of(frame.t, k)
         if found is None:
             self.score_pane.clear_image()

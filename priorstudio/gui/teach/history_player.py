@@ -52,6 +52,7 @@ class HistoryPlayer(QtWidgets.QWidget):
         self.slider.setToolTip("Scrub through the run's kept frames")
         self.slider.valueChanged.connect(self._on_slider)
         self.step_label = QtWidgets.QLabel("no run yet", self)
+        self._step_text = ""  # the label without a host's note
         self.step_label.setMinimumWidth(170)
         self.fps = SpinBox(self)
         self.fps.setRange(1, 60)
@@ -116,6 +117,10 @@ class HistoryPlayer(QtWidgets.QWidget):
         self._note = text
         self.memory_label.setText(text or (self._history.describe() if self._history is not None else ""))
 
+    def set_step_note(self, text: str) -> None:
+        """Add ``text`` to the shown step's label (e.g. that the scrubbed sample stopped earlier); "" clears it."""
+        self.step_label.setText(f"{self._step_text}  · {text}" if text and self._step_text else self._step_text)
+
     def refresh(self, go_to_end: bool = False) -> None:
         """Re-read the history (after a run pushed more frames)."""
         at_end = go_to_end or self.slider.value() >= self.slider.maximum()
@@ -179,13 +184,13 @@ class HistoryPlayer(QtWidgets.QWidget):
     def _show(self, index: int) -> None:
         frame = self.current_frame() if index == self.slider.value() else None
         if frame is None:
-            self.step_label.setText("no run yet" if not self._frames else "")
+            self._step_text = "no run yet" if not self._frames else ""
+            self.step_label.setText(self._step_text)
             if self.preview is not None and not self._frames:
                 self.preview.clear_image()
             return
-        self.step_label.setText(
-            f"{frame_label(frame, self._sample).replace('sigma', 'σ')}  ({index + 1}/{len(self._frames)})"
-        )
+        self._step_text = f"{frame_label(frame, self._sample).replace('sigma', 'σ')}  ({index + 1}/{len(self._frames)})"
+        self.step_label.setText(self._step_text)
         if self.preview is not None:
             data = frame.image()
             if data.ndim == 4:
