@@ -72,6 +72,16 @@ def fold_batchnorm(net: nn.Module) -> nn.Module:
 
 
 @functools.cache
+def onednn_bf16_available() -> bool:
+    """True when oneDNN runs bf16 convolutions on this CPU (AVX-512 BW/VL/DQ or AVX-NE-CONVERT). Without
+    them its bf16 primitives raise; bf16 asked for anyway (forced) then takes PyTorch's own, slower kernels."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+@functools.cache
 def fused_conv_relu_available() -> bool:
     """True when oneDNN's convolution-with-ReLU primitive runs here and agrees with conv then ReLU.
 
@@ -129,9 +139,10 @@ class ConvReLU(nn.Conv2d):
         # Only in inference mode (as ``Denoiser.denoise`` runs): there no reverse- or forward-mode derivative
         # can be asked for, which the primitive would silently drop (a JVP through it came out as the input's).
         fused = torch.is_inference_mode_enabled() and x.device.type == "cpu" and fused_conv_relu_available()
-        if not fused:
+        bf16 = torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+        if not fused or (bf16 and not onednn_bf16_available()):
             return F.relu(super().forward(x))
-        if torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16:
+        if bf16:
             x = x.to(torch.bfloat16)
         w = self._weight_as(x.dtype)
         return torch.ops.mkldnn._convolution_pointwise(
