@@ -65,15 +65,12 @@ def _refuse_existing(
 def _output_bit_depth(asked: int | None, inputs: list[Path | str], out: Path | str) -> int:
     """The bits per sample to write: as asked, else the inputs' — 16 when any has more than 8 bits per sample
     (a 16-bit scan stays 16-bit) and the output is a PNG, the one format written at 16 bits; else 8."""
-    from priorstudio.core.imageio import load_image_info, save_format
+    from priorstudio.core.imageio import SAVE_SUFFIXES, has_deep_samples
 
     if asked is not None:
         return asked
-    try:
-        deep = any(load_image_info(path).bit_depth > 8 for path in inputs)
-        return 16 if deep and save_format(out, 16) == "PNG" else 8
-    except (PriorStudioError, OSError, ValueError):  # an unreadable input, a name 16 bits cannot go to: the
-        return 8  # read or the format check that follows says so
+    png = SAVE_SUFFIXES.get(Path(out).suffix.lower()) == "PNG"
+    return 16 if png and any(has_deep_samples(path) for path in inputs) else 8
 
 
 def _refuse_unwritable_images(targets: list[Path | str | None], bit_depth: int) -> None:

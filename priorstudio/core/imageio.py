@@ -598,6 +598,15 @@ def load_image_info(path: str | os.PathLike[str]) -> ImageInfo:
         raise InputImageError(f"{name}: the image header is truncated or corrupt ({_short(error)})") from None
 
 
+def has_deep_samples(path: str | os.PathLike[str]) -> bool:
+    """True when the file stores more than 8 bits per sample (from its header), so that a result saved from
+    it should keep 16 bits; False too when it cannot be read (the read that uses it says why)."""
+    try:
+        return load_image_info(path).bit_depth > 8
+    except PriorStudioError:
+        return False
+
+
 def _info(img: Image.Image, file_size: int) -> ImageInfo:
     width, height = img.size
     mode = img.mode

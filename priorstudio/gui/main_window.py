@@ -35,9 +35,9 @@ from priorstudio.core.denoisers import available_models
 from priorstudio.core.errors import ParameterError, PriorStudioError, WeightsError
 from priorstudio.core.imageio import (
     encode_image,
+    has_deep_samples,
     image_from_bytes,
     load_image,
-    load_image_info,
     load_mask,
     save_image,
     save_mask,
@@ -98,6 +98,11 @@ NO_MODEL_NOTE = (
 )
 
 DenoiserFactory = Callable[[int], Any]
+
+
+def _model_findable(model: str) -> bool:
+    """A bundled model's name or a weights file that is (still) there."""
+    return model in available_models() or Path(model).is_file()
 
 
 class MainWindow(QtWidgets.QMainWindow):
@@ -707,13 +712,8 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def default_save_filter(self) -> str:
         """PNG 16-bit when the photo's file has more than 8 bits per sample, so that saving keeps its depth."""
-        if self.photo_path:
-            try:
-                if load_image_info(self.photo_path).bit_depth > 8:
-                    return SAVE_FILTERS[1]
-            except (PriorStudioError, OSError, ValueError):
-                pass  # moved or changed since it was opened: the usual default
-        return SAVE_FILTERS[0]
+        deep = self.photo_path is not None and has_deep_samples(self.photo_path)
+        return SAVE_FILTERS[1] if deep else SAVE_FILTERS[0]
 
     def save_result(self, path: str | os.PathLike[str], *, bit_depth: int = 8, overwrite: bool = False) -> Path:
         """Save the result (full-resolution photo for inpainting, the working-size image otherwise)."""
@@ -1065,7 +1065,7 @@ class MainWindow(QtWidgets.QMainWindow):
     def use_model(self, model: str | None) -> bool:
         """Choose the denoiser as the model box does: a bundled model's name, a weights file, or None for the
         bundled default. A file that is no longer there is refused with a message; the current model stays."""
-        if model and model not in available_models() and not Path(model).is_file():
+        if model and not _model_findable(model):
             self.statusBar().showMessage(f"The model {model} is no longer there: the current one is kept.", 15_000)
             return False
         self.algorithm.refresh_models(model)
@@ -1560,7 +1560,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.keep_overlay.setChecked(str(s.value("keep_overlay", "false")).lower() == "true")
         if not self.denoisers.injected and self.denoisers.model is None:
             model = str(s.value("model", "") or "")
-            if model and (model in available_models() or Path(model).is_file()):
+            if model and _model_findable(model):
                 self.denoisers.set_model(model)
         if self.denoisers.model:
             self.algorithm.refresh_models(self.denoisers.model)

@@ -72,30 +72,23 @@ def fold_batchnorm(net: nn.Module) -> nn.Module:
 
 
 @functools.cache
-def onednn_bf16_available() -> bool:
-    """True when oneDNN runs bf16 convolutions on this CPU (AVX-512 BW/VL/DQ or AVX-NE-CONVERT). Without
-    them its bf16 primitives raise; bf16 asked for anyway (forced) then takes PyTorch's own, slower kernels."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
-@functools.cache
-def fused_conv_relu_available() -> bool:
-    """True when oneDNN's convolution-with-ReLU primitive runs here and agrees with conv then ReLU.
+def fused_conv_relu_available(dtype: torch.dtype = torch.float32) -> bool:
+    """True when oneDNN's convolution-with-ReLU primitive runs here in ``dtype`` and agrees with conv then ReLU.
 
     It is a private PyTorch operator (the one ``torch.compile`` lowers to on the CPU), so it is probed once
-    rather than trusted: a build without it, or one whose result differs, keeps the two-step path.
+    per dtype rather than trusted: a build without it, one whose result differs, or a CPU whose oneDNN has
+    no bf16 convolutions (AVX2 only: the bf16 call raises) keeps the two-step path.
     """
     try:
         op = torch.ops.mkldnn._convolution_pointwise
         gen = torch.Generator().manual_seed(0)
-        x = torch.randn(1, 3, 9, 7, generator=gen)
-        w = torch.randn(4, 3, 3, 3, generator=gen)
+        x = torch.randn(1, 3, 9, 7, generator=gen).to(dtype)
+        w = torch.randn(4, 3, 3, 3, generator=gen).to(dtype)
+        tol = 1e-5 if dtype == torch.float32 else 5e-2
         with torch.autocast("cpu", enabled=False), torch.no_grad():  # the first caller may be inside either
-            got = op(x, w, None, [1, 1], [1, 1], [1, 1], 1, "relu", [], "")
-            return bool(torch.allclose(got, F.relu(F.conv2d(x, w, padding=1)), atol=1e-5, rtol=1e-5))
+            got = op(x, w, None, [1, 1], [1, 1], [1, 1], 1, "relu", [], "").float()
+            want = F.relu(F.conv2d(x.float(), w.float(), padding=1))
+            return bool(torch.allclose(got, want, atol=tol, rtol=tol))
     except (AttributeError, RuntimeError):
         return False
 
@@ -138,12 +131,11 @@ class ConvReLU(nn.Conv2d):
     def forward(self, x: Tensor) -> Tensor:
         # Only in inference mode (as ``Denoiser.denoise`` runs): there no reverse- or forward-mode derivative
         # can be asked for, which the primitive would silently drop (a JVP through it came out as the input's).
-        fused = torch.is_inference_mode_enabled() and x.device.type == "cpu" and fused_conv_relu_available()
         bf16 = torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
-        if not fused or (bf16 and not onednn_bf16_available()):
+        dtype = torch.bfloat16 if bf16 else x.dtype
+        if not (torch.is_inference_mode_enabled() and x.device.type == "cpu" and fused_conv_relu_available(dtype)):
             return F.relu(super().forward(x))
-        if bf16:
-            x = x.to(torch.bfloat16)
+        x = x.to(dtype)
         w = self._weight_as(x.dtype)
         return torch.ops.mkldnn._convolution_pointwise(
             x, w, None, list(self.padding), list(self.stride), list(self.dilation), self.groups, "relu", [], ""

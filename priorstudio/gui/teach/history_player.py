@@ -51,8 +51,8 @@ class HistoryPlayer(QtWidgets.QWidget):
         self.slider = QtWidgets.QSlider(QtCore.Qt.Orientation.Horizontal, self)
         self.slider.setToolTip("Scrub through the run's kept frames")
         self.slider.valueChanged.connect(self._on_slider)
-        self.step_label = QtWidgets.QLabel("no run yet", self)
-        self._step_text = ""  # the label without a host's note
+        self._step_text = "no run yet"  # the step label without a host's note
+        self.step_label = QtWidgets.QLabel(self._step_text, self)
         self.step_label.setMinimumWidth(170)
         self.fps = SpinBox(self)
         self.fps.setRange(1, 60)
