@@ -496,6 +496,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         lr=args.lr,
         lr_min=args.lr_min,
         sigma_max=args.sigma_max / 255,
+        sigma_weight=args.sigma_weight,
         seed=args.seed,
         steps_per_epoch=args.epoch_steps,
         checkpoint_minutes=args.checkpoint_minutes,
@@ -698,6 +699,13 @@ def build_parser() -> argparse.ArgumentParser:
         "with no wider level and no more tail layers: it is grown to --widths and --tail with the same output)",
     )
     p.add_argument("--sigma-max", type=float, default=102.0, help="noise drawn from U[0, this]/255 (default 102 ≈ 0.4)")
+    p.add_argument(
+        "--sigma-weight",
+        type=float,
+        default=0.0,
+        help="weigh each patch's squared error by σ^−this (σ floored at 5/255, weights normalised over the "
+        "batch): 0 (default) is plain MSE; 1 gives low noise levels more say",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--checkpoint-minutes", type=float, default=5.0)

@@ -271,6 +271,12 @@ def test_train_negative_tail(capsys: pytest.CaptureFixture[str]) -> None:
     assert "--tail is a number of layers" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("value", ["-0.5", "3", "nan"])
+def test_train_sigma_weight_out_of_range(value: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["train", MISSING, "--out", MISSING + ".pt", "--sigma-weight", value]) == 2
+    assert "--sigma-weight must be between 0 and 2" in capsys.readouterr().err
+
+
 def test_bench_denoise_sigmas_that_are_not_numbers(folder_with_model: Path, capsys) -> None:
     argv = ["bench", "denoise", str(folder_with_model), "--model", str(folder_with_model / "tiny.pt")]
     assert cli.main([*argv, "--sigmas", "abc"]) == 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import signal
@@ -13,11 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from priorstudio.core.denoisers import BiasFreeUNet, load_denoiser, load_weights_file
 from priorstudio.core.denoisers.registry import pack_weights, save_weights
-from priorstudio.core.denoisers.training import TrainConfig, checkpoint_path, train
+from priorstudio.core.denoisers.training import TrainConfig, checkpoint_path, sigma_weighted_mse, train
 from priorstudio.core.errors import ParameterError
 
 TINY = {"widths": [8, 16]}
@@ -517,6 +519,7 @@ def test_resume_refuses_other_settings(image_dir: Path, finished_run: Path, tmp_
     cases = [
         ({"steps": 6}, r"--steps 3 in the checkpoint, 6 now"),  # another cosine schedule
         ({"sigma_max": 90 / 255}, r"--sigma-max 102 in the checkpoint, 90 now"),
+        ({"sigma_weight": 1.0}, r"--sigma-weight 0\.0 in the checkpoint, 1\.0 now"),
         ({"lr": 2e-3, "seed": 7}, r"--lr 0\.001 in the checkpoint, 0\.002 now; --seed 0 in the checkpoint, 7 now"),
         ({"lr_min": 1e-4}, r"--lr-min 1e-05 in the checkpoint, 0\.0001 now"),
         ({"warmup": 1}, r"warmup 2 in the checkpoint, 1 now"),
@@ -607,6 +610,8 @@ def test_an_in_place_fine_tune_resumes_with_its_own_lineage(image_dir: Path, tmp
         ({"val_split": -3}, "--val-split must be 0 or more"),
         ({"checkpoint_minutes": float("nan")}, "--checkpoint-minutes must be 0 or more"),
         ({"sigma_max": 300 / 255}, r"--sigma-max must be in \(0, 255\], got 300"),
+        ({"sigma_weight": -1.0}, "--sigma-weight must be between 0 and 2, got -1"),
+        ({"sigma_weight": float("nan")}, "--sigma-weight must be between 0 and 2, got nan"),
         ({"lr_min": 1.0}, "--lr-min"),
         ({"arch_config": {"widths": [8]}}, "--widths needs at least two levels"),
         ({"arch_config": {"widths": [-8, 16]}}, "--widths needs at least two levels"),
@@ -637,3 +642,32 @@ def test_weights_of_another_shape_name_the_tensors(tmp_path: Path) -> None:
     blob["arch_config"] = {**blob["arch_config"], "widths": [-8, 16]}
     with pytest.raises(WeightsError, match="invalid architecture configuration"):
         network_from_blob(blob, "a.pt")
+
+
+def test_sigma_weighting_is_plain_mse_at_zero_and_favours_low_noise_above() -> None:
+    gen = torch.Generator().manual_seed(0)
+    target = torch.rand(4, 1, 8, 8, generator=gen)
+    out = target + 0.1 * torch.randn(4, 1, 8, 8, generator=gen)
+    sigma = torch.tensor([0.0, 10 / 255, 50 / 255, 100 / 255]).view(4, 1, 1, 1)
+    assert torch.allclose(sigma_weighted_mse(out, target, sigma, 0.0), F.mse_loss(out, target))
+    # An error on the quietest patch costs more than the same error on the noisiest, and the floor keeps the
+    # σ = 0 patch's weight finite (that of σ = 5/255).
+    errs = torch.zeros(4, 1, 8, 8)
+    quiet, loud = errs.clone(), errs.clone()
+    quiet[0] += 0.1
+    loud[3] += 0.1
+    w_quiet = sigma_weighted_mse(target + quiet, target, sigma, 1.0)
+    w_loud = sigma_weighted_mse(target + loud, target, sigma, 1.0)
+    weights = 1 / torch.tensor([5 / 255, 10 / 255, 50 / 255, 100 / 255])
+    assert w_quiet.item() == pytest.approx(0.01 * weights[0].item() / weights.sum().item(), rel=1e-5)
+    assert w_quiet.item() / w_loud.item() == pytest.approx(20.0, rel=1e-5)
+    assert torch.isfinite(w_quiet)
+
+
+def test_a_sigma_weighted_run_records_its_weighting(image_dir: Path, tmp_path: Path) -> None:
+    cfg = _cfg(image_dir, tmp_path / "w.pt", 3)
+    cfg.sigma_weight = 1.0
+    train(cfg, show_progress=False, log=lambda s: None)
+    blob = load_weights_file(tmp_path / "w.pt")
+    assert blob["training"]["sigma_weight"] == 1.0
+    assert math.isfinite(blob["validation"]["loss"])

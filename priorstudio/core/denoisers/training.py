@@ -41,6 +41,7 @@ from priorstudio.core.progress import ProgressBar, format_seconds
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 VALIDATION_SIGMAS = (15, 25, 50)
+SIGMA_WEIGHT_FLOOR = 5 / 255  # --sigma-weight: patches below this noise level weigh as much as one at it
 MAX_THREADS = 1024  # torch takes a C int; no CPU this runs on has more cores than this
 
 
@@ -62,6 +63,9 @@ class TrainConfig:
     lr_min: float = 1e-5
     warmup: int = 100
     sigma_max: float = 0.4
+    # Each patch's squared error weighs max(σ, SIGMA_WEIGHT_FLOOR)^−sigma_weight (normalised over the batch):
+    # 0 is plain MSE, where the noisiest patches dominate the gradient; 1 gives low noise levels more say.
+    sigma_weight: float = 0.0
     scales: tuple[float, ...] = (1.0, 0.9, 0.8, 0.7)
     seed: int = 0
     steps_per_epoch: int = 500
@@ -81,6 +85,8 @@ class TrainConfig:
             raise ParameterError("--patch must be ≥ 16, --batch and --steps ≥ 1")
         if not 0 < self.sigma_max <= 1:
             raise ParameterError(f"--sigma-max must be in (0, 255], got {self.sigma_max * 255:g}")
+        if not 0 <= self.sigma_weight <= 2:
+            raise ParameterError(f"--sigma-weight must be between 0 and 2, got {self.sigma_weight:g}")
         if not 0 < self.lr_min <= self.lr:
             raise ParameterError(f"need 0 < --lr-min ≤ --lr, got --lr-min {self.lr_min:g} and --lr {self.lr:g}")
         if self.steps_per_epoch < 1:
@@ -94,6 +100,22 @@ class TrainConfig:
         _check_architecture(self.arch, self.arch_config)
         if self.init_from is not None and not resuming and not Path(self.init_from).is_file():
             raise ParameterError(f"--init-from: no weights file at {self.init_from!r}")
+
+
+def sigma_weighted_mse(out: Tensor, target: Tensor, sigma: Tensor, power: float) -> Tensor:
+    """Mean squared error with patch ``i`` weighted by ``max(σ_i, SIGMA_WEIGHT_FLOOR)^−power``, the weights
+    normalised to mean 1 over the batch; ``power`` 0 is plain MSE.
+
+    Why: with σ uniform on [0, σ_max] the error of a patch grows with its σ, so plain MSE spends most of its
+    gradient on the noisiest patches. The optimum is unchanged (for every σ it is still the conditional
+    mean, which a blind network can tell apart from the image itself); what moves is how a network of
+    finite size shares its capacity between noise levels. The floor keeps near-clean patches finite.
+    """
+    per_patch = (out - target).pow(2).flatten(1).mean(dim=1)
+    if power == 0:
+        return per_patch.mean()
+    weights = sigma.flatten().clamp_min(SIGMA_WEIGHT_FLOOR).pow(-power)
+    return (weights * per_patch).sum() / weights.sum()
 
 
 def _check_architecture(arch: str, config: Mapping[str, Any]) -> None:
@@ -333,6 +355,7 @@ def checkpoint_digest(state: dict[str, Any]) -> str:
 _RESUME_SETTINGS = {
     "steps": "--steps",
     "sigma_max": "--sigma-max",
+    "sigma_weight": "--sigma-weight",
     "lr": "--lr",
     "lr_min": "--lr-min",
     "warmup": "warmup",
@@ -343,6 +366,8 @@ _RESUME_SETTINGS = {
     "val_split": "--val-split",
     "val_dir": "--val",
 }
+# What a checkpoint written before a setting existed ran with.
+_SETTINGS_BEFORE_THEY_WERE_SAVED = {"sigma_weight": 0.0}
 _ARCH_OPTIONS = {
     "channels": "channels (--color)",
     "widths": "--widths",
@@ -394,8 +419,9 @@ def _read_checkpoint(ckpt: Path, cfg: TrainConfig, net: nn.Module, data_digest: 
         if not _same(old, new):
             diffs.append(f"{_ARCH_OPTIONS.get(key, key)} {_shown(key, old)} in the checkpoint, {_shown(key, new)} now")
     for key, name in _RESUME_SETTINGS.items():
-        if key in training and not _same(training[key], getattr(cfg, key)):
-            diffs.append(f"{name} {_shown(key, training[key])} in the checkpoint, {_shown(key, getattr(cfg, key))} now")
+        old = training.get(key, _SETTINGS_BEFORE_THEY_WERE_SAVED.get(key))
+        if (key in training or key in _SETTINGS_BEFORE_THEY_WERE_SAVED) and not _same(old, getattr(cfg, key)):
+            diffs.append(f"{name} {_shown(key, old)} in the checkpoint, {_shown(key, getattr(cfg, key))} now")
     if cfg.bf16 is not None and training.get("bf16") is not None and bool(training["bf16"]) != cfg.bf16:
         diffs.append(f"bf16 {bool(training['bf16'])} in the checkpoint, {cfg.bf16} now")
     if state.get("data_hash") and state["data_hash"] != data_digest:
@@ -632,7 +658,7 @@ def train(
             noisy = noisy.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 out = model(noisy)
-            loss = F.mse_loss(out.float(), x)
+            loss = sigma_weighted_mse(out.float(), x, sigma.to(device), cfg.sigma_weight)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
