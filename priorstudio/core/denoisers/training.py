@@ -108,8 +108,8 @@ def sigma_weighted_mse(out: Tensor, target: Tensor, sigma: Tensor, power: float)
 
     Why: with σ uniform on [0, σ_max] the error of a patch grows with its σ, so plain MSE spends most of its
     gradient on the noisiest patches. The optimum is unchanged (for every σ it is still the conditional
-    mean, which a blind network can tell apart from the image itself); what moves is how a network of
-    finite size shares its capacity between noise levels. The floor keeps near-clean patches finite.
+    mean: a blind network reads σ off the image); what moves is how a network of finite size shares its
+    capacity between noise levels. The floor keeps near-clean patches finite.
     """
     per_patch = (out - target).pow(2).flatten(1).mean(dim=1)
     if power == 0:
