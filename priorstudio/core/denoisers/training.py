@@ -368,6 +368,7 @@ _RESUME_SETTINGS = {
 }
 # What a checkpoint written before a setting existed ran with.
 _SETTINGS_BEFORE_THEY_WERE_SAVED = {"sigma_weight": 0.0}
+_UNKNOWN = object()  # a setting the checkpoint does not record: nothing to compare
 _ARCH_OPTIONS = {
     "channels": "channels (--color)",
     "widths": "--widths",
@@ -419,8 +420,8 @@ def _read_checkpoint(ckpt: Path, cfg: TrainConfig, net: nn.Module, data_digest: 
         if not _same(old, new):
             diffs.append(f"{_ARCH_OPTIONS.get(key, key)} {_shown(key, old)} in the checkpoint, {_shown(key, new)} now")
     for key, name in _RESUME_SETTINGS.items():
-        old = training.get(key, _SETTINGS_BEFORE_THEY_WERE_SAVED.get(key))
-        if (key in training or key in _SETTINGS_BEFORE_THEY_WERE_SAVED) and not _same(old, getattr(cfg, key)):
+        old = training.get(key, _SETTINGS_BEFORE_THEY_WERE_SAVED.get(key, _UNKNOWN))
+        if old is not _UNKNOWN and not _same(old, getattr(cfg, key)):
             diffs.append(f"{name} {_shown(key, old)} in the checkpoint, {_shown(key, getattr(cfg, key))} now")
     if cfg.bf16 is not None and training.get("bf16") is not None and bool(training["bf16"]) != cfg.bf16:
         diffs.append(f"bf16 {bool(training['bf16'])} in the checkpoint, {cfg.bf16} now")
@@ -653,12 +654,12 @@ def train(
             for g in opt.param_groups:
                 g["lr"] = _lr_at(step, cfg)
             x = sampler.sample(cfg.batch, gen).to(device)
-            sigma = torch.rand((cfg.batch, 1, 1, 1), generator=gen) * cfg.sigma_max
-            noisy = x + sigma.to(device) * torch.randn(x.shape, generator=gen).to(device)
+            sigma = (torch.rand((cfg.batch, 1, 1, 1), generator=gen) * cfg.sigma_max).to(device)
+            noisy = x + sigma * torch.randn(x.shape, generator=gen).to(device)
             noisy = noisy.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 out = model(noisy)
-            loss = sigma_weighted_mse(out.float(), x, sigma.to(device), cfg.sigma_weight)
+            loss = sigma_weighted_mse(out.float(), x, sigma, cfg.sigma_weight)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
