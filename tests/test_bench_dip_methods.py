@@ -215,6 +215,29 @@ def test_bench_dip_refuses_an_absurd_checkpoint_interval(tmp_path, capsys, minut
     assert "--checkpoint-minutes must be a number ≥ 0" in capsys.readouterr().err
 
 
+def test_bench_dip_threads_are_used_and_recorded(tmp_path):
+    """--threads reaches the fit and the row; the default (one thread) leaves the settings as rows measured
+    before the option existed have them, so --resume still matches those."""
+    noisy = tmp_path / "one.png"
+    save_image(noisy, 64, seed=5)
+    base = ["bench", "dip", "--no-sr", "--width", "4", "--denoise-image", str(noisy), "--denoise-steps", "2"]
+    base += ["--timing-steps", "0", "--every", "1"]
+    rows = {}
+    for threads in ("1", "2"):
+        out = tmp_path / f"rows{threads}.json"
+        assert cli.main([*base, "--threads", threads, "--json", str(out)]) == 0
+        (rows[threads],) = json.loads(out.read_text())
+    assert rows["1"]["threads"] == 1 and "threads" not in rows["1"]["settings"]
+    assert rows["2"]["threads"] == 2 and rows["2"]["settings"]["threads"] == 2
+
+
+@pytest.mark.parametrize("threads", ["-1", "257"])
+def test_bench_dip_refuses_an_absurd_thread_count(tmp_path, capsys, threads):
+    argv = ["bench", "dip", "--no-sr", "--denoise-image", str(tmp_path / "x.png"), "--threads", threads]
+    assert cli.main(argv) == ParameterError.exit_code
+    assert "--threads must be between 0" in capsys.readouterr().err
+
+
 def test_summary_line_reports_the_early_stopping_gap():
     rows = [
         {"psnr": 20.0, "psnr_best": 24.0, "best_step": 100, "es_step": 140, "es_psnr": 23.0},

@@ -89,6 +89,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--es-window", type=int, default=50, help="early stopping: outputs in the running variance")
     parser.add_argument("--es-patience", type=int, default=300, help="early stopping: steps without a new minimum")
     parser.add_argument("--timing-steps", type=int, default=6, help="steps timed side by side (0: no plain run)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="CPU threads per fit (default 1: the same numbers under any load; 0: chosen by timing, "
+        "faster on an idle machine)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--resume",
@@ -150,7 +157,7 @@ class RowStore:
 
 def _settings(args: argparse.Namespace, params: DIPParams) -> dict[str, Any]:
     """What, besides the image, decides a row's numbers (for --resume)."""
-    return {
+    settings: dict[str, Any] = {
         "steps": params.max_steps,
         "width": params.width,
         "seed": args.seed,
@@ -159,6 +166,9 @@ def _settings(args: argparse.Namespace, params: DIPParams) -> dict[str, Any]:
         "es": [args.es_window, args.es_patience],
         "timing_steps": args.timing_steps,
     }
+    if params.threads != 1:  # rows measured before the option existed used one thread
+        settings["threads"] = params.threads
+    return settings
 
 
 def _measure(store: RowStore, row_id: dict, label: str, measure) -> dict:
@@ -363,6 +373,7 @@ def _run_one(
         )
     run = dip_sampler(operator, c, params, truth=truth, init=init)
     row.update(drive(run, metric, checkpoint, saved, row))
+    row["threads"] = run.threads  # the count the measured run settled on (timed when --threads 0)
     if checkpoint is not None:
         checkpoint.clear()
     if "plain_step_s" in row:
@@ -449,6 +460,7 @@ def _common(args: argparse.Namespace, every: int) -> dict[str, Any]:
         "width": args.width,
         "es_window": args.es_window,
         "es_patience": args.es_patience,
+        "threads": args.threads,
     }
 
 
@@ -457,6 +469,8 @@ def run(args: argparse.Namespace) -> list[dict]:
         raise ParameterError(
             f"--checkpoint-minutes must be a number ≥ 0 (0: after every step), got {args.checkpoint_minutes}"
         )
+    if not 0 <= args.threads <= 256:
+        raise ParameterError(f"--threads must be between 0 (chosen by timing) and 256, got {args.threads}")
     store = RowStore(getattr(args, "json", None), getattr(args, "resume", False), args.checkpoint_minutes)
     torch.manual_seed(args.seed)
     every = max(1, args.every)
