@@ -59,6 +59,35 @@ def test_bench_methods_one_line_per_method_and_json_rows(tmp_path, capsys):
         assert r["psnr_best"] >= r["psnr"] and r["seconds"] > 0
 
 
+@pytest.mark.parametrize("task", ["denoise", "inpaint", "pixels", "sr", "lowpass", "cs"])
+def test_bench_methods_runs_every_task(tmp_path, capsys, task):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    save_image(folder / "a.png", 32, seed=3, channels=1)
+    out = tmp_path / "rows.json"
+    argv = ["bench", "methods", str(folder), "--task", task, "--methods", "nlm_twicing"]
+    assert cli.main([*argv, "--twicing-steps", "2", "--crop", "32", "--fraction", "0.25", "--json", str(out)]) == 0
+    header = capsys.readouterr().out.splitlines()[0]
+    assert ("25%" in header) == (task in ("pixels", "lowpass", "cs"))  # the fraction used, not the default
+    (row,) = json.loads(out.read_text())
+    assert row["method"] == "nlm_twicing" and row["task"] == task and np.isfinite(row["psnr"])
+
+
+@pytest.mark.parametrize("task", ["pixels", "cs"])
+def test_bench_methods_seed_picks_the_random_operator(tmp_path, task):
+    """``--seed`` also chooses which pixels are kept / which projections are measured."""
+    folder = tmp_path / "images"
+    folder.mkdir()
+    save_image(folder / "a.png", 32, seed=4, channels=1)
+    psnrs = []
+    for seed in (0, 0, 1):
+        out = tmp_path / f"rows{len(psnrs)}.json"
+        argv = ["bench", "methods", str(folder), "--task", task, "--methods", "nlm_twicing", "--seed", str(seed)]
+        assert cli.main([*argv, "--twicing-steps", "2", "--crop", "32", "--json", str(out)]) == 0
+        psnrs.append(json.loads(out.read_text())[0]["psnr"])
+    assert psnrs[0] == psnrs[1] != psnrs[2]
+
+
 def test_bench_methods_inpainting_a_too_small_crop_and_an_unknown_method(tmp_path, capsys):
     folder = tmp_path / "images"
     folder.mkdir()

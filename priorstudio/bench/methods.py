@@ -26,15 +26,29 @@ from priorstudio.core.samplers.registry import METHODS, compare
 NAME = "methods"
 HELP = "run several methods (implicit prior, DIP Adam/GD, NLM/NTK twicing) on the same degraded images"
 
-#: Benchmark task → (problem task, its parameters given (H, W), default noise on the 0–255 scale).
-TASKS: dict[str, str] = {
-    "denoise": "σ = --noise (default 25)",
-    "inpaint": "a central block of H/4 × W/4 missing",
-    "pixels": "50% of the pixels missing at random (--fraction)",
-    "sr": "4× block-average super-resolution (--factor)",
-    "lowpass": "lowest 10% of Fourier coefficients (--fraction)",
-    "cs": "10% compressive measurements (--fraction)",
-}
+TASKS = ("denoise", "inpaint", "pixels", "sr", "lowpass", "cs")
+#: The kept fraction of the tasks that take ``--fraction``, when it is not given.
+DEFAULT_FRACTION = {"pixels": 0.5, "lowpass": 0.1, "cs": 0.1}
+
+
+def _fraction(task: str, args: argparse.Namespace) -> float:
+    return args.fraction if args.fraction is not None else DEFAULT_FRACTION[task]
+
+
+def describe_task(task: str, args: argparse.Namespace) -> str:
+    """The degradation as this run builds it, for the header line (the settings given, not the defaults)."""
+    if task == "denoise":
+        return "additive Gaussian noise"
+    if task == "inpaint":
+        return "a central block of H/4 × W/4 missing"
+    if task == "sr":
+        return f"{args.factor}× block-average super-resolution"
+    kept = f"{100 * _fraction(task, args):.3g}%"
+    if task == "pixels":
+        return f"{kept} of the pixels kept at random"
+    if task == "lowpass":
+        return f"the lowest {kept} of the Fourier coefficients kept"
+    return f"{kept} compressive measurements"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -63,12 +77,12 @@ def _task_params(task: str, args: argparse.Namespace, hw: tuple[int, int]) -> di
         missing[top : top + bh, left : left + bw] = True
         return {"missing": missing}
     if task == "pixels":
-        return {"fraction": args.fraction or 0.5, "seed": args.seed}
+        return {"fraction": _fraction(task, args), "operator_seed": args.seed}
     if task == "sr":
         return {"factor": args.factor}
     if task in ("lowpass", "cs"):
-        extra = {"seed": args.seed} if task == "cs" else {}
-        return {"fraction": args.fraction or 0.1, **extra}
+        extra = {"operator_seed": args.seed} if task == "cs" else {}
+        return {"fraction": _fraction(task, args), **extra}
     return {}
 
 
@@ -101,8 +115,9 @@ def run(args: argparse.Namespace) -> list[dict]:
     files = list_images(args.folder)[: args.limit or None]
     noise = args.noise if args.noise is not None else (25.0 if args.task == "denoise" else 0.0)
     task = canonical_task(args.task)
+    degradation = describe_task(args.task, args)
     print(
-        f"{args.folder.name}: {len(files)} image(s), {args.crop}² crops, task {args.task} ({TASKS[args.task]}), "
+        f"{args.folder.name}: {len(files)} image(s), {args.crop}² crops, task {args.task} ({degradation}), "
         f"noise σ={noise:g}, steps ≤ {args.steps} (twicing ≤ {args.twicing_steps})"
     )
     rows: list[dict] = []
