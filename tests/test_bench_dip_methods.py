@@ -88,6 +88,20 @@ def test_bench_methods_seed_picks_the_random_operator(tmp_path, task):
     assert psnrs[0] == psnrs[1] != psnrs[2]
 
 
+def test_bench_methods_seed_reaches_the_implicit_prior(tmp_path):
+    """Inpainting adds no noise, so only the sampler's own seed can change the result."""
+    folder = tmp_path / "images"
+    folder.mkdir()
+    save_image(folder / "a.png", 32, seed=6, channels=1)
+    psnrs = []
+    for seed in (0, 0, 1):
+        out = tmp_path / f"rows{len(psnrs)}.json"
+        argv = ["bench", "methods", str(folder), "--task", "inpaint", "--methods", "implicit_prior"]
+        assert cli.main([*argv, "--steps", "5", "--crop", "32", "--seed", str(seed), "--json", str(out)]) == 0
+        psnrs.append(json.loads(out.read_text())[0]["psnr"])
+    assert psnrs[0] == psnrs[1] != psnrs[2]
+
+
 def test_bench_methods_inpainting_a_too_small_crop_and_an_unknown_method(tmp_path, capsys):
     folder = tmp_path / "images"
     folder.mkdir()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -143,7 +144,9 @@ def run(args: argparse.Namespace) -> list[dict]:
             steps = args.twicing_steps if name.endswith("twicing") else args.steps
             overrides: dict[str, Any] = {"max_steps": steps}
             if name.startswith("dip"):
-                overrides.update(width=args.dip_width, seed=args.seed, emit_every=0)
+                overrides.update(width=args.dip_width, emit_every=0)
+            if "seed" in {f.name for f in fields(spec.params_class)}:  # the stochastic methods
+                overrides["seed"] = args.seed
             params[name] = spec.default_params(problem.operator, **overrides)
         results = compare(
             names,
