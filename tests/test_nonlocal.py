@@ -9,12 +9,15 @@ import torch
 import torch.nn.functional as F
 
 from priorstudio.core.errors import ParameterError
+from priorstudio.core.metrics import psnr
 from priorstudio.core.operators import make_operator
 from priorstudio.core.samplers.base import StopReason
 from priorstudio.core.samplers.nonlocal_filters import (
+    INVERSE_SIGMA_FLOOR,
     TwicingParams,
     build_filter,
     estimate_noise_sigma,
+    fill_holes,
     filter_image,
     ntk_kernel_vectors,
     twicing_sampler,
@@ -131,6 +134,38 @@ def test_twicing_with_an_operator_and_refreshed_weights():
     recs = list(twicing_sampler(op, c, p, truth=x))
     assert recs[-1].data_error < recs[0].data_error
     assert recs[-1].image.shape == (1, 1, 16, 16)
+
+
+def test_fill_holes_keeps_the_known_pixels_and_averages_the_ones_near():
+    g = torch.Generator().manual_seed(2)
+    x = torch.rand((1, 2, 20, 24), generator=g)
+    known = torch.rand((2, 20, 24), generator=g) < 0.3
+    filled = fill_holes(x, known, width=1.5)
+    assert torch.equal(filled[0][known], x[0][known])
+    holes = ~known
+    assert bool((filled[0][holes] >= x.min()).all() and (filled[0][holes] <= x.max()).all())
+    flat = fill_holes(torch.full((1, 1, 9, 9), 0.3), torch.rand((1, 9, 9), generator=g) < 0.2)
+    assert torch.allclose(flat, torch.full_like(flat, 0.3))
+    # a hole beyond the Gaussian's reach gets the mean of the known pixels, not mid-gray
+    lone = torch.zeros((1, 40, 40), dtype=torch.bool)
+    lone[0, 0, :2] = True
+    img = torch.zeros((1, 1, 40, 40))
+    img[0, 0, 0, :2] = torch.tensor([0.9, 0.7])
+    far = fill_holes(img, lone, width=1.0)
+    assert float(far[0, 0, 39, 39]) == pytest.approx(0.8)
+
+
+def test_nlm_twicing_fills_sparse_random_pixels():
+    """Noise-free, 10% of the pixels: nothing to estimate σ from, so the floor keeps W from being I."""
+    g = torch.Generator().manual_seed(3)
+    x = F.interpolate(torch.rand((1, 1, 5, 5), generator=g), size=(32, 32), mode="bilinear")[0]
+    op = make_operator("random_pixels", (1, 32, 32), fraction=0.1, seed=0)
+    c = op.forward(x.unsqueeze(0))
+    run = twicing_sampler(op, c, TwicingParams(patch=3, window=9, max_steps=20, emit_every=0), truth=x)
+    recs = list(run)
+    assert run.sigma == INVERSE_SIGMA_FLOOR
+    observed = psnr(op.observed_image(c)[0].clamp(0, 1), x)
+    assert recs[-1].psnr > observed + 3  # with mid-gray holes as the guide and σ = 0 it gained 0.002 dB
 
 
 def test_refreshed_nlm_filter_keeps_the_data_noise_level():

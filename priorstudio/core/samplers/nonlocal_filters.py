@@ -31,9 +31,19 @@ CVPR 2021).
 Other measurements (inpainting, super-resolution, …): the same kernel-gradient-descent step on the data
 term, z_{k+1} = z_k + η·W·M(c − Mᵀz_k) — the iteration a network trained by gradient descent on
 ‖Mᵀf − c‖² follows in the kernel regime; for denoising it is twicing. The guide is then
-``operator.observed_image(c)`` (known pixels on mid-gray holes), a poor guide inside holes, so
-``refresh_every`` > 0 re-computes the affinities from the current estimate every so many steps (the
-filter is then no longer fixed, and the iteration no longer linear; say so when reporting results).
+``operator.observed_image(c)``, except where pixels are missing (inpainting, random pixels): there the
+holes are filled first from the known pixels nearby (:func:`fill_holes`), since patches of mid-gray holes
+are all alike and the NLM kernel would match holes with holes. ``refresh_every`` > 0 re-computes the
+affinities from the current estimate every so many steps (the filter is then no longer fixed, and the
+iteration no longer linear; say so when reporting results).
+
+The NLM bandwidth follows the noise level, estimated from the guide when not given. A noise-free
+measurement leaves nothing to estimate (at 10% random pixels the estimate is 0, h falls to its floor and
+W to the identity: the holes never fill), so for inverse problems σ is at least ``INVERSE_SIGMA_FLOOR``.
+On a 96×96 crop of CBSD68's 101085, noise-free, 30 steps, NLM twicing (PSNR in dB, mid-gray guide and
+estimated σ → filled guide and the floor): random pixels 10% kept 10.85 → 20.34, 50% kept 24.24 → 27.10,
+a 24×24 hole 25.18 → 27.02, 4× super-resolution 22.66 → 23.76. NTK twicing (no bandwidth) with the filled
+guide: 20.54 → 20.23, 24.40 → 24.51, 24.46 → 24.67.
 
 Storage: the affinities of a W-wide search window are a (H·W, window²) table (``NonLocalFilter.table``),
 with zeros for neighbours outside the image: a 256² image with a 15×15 window is 59 MB in float32.
@@ -57,6 +67,11 @@ from priorstudio.core.samplers.dip import StoppableRun, cpu_threads
 from priorstudio.core.tensors import as_tensor
 
 KERNELS = ("nlm", "ntk")
+#: The least NLM noise level (on the [0, 1] scale) of an inverse problem when σ is not given; on the crop of
+#: the module docstring 0.05–0.1 did best on every task, 0.02 left random pixels near the identity.
+INVERSE_SIGMA_FLOOR = 0.05
+#: Width (pixels) of the Gaussian that fills holes from the known pixels around them (:func:`fill_holes`).
+FILL_WIDTH = 2.0
 #: Offsets processed together when computing or applying a filter (bounds the temporary memory).
 _CHUNK = 32
 
@@ -102,6 +117,34 @@ def estimate_noise_sigma(image: Tensor) -> float:
     x = x[..., :h, :w]
     hh = (x[..., 0::2, 0::2] - x[..., 0::2, 1::2] - x[..., 1::2, 0::2] + x[..., 1::2, 1::2]) / 2
     return float(hh.abs().median() / 0.6745)
+
+
+def fill_holes(image: Tensor, known: Tensor, width: float = FILL_WIDTH) -> Tensor:
+    """``image`` (B, C, H, W) where ``known`` (C, H, W, bool) is True; elsewhere a Gaussian-weighted average
+    of the known values nearby (normalised convolution), or their mean where none is within 3·``width``.
+
+    A guide for the patch affinities of an image with holes: a hole's patch then resembles its neighbours'.
+    """
+    x = image.detach().to(torch.float32)
+    k = known.to(torch.float32).expand_as(x)
+    r = max(1, math.ceil(3 * width))
+    g = torch.exp(-torch.arange(-r, r + 1, dtype=torch.float32).pow(2) / (2 * width * width))
+    g = g / g.sum()
+    channels = x.shape[1]
+    rows = g.view(1, 1, 1, -1).repeat(channels, 1, 1, 1)
+    cols = g.view(1, 1, -1, 1).repeat(channels, 1, 1, 1)
+
+    def blur(v: Tensor) -> Tensor:  # separable, zero outside the image: the weights' sum takes care of edges
+        v = F.conv2d(F.pad(v, (r, r, 0, 0)), rows, groups=channels)
+        return F.conv2d(F.pad(v, (0, 0, r, r)), cols, groups=channels)
+
+    weight = blur(k)
+    near = weight > 1e-6
+    counts = k.sum(dim=(2, 3), keepdim=True)
+    mean = (x * k).sum(dim=(2, 3), keepdim=True) / counts.clamp_min(1)
+    mean = torch.where(counts > 0, mean, torch.full_like(mean, 0.5))
+    filled = torch.where(near, blur(x * k) / weight.clamp_min(1e-6), mean.expand_as(x))
+    return torch.where(k > 0, x, filled)
 
 
 # -- the filter -----------------------------------------------------------------------------------------
@@ -297,7 +340,7 @@ class TwicingParams:
         default=0.0,
         metadata={
             "label": "σ",
-            "help": "NLM: noise level on the [0, 1] scale (0: estimate it from the image)",
+            "help": "NLM: noise level on the [0, 1] scale (0: estimated; at least 0.05 when not denoising)",
             "min": 0.0,
             "max": 1.0,
         },
@@ -393,10 +436,14 @@ class TwicingRun(StoppableRun):
                 raise ParameterError(f"twicing restores one measurement, got a batch of {c.shape[0]}")
             self.measurement = c.to(torch.float32)
             self.y = None
-            try:
-                guide = operator.observed_image(self.measurement)
-            except NotImplementedError:
-                guide = operator.pinv(self.measurement)
+            known = getattr(operator, "known_mask", None)
+            if known is not None:  # missing pixels: fill the holes, or their patches would all match
+                guide = fill_holes(operator.adjoint(self.measurement), known())
+            else:
+                try:
+                    guide = operator.observed_image(self.measurement)
+                except NotImplementedError:
+                    guide = operator.pinv(self.measurement)
             guide = guide.clamp(0, 1)
         shape = operator.image_shape if operator is not None else tuple(self.y.shape[1:])
         self.image_shape = tuple(int(v) for v in shape)
@@ -405,8 +452,11 @@ class TwicingRun(StoppableRun):
         # refreshed (already smoothed) estimate it would shrink several-fold and W would approach I.
         if params.sigma > 0:
             self.sigma: float | None = params.sigma
+        elif params.kernel == "nlm":
+            estimate = estimate_noise_sigma(guide)
+            self.sigma = estimate if denoising else max(estimate, INVERSE_SIGMA_FLOOR)
         else:
-            self.sigma = estimate_noise_sigma(guide) if params.kernel == "nlm" else None
+            self.sigma = None
         self.filter = self._build(guide)
         super().__init__()
 
