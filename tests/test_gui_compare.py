@@ -355,3 +355,22 @@ def test_closing_during_a_comparison_with_nothing_unsaved_asks_only_to_stop(wind
     asked = []
     window.confirm_close = lambda reason: asked.append(reason) or "discard"
     assert window.close() and asked == ["comparing"] and not window.compare.is_running()
+
+
+def test_compare_legend_sits_in_the_corner_the_curves_leave_free(qtbot):
+    """PSNR curves climb towards the top, so the legend goes bottom right; loss curves fall, so top right."""
+    plot = ComparePlot()
+    qtbot.addWidget(plot)
+    plot.resize(420, 300)
+    plot.show()
+    qtbot.waitExposed(plot)
+    box = plot.getViewBox()
+
+    def legend_in_lower_right() -> tuple[bool, bool]:
+        QtWidgets.QApplication.processEvents()
+        legend, view = plot.legend.sceneBoundingRect(), box.sceneBoundingRect()
+        return legend.center().y() > view.center().y(), legend.center().x() > view.center().x()
+
+    for quantity, lower in (("psnr", True), ("loss", False), ("psnr", True)):
+        plot.start([("a", "A"), ("b", "B")], quantity)
+        assert legend_in_lower_right() == (lower, True), quantity

@@ -98,6 +98,9 @@ class ComparePlot(pg.PlotWidget):
     """One curve per method against the step, each method's best point marked; redrawn from a timer."""
 
     QUANTITIES: ClassVar[dict[str, str]] = {"psnr": "PSNR (dB)", "loss": "fit loss (no ground truth)"}
+    #: Where the legend sits: the corner the curves leave free. PSNR curves rise from the bottom left towards
+    #: the top, so bottom right; loss curves fall from the top left towards the bottom right, so top right.
+    LEGEND_OFFSET: ClassVar[dict[str, tuple[int, int]]] = {"psnr": (-5, -5), "loss": (-5, 5)}
 
     def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
@@ -105,7 +108,8 @@ class ComparePlot(pg.PlotWidget):
         self.showGrid(x=True, y=True, alpha=0.2)
         self.setLabel("bottom", "step")
         self.setMenuEnabled(False)
-        self.legend = self.addLegend(offset=(-5, 5), labelTextSize="8pt")
+        # translucent, so a curve passing behind it stays visible; its corner follows the quantity
+        self.legend = self.addLegend(offset=self.LEGEND_OFFSET["psnr"], labelTextSize="8pt", brush=(0, 0, 0, 160))
         self.quantity = "psnr"
         self.log_steps = False
         self.curves: dict[str, pg.PlotDataItem] = {}
@@ -131,6 +135,7 @@ class ComparePlot(pg.PlotWidget):
         self.curves, self.best_marks, self._points, self._dirty = {}, {}, {}, set()
         self.quantity = quantity
         self.setLabel("left", self.QUANTITIES[quantity])
+        self.legend.setOffset(self.LEGEND_OFFSET[quantity])
         self._apply_log()
         for i, (name, label) in enumerate(methods):
             color = method_color(name, i)
