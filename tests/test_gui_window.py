@@ -748,6 +748,9 @@ def test_the_side_plots_name_what_each_method_reports(window, photo, qtbot):
     readout = plots.readout_text()
     assert readout.startswith("t=4  fit=") and "σ=" not in readout and "PSNR=" in readout
     assert [label.text for _, label in plots.p_resid.legend.items] == ["fit error"]  # it has no data error
+    # … nor a second curve (its records' data error is the fit error again) or a "data=" in the readout
+    assert plots.curves["residual_norm"].isVisible() and not plots.curves["data_error"].isVisible()
+    assert "data=" not in readout
     assert window.model_label.text() == "no denoiser: DIP (Adam) uses none"
     qtbot.wait(50)  # the layout settles, then linked views line up on screen (pyqtgraph's linking)
 
@@ -772,6 +775,10 @@ def test_the_side_plots_name_what_each_method_reports(window, photo, qtbot):
         and plots.p_resid.titleLabel.text.startswith("residual ‖D(y)")
     )
     assert [label.text for _, label in plots.p_resid.legend.items] == ["residual", "data error"]
+    assert plots.curves["data_error"].isVisible() and "  data=" in plots.readout_text()
+    # SSIM comes only with the images shown: each measured value is a dot, not just a bend in a line
+    ssim = plots.series["ssim"]
+    assert len(plots.curves["ssim"].scatter.points()) == int(np.isfinite(ssim).sum()) >= 1
 
 
 def test_deep_image_prior_and_twicing_show_their_time_and_memory_before_a_run(window, photo, qtbot):

@@ -212,7 +212,11 @@ class RunPlots(pg.GraphicsLayoutWidget):
             "residual_norm": self.p_resid.plot(pen=pen("residual_norm"), name="residual"),
             "data_error": self.p_resid.plot(pen=pen("data_error"), name="data error"),
             "psnr": self.p_psnr.plot(pen=pen("psnr")),
-            "ssim": self.p_ssim.plot(pen=pen("ssim")),
+            # SSIM is computed only at the steps whose image is shown: a dot at each, so the lines between
+            # them do not pass for measurements
+            "ssim": self.p_ssim.plot(
+                pen=pen("ssim"), symbol="o", symbolSize=4, symbolPen=None, symbolBrush=self.COLORS["ssim"]
+            ),
         }
         self.ideal = self.p_sigma.plot(pen=pen("ideal", 200, QtCore.Qt.PenStyle.DashLine), name="ideal (1−βh_t)")
         self.ghost_curves = {
@@ -275,6 +279,10 @@ class RunPlots(pg.GraphicsLayoutWidget):
         legend.addItem(self.curves["residual_norm"], labels.residual_name)
         if labels.data_error:
             legend.addItem(self.curves["data_error"], "data error")
+        # a method without a data error of its own (DIP: its fit error is the data error) draws no second
+        # curve: the same values in another colour would hide the first one, under a legend that names it
+        self.curves["data_error"].setVisible(labels.data_error)
+        self.ghost_curves["data_error"].setVisible(labels.data_error)
         sigma = "σ effective noise σ_t, " if labels.sigma else ""
         data = "data data-consistency error, " if labels.data_error else ""
         self.readout.setToolTip(
@@ -456,7 +464,7 @@ class RunPlots(pg.GraphicsLayoutWidget):
         if self.labels.sigma:
             parts.append(f"σ={s['sigma'][i]:.4g}")
         parts.append(f"{self.labels.residual_short}={s['residual_norm'][i]:.3g}")
-        if np.isfinite(s["data_error"][i]):
+        if self.labels.data_error and np.isfinite(s["data_error"][i]):
             parts.append(f"data={s['data_error'][i]:.3g}")
         if self.simulate and np.isfinite(s["psnr"][i]):
             parts.append(f"PSNR={s['psnr'][i]:.2f} dB")
