@@ -1157,3 +1157,32 @@ def test_the_question_before_losing_work_names_what_is_going_on(qtbot, reason, b
     assert ask_close(None, reason, "open another photo") == "cancel"
     ((question, shown),) = seen
     assert "open another photo" in question and shown == buttons
+
+
+def test_log_axes_label_one_two_five_not_every_minor_tick(window):
+    """Two decades of residual: 0.02, 0.05, 0.1, 0.2, 0.5 are labelled, not the pile of 0.02 … 0.09."""
+    plots = window.plots
+    plots.new_run()
+    for t in range(1, 40):
+        plots.append(t, {"sigma": 0.5 / t, "residual_norm": 0.9 / t, "data_error": 0.02, "psnr": 20.0})
+    plots.refresh()
+    axis = plots.p_resid.getAxis("left")
+
+    def labels() -> list[str]:
+        image = QtGui.QImage(200, 400, QtGui.QImage.Format.Format_ARGB32)
+        painter = QtGui.QPainter(image)
+        try:
+            _axis, _ticks, texts = axis.generateDrawSpecs(painter)
+        finally:
+            painter.end()
+        return [text for _rect, _flags, text in texts]
+
+    def mantissa(text: str) -> int:
+        v = float(text)
+        return round(v / 10 ** math.floor(math.log10(v) + 1e-9))
+
+    shown = labels()
+    assert len(shown) >= 3 and {mantissa(v) for v in shown} <= {1, 2, 5}, shown
+    plots.p_resid.setYRange(math.log10(0.025), math.log10(0.085), padding=0)  # zoomed in: only 0.05 of those
+    shown = labels()
+    assert len(shown) >= 3 and {mantissa(v) for v in shown} - {1, 2, 5}, shown

@@ -36,6 +36,29 @@ GRID_TICK_LEVEL = {"left": 1, "bottom": 0}
 PLOT_MIN_HEIGHT = 140
 
 
+class DecadeAxis(pg.AxisItem):
+    """A log axis labelled at 1, 2 and 5 × 10ᵏ, with the other minor ticks unlabelled.
+
+    pyqtgraph puts the decades and the minor ticks into one level when the range spans a few decades, and
+    labels them all: 0.02 … 0.09 crowd into an unreadable pile below every decade. The decades alone are too
+    few (the ranges are whole decades, and the labels at the two ends do not fit), so the levels here are
+    the decades, then 2 and 5 × 10ᵏ, then the rest, and the axis labels the first two (``maxTextLevel=1``).
+    Zoomed in where fewer than two of those show, every minor tick is labelled instead.
+    """
+
+    def logTickValues(self, minVal: float, maxVal: float, size: float, stdTicks: list) -> list:
+        lo, hi = math.floor(minVal), math.ceil(maxVal)
+
+        def inside(factors: Sequence[int]) -> list[float]:
+            values = (v + math.log10(k) for v in range(lo, hi + 1) for k in factors)
+            return [x for x in values if minVal <= x <= maxVal]
+
+        decades, two_five, rest = inside((1,)), inside((2, 5)), inside((3, 4, 6, 7, 8, 9))
+        if len(decades) + len(two_five) < 2:
+            return [(None, sorted(decades + two_five + rest))]
+        return [(1.0, decades), (None, two_five), (None, rest)]
+
+
 class ScalarSeries:
     """Per-step values in growing float64 arrays (NaN where a step did not report a value)."""
 
@@ -175,9 +198,16 @@ class RunPlots(pg.GraphicsLayoutWidget):
         font = self.readout.font()
         font.setPointSizeF(max(font.pointSizeF() - 1, 7.0))
         self.readout.setFont(font)
-        self.p_sigma = self.addPlot(row=0, col=0, title="effective noise σ_t")
+        self.p_sigma = self.addPlot(
+            row=0, col=0, title="effective noise σ_t", axisItems={"left": DecadeAxis(orientation="left")}
+        )
         self.p_sigma.setLogMode(y=True)
-        self.p_resid = self.addPlot(row=1, col=0, title="residual ‖D(y)−y‖/√N and data error")
+        self.p_resid = self.addPlot(
+            row=1,
+            col=0,
+            title="residual ‖D(y)−y‖/√N and data error",
+            axisItems={"left": DecadeAxis(orientation="left")},
+        )
         self.p_resid.setLogMode(y=True)
         self.p_psnr = self.addPlot(row=2, col=0, title="PSNR (dB)")
         self.p_ssim = self.addPlot(row=3, col=0, title="SSIM")
@@ -190,6 +220,8 @@ class RunPlots(pg.GraphicsLayoutWidget):
                 # no grid lines at the step axis's unlabelled ticks: re-drawing the axes (at every new run and
                 # every change of range) took 14.7 ms with them on plots of the default size, 4.0 without
                 p.getAxis(side).setStyle(maxTickLevel=GRID_TICK_LEVEL[side])
+        for p in (self.p_sigma, self.p_resid):
+            p.getAxis("left").setStyle(maxTextLevel=1)  # labels at 1, 2 and 5 × 10ᵏ (see DecadeAxis)
             p.showGrid(x=True, y=True, alpha=0.2)
             p.setDownsampling(auto=True, mode="peak")
             p.setClipToView(True)
