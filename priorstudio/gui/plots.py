@@ -232,8 +232,8 @@ class RunPlots(pg.GraphicsLayoutWidget):
             p.enableAutoRange(enable=False)
             p.vb.sigRangeChangedManually.connect(lambda _mask, p=p: self._by_hand.add(p))
         self.p_ssim.setLabel("bottom", "step t")
-        self.p_sigma.addLegend(offset=(-5, 5), labelTextSize="8pt")
-        self.p_resid.addLegend(offset=(-5, 5), labelTextSize="8pt")
+        for p in (self.p_sigma, self.p_resid):  # translucent: a curve passing behind the legend stays visible
+            p.addLegend(offset=(-5, 5), labelTextSize="8pt", brush=(0, 0, 0, 160))
 
         def pen(key: str, alpha: int = 255, style: QtCore.Qt.PenStyle = QtCore.Qt.PenStyle.SolidLine) -> object:
             # one-pixel (cosmetic) pens: a wider line is drawn segment by segment, ~3 ms more per redraw
