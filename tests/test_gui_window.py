@@ -1186,3 +1186,10 @@ def test_log_axes_label_one_two_five_not_every_minor_tick(window):
     plots.p_resid.setYRange(math.log10(0.025), math.log10(0.085), padding=0)  # zoomed in: only 0.05 of those
     shown = labels()
     assert len(shown) >= 3 and {mantissa(v) for v in shown} - {1, 2, 5}, shown
+
+
+def test_every_side_plot_gets_the_shared_setup(window):
+    """Grid, peak downsampling, clipping to the view and no context menu on all four plots, not only the log ones."""
+    for p in window.plots.plots:
+        assert p.clipToViewMode() and p.downsampleMode()[2] == "peak" and not p.menuEnabled()
+        assert p.ctrl.xGridCheck.isChecked() and p.ctrl.yGridCheck.isChecked()

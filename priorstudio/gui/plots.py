@@ -46,6 +46,10 @@ class DecadeAxis(pg.AxisItem):
     Zoomed in where fewer than two of those show, every minor tick is labelled instead.
     """
 
+    def __init__(self, orientation: str = "left", **kwargs: object) -> None:
+        super().__init__(orientation, **kwargs)
+        self.setStyle(maxTextLevel=1)  # the decades and 2, 5 × 10ᵏ
+
     def logTickValues(self, minVal: float, maxVal: float, size: float, stdTicks: list) -> list:
         lo, hi = math.floor(minVal), math.ceil(maxVal)
 
@@ -198,15 +202,13 @@ class RunPlots(pg.GraphicsLayoutWidget):
         font = self.readout.font()
         font.setPointSizeF(max(font.pointSizeF() - 1, 7.0))
         self.readout.setFont(font)
-        self.p_sigma = self.addPlot(
-            row=0, col=0, title="effective noise σ_t", axisItems={"left": DecadeAxis(orientation="left")}
-        )
+        self.p_sigma = self.addPlot(row=0, col=0, title="effective noise σ_t", axisItems={"left": DecadeAxis()})
         self.p_sigma.setLogMode(y=True)
         self.p_resid = self.addPlot(
             row=1,
             col=0,
             title="residual ‖D(y)−y‖/√N and data error",
-            axisItems={"left": DecadeAxis(orientation="left")},
+            axisItems={"left": DecadeAxis()},
         )
         self.p_resid.setLogMode(y=True)
         self.p_psnr = self.addPlot(row=2, col=0, title="PSNR (dB)")
@@ -220,8 +222,6 @@ class RunPlots(pg.GraphicsLayoutWidget):
                 # no grid lines at the step axis's unlabelled ticks: re-drawing the axes (at every new run and
                 # every change of range) took 14.7 ms with them on plots of the default size, 4.0 without
                 p.getAxis(side).setStyle(maxTickLevel=GRID_TICK_LEVEL[side])
-        for p in (self.p_sigma, self.p_resid):
-            p.getAxis("left").setStyle(maxTextLevel=1)  # labels at 1, 2 and 5 × 10ᵏ (see DecadeAxis)
             p.showGrid(x=True, y=True, alpha=0.2)
             p.setDownsampling(auto=True, mode="peak")
             p.setClipToView(True)
